@@ -1,0 +1,81 @@
+"""cffi builder for minillm's C kernels: `ffibuilder` compiles csrc/*.c into minillm._kernels.
+
+setup.py names this file in `cffi_modules`, so `pip install .` and `pip install -e .`
+compile it. Run it directly for a sanitizer build that the tests can load instead:
+
+    python csrc/build.py --sanitize --out runs/asan
+    LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
+        MINILLM_KERNELS_PATH=runs/asan pytest tests/test_kernels.py
+
+Flags: -O3 -march=native (the SIMD level is chosen here, at build time), C99, -Wall,
+-fopenmp when the compiler supports it, and no -ffast-math: the kernels' results must stay
+comparable with their NumPy twins.
+"""
+import os
+import sys
+import tempfile
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = ["runtime.c", "matmul.c", "attention.c"]
+BASE_FLAGS = ["-O3", "-march=native", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer", "-g"]
+
+
+def openmp_flags():
+    """Return the OpenMP compile flags if the C compiler accepts them, else []."""
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "omp_check.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+        try:
+            objs = compiler.compile([src], output_dir=tmp, extra_postargs=["-fopenmp"])
+            compiler.link_executable(objs, os.path.join(tmp, "omp_check"),
+                                     extra_postargs=["-fopenmp"])
+        except Exception:
+            return []
+    return ["-fopenmp"]
+
+
+def make_ffibuilder(sanitize=False):
+    omp = openmp_flags()
+    if not omp:
+        print("minillm: the C compiler has no OpenMP; the kernels will run on one thread",
+              file=sys.stderr)
+    flags = BASE_FLAGS + omp + (SANITIZE_FLAGS if sanitize else [])
+    with open(os.path.join(HERE, "kernels.h")) as f:
+        header = f.read()
+    ffi = FFI()
+    ffi.cdef(header)
+    ffi.set_source(
+        "minillm._kernels",
+        '#include "kernels.h"\n',
+        sources=[os.path.relpath(os.path.join(HERE, s)) for s in SOURCES],
+        include_dirs=[os.path.relpath(HERE)],
+        extra_compile_args=flags,
+        extra_link_args=omp + (SANITIZE_FLAGS if sanitize else []),
+    )
+    return ffi
+
+
+ffibuilder = make_ffibuilder(sanitize=os.environ.get("MINILLM_SANITIZE") == "1")
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sanitize", action="store_true",
+                        help="build with -fsanitize=address,undefined")
+    parser.add_argument("--out", default="build/kernels", help="output directory")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    ffi = make_ffibuilder(sanitize=args.sanitize) if args.sanitize else ffibuilder
+    so = ffi.compile(tmpdir=args.out, verbose=True)
+    print(f"built {so}")

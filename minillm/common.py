@@ -1,0 +1,83 @@
+"""Small shared utilities: where runs live, atomic writes, one-line user errors.
+
+Everything a stage writes goes through `atomic_write` (or `atomic_path`), so an
+interrupted run never leaves a half-written artifact behind: the data goes to a temporary
+file in the same directory, is flushed to disk, and is renamed over the target in one step.
+"""
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A mistake the user can fix. The CLI prints its message as one line, no traceback."""
+
+
+def runs_dir():
+    """Root directory of runs: $MINILLM_RUNS, else ./runs."""
+    return Path(os.environ.get("MINILLM_RUNS", "runs"))
+
+
+def num_cores():
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def data_path(*parts):
+    """Path of a checked-in data file: ./data in a source checkout, minillm/_data installed."""
+    here = Path(__file__).resolve().parent
+    for root in (here.parent / "data", here / "_data"):
+        if root.is_dir():
+            return root.joinpath(*parts)
+    raise UserError("minillm's data files are missing; reinstall minillm (pip install .)")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to `path`; on success rename it to `path`.
+
+    For writers that want a file name (np.save, gzip.open, ...). On an exception the
+    temporary file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path, data):
+    """Write bytes or str to `path` atomically."""
+    mode = "wb" if isinstance(data, (bytes, bytearray, memoryview)) else "w"
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+            f.write(data)
+
+
+def write_json(path, obj):
+    """Write `obj` as indented JSON, atomically."""
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path, what="file"):
+    """Read a JSON file, turning a missing or corrupt file into a one-line UserError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} {path} is not valid JSON ({e}); delete it or rerun the stage that writes it") from None
