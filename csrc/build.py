@@ -44,7 +44,7 @@ def openmp_flags():
     return ["-fopenmp"]
 
 
-def make_ffibuilder(sanitize=False):
+def make_ffibuilder(sanitize=False, absolute=False):
     omp = openmp_flags()
     if not omp:
         print("minillm: the C compiler has no OpenMP; the kernels will run on one thread",
@@ -52,20 +52,23 @@ def make_ffibuilder(sanitize=False):
     flags = BASE_FLAGS + omp + (SANITIZE_FLAGS if sanitize else [])
     with open(os.path.join(HERE, "kernels.h")) as f:
         header = f.read()
+    # setuptools wants source paths relative to setup.py; ffi.compile (script mode) runs
+    # in its output directory and needs absolute ones.
+    where = os.path.abspath if absolute else os.path.relpath
     ffi = FFI()
     ffi.cdef(header)
     ffi.set_source(
         "minillm._kernels",
         '#include "kernels.h"\n',
-        sources=[os.path.relpath(os.path.join(HERE, s)) for s in SOURCES],
-        include_dirs=[os.path.relpath(HERE)],
+        sources=[where(os.path.join(HERE, s)) for s in SOURCES],
+        include_dirs=[where(HERE)],
         extra_compile_args=flags,
         extra_link_args=omp + (SANITIZE_FLAGS if sanitize else []),
     )
     return ffi
 
 
-ffibuilder = make_ffibuilder(sanitize=os.environ.get("MINILLM_SANITIZE") == "1")
+ffibuilder = make_ffibuilder() if __name__ != "__main__" else None
 
 if __name__ == "__main__":
     import argparse
@@ -76,6 +79,6 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="build/kernels", help="output directory")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    ffi = make_ffibuilder(sanitize=args.sanitize) if args.sanitize else ffibuilder
-    so = ffi.compile(tmpdir=args.out, verbose=True)
+    ffi = make_ffibuilder(sanitize=args.sanitize, absolute=True)
+    so = ffi.compile(tmpdir=args.out, verbose=False)
     print(f"built {so}")

@@ -14,9 +14,21 @@ import sys
 
 from minillm.common import UserError
 
-# command -> (module, one-line help). Lecture order.
+# command -> ("module" or "module:name", one-line help), in lecture order. The module
+# provides add_arguments(parser) and run(args), or add_<name>_arguments and run_<name>.
 COMMANDS = {
     "info": ("minillm.cli", "show how this installation is set up"),
+    "world": ("minillm.internet.world", "build / inspect the mini-world (the generated internet)"),
+    "crawl": ("minillm.internet.pages", "render the mini-world as a web crawl in WARC files"),
+    "download": ("minillm.internet.download", "download a real corpus (resumable, checksummed)"),
+    "clean": ("minillm.internet.pipeline", "run the FineWeb-style cleaning pipeline over WARCs"),
+    "tokenizer": ("minillm.tokenizer", "train / use the byte-level BPE tokenizer"),
+    "pretrain": ("minillm.train", "pretrain the transformer (the base model)"),
+    "sample": ("minillm.generate", "sample text from a checkpoint"),
+    "eval": ("minillm.evals", "evaluate a checkpoint on the mini-world's probes"),
+    "speedrun": ("minillm.speedrun", "run every stage end to end"),
+    "export": ("minillm.export", "export a checkpoint to GGUF, Hugging Face or llama2.c"),
+    "import": ("minillm.export:import", "import a Hugging Face Llama checkpoint"),
 }
 
 
@@ -72,12 +84,22 @@ def main(argv=None):
         top.print_help()
         return 0
     name = top.parse_args(argv[:1]).command
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"minillm {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
+    spec, help_ = COMMANDS[name]
+    module_name, _, prefix = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name:
+            raise
+        print(f"minillm: error: `minillm {name}` is not available in this version", file=sys.stderr)
+        return 2
+    add = getattr(module, f"add_{prefix}_arguments" if prefix else "add_arguments")
+    run_ = getattr(module, f"run_{prefix}" if prefix else "run")
+    parser = argparse.ArgumentParser(prog=f"minillm {name}", description=help_)
+    add(parser)
     args = parser.parse_args(argv[1:])
     try:
-        result = module.run(args)
+        result = run_(args)
     except UserError as e:
         print(f"minillm: error: {e}", file=sys.stderr)
         return 2

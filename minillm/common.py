@@ -81,3 +81,12 @@ def read_json(path, what="file"):
         raise UserError(f"{what} not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{what} {path} is not valid JSON ({e}); delete it or rerun the stage that writes it") from None
+
+
+def append_jsonl(path, record):
+    """Append one JSON record as a line (metrics.jsonl). A line is written with one
+    write() call, so an interrupted run loses at most the line being written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
