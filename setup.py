@@ -30,13 +30,19 @@ class optional_build_ext(build_ext):
               "minillm will run on its NumPy references (slower).\n", file=sys.stderr)
 
 
+# The peers the tests compare against (reference checks only, never imported by minillm).
 TEST_EXTRAS = [
     "pytest>=7",
     "pytest-timeout",
     "hypothesis",
-    "torch==2.13.0",
+    "torch==2.13.0",            # exactly this pin: a local CPU wheel on the CI machines
     "tiktoken",
     "tokenizers",
+    "safetensors",
+    "transformers==5.24.0",
+    "jinja2",
+    "gguf==0.19.0",
+    "llama-cpp-python==0.3.36",  # builds from its sdist (several minutes)
 ]
 
 setup(

@@ -1,114 +1,202 @@
 /*
- * attention.c — causal self-attention (placeholder: one row at a time with a two-pass
- * softmax; the tiled online-softmax version replaces this file).
+ * attention.c — causal self-attention: the forward and the prefill against a KV cache.
+ *
+ * The files: attention.c (tiles, forward, prefill), attention_backward.c (gradients),
+ * attention_decode.c (one query at a time: decode), attention_gemm.c (the one tile product
+ * att_gemm, K^T packing, row softmax helpers, the workspace), attention_simd.h (vectors, exp).
+ *
+ * Shapes: B batch, NH query heads, NKV key/value heads (query head h reads KV head
+ * h / (NH/NKV)), T time, HD head dim; scores s = q.k / sqrt(HD), query i sees keys 0..i.
+ *
+ * Tiling. A work item is one query tile: QT consecutive query rows of one (b, h). It walks
+ * the key tiles (KT keys each) up to its diagonal; per tile it computes the score block
+ * S = Q K^T (QT, KT) into a per-thread buffer, turns it into probabilities, and adds P V to
+ * its output rows. Keys sit in the SIMD lanes of S, so S comes from a broadcast-FMA
+ * product with K^T, which is packed once per call (attention_internal.h), tile by tile.
+ * Only that (QT, KT) block per thread ever exists: never a (T, T) matrix. OpenMP splits the
+ * (b, h, query tile) items (each writes only its own rows of out and lse), heaviest first.
+ * On the diagonal tile, rows see a growing number of keys: those rows go in chunks of 16
+ * whose products stop at the last key the chunk can see.
+ *
+ * Online softmax. Each row keeps a running max m and sum l of e^(s - m), and an output
+ * accumulator o = sum_j e^(s_j - m) v_j. A new key tile with row max m' > m rescales the
+ * old state by alpha = e^(m - m'):  l = alpha l + sum_tile e^(s - m'),  o = alpha o + P V.
+ * At the end out = o / l and lse = m + log l (saved for the backward).
+ *
+ * Backward (attention_backward.c). With P = e^(S - lse) recomputed per tile from the saved
+ * lse and D = rowsum(dout * out):  dV = P^T dO,  dP = dO V^T,  dS = P (dP - D) / sqrt(HD),
+ * dQ = dS K,  dK = dS^T Q.  Two passes so that every write has one owner, no atomics:
+ *   pass 1, parallel over (b, kv head, key tile): dK, dV of that tile, summing over the
+ *           query heads of the group and the query tiles at or after the key tile;
+ *   pass 2, parallel over (b, head, query tile): dQ of that tile, over the key tiles up
+ *           to the diagonal.
+ * When there are enough (b, kv head) items for the threads, one fused pass per (b, kv head)
+ * does both (it owns the dQ rows of its group too) and skips recomputing S and dP.
+ *
+ * Decode (one query per sequence) uses a row kernel instead (attention_decode.c): a lone
+ * query cannot fill the key lanes of a tile. Prefill with very few queries takes it too.
  */
-#include <math.h>
-#include <stdlib.h>
+#include <string.h>
 #include "kernels.h"
+#include "attention_internal.h"
+#include "attention_simd.h"
 
-/* One query row against keys 0..L-1 of one KV head: writes out[HD], returns lse. */
-static float attend_row(float *out, const float *q, const float *k, const float *v,
-                        int L, int HD, float *scores) {
-    float scale = 1.0f / sqrtf((float)HD), m = -INFINITY, sum = 0.0f;
-    for (int j = 0; j < L; j++) {
-        float s = 0.0f;
-        for (int d = 0; d < HD; d++) s += q[d] * k[(long)j * HD + d];
-        scores[j] = s * scale;
-        if (scores[j] > m) m = scores[j];
-    }
-    for (int j = 0; j < L; j++) { scores[j] = expf(scores[j] - m); sum += scores[j]; }
-    for (int d = 0; d < HD; d++) out[d] = 0.0f;
-    for (int j = 0; j < L; j++) {
-        float p = scores[j] / sum;
-        for (int d = 0; d < HD; d++) out[d] += p * v[(long)j * HD + d];
-    }
-    return m + logf(sum);
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define PREFILL_ROWS_MIN 4 /* fewer new queries than this: row kernel instead of tiles */
+#define PREFILL_PARALLEL_MIN (1L << 17)  /* multiply-adds worth waking the threads for */
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
 }
 
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* The online-softmax step of forward_tile for rows [i0, nq) and one key tile: s (rows, KT)
+ * holds raw scores; turns them into p = e^(s*scale - m') (0 past each row's keys) and
+ * updates m, l and rescales the out rows by alpha = e^(m - m'). */
+static void online_softmax(float *restrict out, float *restrict s, float *restrict m,
+                           float *restrict l, const int *start, const int *cols, int nchunks,
+                           int p0, int j0, int HD) {
+    const float scale = 1.0f / sqrtf((float)HD);
+    int i0 = start[0], nq = start[nchunks];
+    float alpha[QT], mnew[QT];
+    for (int c = 0; c < nchunks; c++) {
+        for (int i = start[c]; i < start[c + 1]; i++) {
+            float mt = att_max_row(s + i * KT, imin(cols[c], p0 + i + 1 - j0), scale);
+            mnew[i] = mt > m[i] ? mt : m[i];
+            alpha[i] = m[i] - mnew[i];
+        }
+    }
+    for (int i = i0; i < nq; i += VW) {                /* alpha = e^(m - m'), VW rows at once */
+        vmask mk = vfirst(nq - i);
+        vstore_m(alpha + i, vexp(vload_m(alpha + i, mk)), mk);
+    }
+    for (int c = 0; c < nchunks; c++) {
+        for (int i = start[c]; i < start[c + 1]; i++) {
+            int n = imin(cols[c], p0 + i + 1 - j0);
+            l[i] = l[i] * alpha[i] + att_exp_row(s + i * KT, n, cols[c], scale, mnew[i]);
+            if (alpha[i] != 1.0f) att_scale_row(out + (size_t)i * HD, HD, alpha[i]);
+            m[i] = mnew[i];
+        }
+    }
+}
+
+/* One query tile of one head: q (nq, HD) holds positions p0 .. p0+nq-1 and row i attends to
+ * keys 0 .. p0+i; kt is the head's packed K^T, v its values (>= p0+nq rows of HD).
+ * Writes out (nq, HD) and, unless lse is NULL, lse (nq).  s: (QT, KT) scratch. */
+static void forward_tile(float *restrict out, float *restrict lse, const float *restrict q,
+                         const float *restrict kt, const float *restrict v, int nq, int p0,
+                         int HD, float *restrict s) {
+    float m[QT], l[QT];
+    int start[QT / CHUNK + 2], cols[QT / CHUNK + 2];
+    for (int i = 0; i < nq; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
+    memset(out, 0, sizeof(float) * nq * HD);
+    for (int j0 = 0; j0 < p0 + nq; j0 += KT) {
+        int nk = imin(KT, p0 + nq - j0), i0 = imax(0, j0 - p0);  /* rows < i0: no key here */
+        int nc = att_split_rows(start, cols, i0, nq, p0, j0, nk);
+        const float *ktile = kt + (size_t)(j0 / KT) * HD * KT;
+        for (int c = 0; c < nc; c++)                     /* S = Q K^T   (rows, cols) */
+            att_gemm(s + start[c] * KT, KT, q + (size_t)start[c] * HD, 1, HD, ktile, KT,
+                     start[c + 1] - start[c], cols[c], HD, 0);
+        online_softmax(out, s, m, l, start, cols, nc, p0, j0, HD);
+        for (int c = 0; c < nc; c++)                     /* out += P V  (rows, HD) */
+            att_gemm(out + (size_t)start[c] * HD, HD, s + start[c] * KT, 1, KT,
+                     v + (size_t)j0 * HD, HD, start[c + 1] - start[c], HD, cols[c], 1);
+    }
+    for (int i = 0; i < nq; i++) {
+        att_scale_row(out + (size_t)i * HD, HD, 1.0f / l[i]);
+        if (lse) lse[i] = m[i] + logf(l[i]);
+    }
+}
+
+/* Attention of q (B, NH, Tq, HD) at positions pos0.. against k, v (B, NKV, S, HD) holding
+ * positions 0 .. pos0+Tq-1: the forward (pos0 = 0, S = T, lse) and the prefill (lse NULL). */
+static void attention_tiled(float *restrict out, float *restrict lse, const float *restrict q,
+                            const float *restrict k, const float *restrict v, int B, int NH,
+                            int NKV, int Tq, int pos0, int S, int HD) {
+    int group = NH / NKV, L = pos0 + Tq, ntiles = (Tq + QT - 1) / QT;
+    size_t psize = att_packed_size(L, HD), nitems = (size_t)B * NH * ntiles;
+    size_t kt_size = att_round((size_t)B * NKV * psize);
+    float *kt = att_workspace(kt_size + (size_t)max_threads() * QT * KT);
+    if (!kt) {   /* out of memory: the row kernel needs no scratch */
+        #pragma omp parallel for collapse(3) schedule(dynamic, 16)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++)
+                for (int i = 0; i < Tq; i++) {
+                    size_t row = ((size_t)b * NH + h) * Tq + i;
+                    size_t kv = ((size_t)b * NKV + h / group) * S * HD;
+                    float r = att_attend_row(out + row * HD, q + row * HD, k + kv, v + kv,
+                                             pos0 + i + 1, HD);
+                    if (lse) lse[row] = r;
+                }
+        return;
+    }
+    float *scratch = kt + kt_size;                      /* (threads, QT, KT) */
+    #pragma omp parallel for schedule(static)
+    for (int bk = 0; bk < B * NKV; bk++)
+        att_pack_transposed(kt + (size_t)bk * psize, k + (size_t)bk * S * HD, L, HD);
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (size_t item = 0; item < nitems; item++) {
+        /* heaviest (last) query tiles first */
+        int t = ntiles - 1 - (int)(item % ntiles), bh = (int)(item / ntiles);
+        int b = bh / NH, kvh = bh % NH / group, i0 = t * QT, nq = imin(QT, Tq - i0);
+        size_t row = (size_t)bh * Tq + i0, kv = (size_t)b * NKV + kvh;
+        forward_tile(out + row * HD, lse ? lse + row : NULL, q + row * HD, kt + kv * psize,
+                     v + kv * S * HD, nq, pos0 + i0, HD,
+                     scratch + (size_t)thread_id() * QT * KT);
+    }
+    att_workspace_done(kt);
+}
+
+/* out (B, NH, T, HD), lse (B, NH, T) = causal attention of q (B, NH, T, HD) over
+ * k, v (B, NKV, T, HD).  Overwrites both. */
 void attention_forward(float *restrict out, float *restrict lse, const float *restrict q,
                        const float *restrict k, const float *restrict v,
                        int B, int NH, int NKV, int T, int HD) {
-    int group = NH / NKV;
-    #pragma omp parallel for collapse(2)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            float *scores = malloc(sizeof(float) * T);
-            long qo = ((long)b * NH + h) * T, ko = ((long)b * NKV + h / group) * T;
-            for (int t = 0; t < T; t++)
-                lse[qo + t] = attend_row(out + (qo + t) * HD, q + (qo + t) * HD,
-                                         k + ko * HD, v + ko * HD, t + 1, HD, scores);
-            free(scores);
-        }
+    if (B <= 0 || NH <= 0 || T <= 0) return;                 /* empty: nothing to write */
+    if (HD <= 0) {                                           /* 0/0 scores, as NumPy's */
+        for (size_t i = 0; i < (size_t)B * NH * T; i++) lse[i] = NAN;
+        return;
     }
+    attention_tiled(out, lse, q, k, v, B, NH, NKV, T, 0, T, HD);
 }
 
-void attention_backward(float *restrict dq, float *restrict dk, float *restrict dv,
-                        const float *restrict dout, const float *restrict q,
-                        const float *restrict k, const float *restrict v,
-                        const float *restrict out, const float *restrict lse,
-                        int B, int NH, int NKV, int T, int HD) {
-    int group = NH / NKV;
-    float scale = 1.0f / sqrtf((float)HD);
-    /* parallel over KV heads: each thread owns dk, dv of its KV head and dq of its group */
-    #pragma omp parallel for collapse(2)
-    for (int b = 0; b < B; b++) {
-        for (int kh = 0; kh < NKV; kh++) {
-            long ko = ((long)b * NKV + kh) * T * HD;
-            for (long i = 0; i < (long)T * HD; i++) { dk[ko + i] = 0.0f; dv[ko + i] = 0.0f; }
-            for (int h = kh * group; h < (kh + 1) * group; h++) {
-                long qo = ((long)b * NH + h) * T;
-                for (int t = 0; t < T; t++) {
-                    const float *qr = q + (qo + t) * HD, *dor = dout + (qo + t) * HD;
-                    const float *orow = out + (qo + t) * HD;
-                    float *dqr = dq + (qo + t) * HD, Drow = 0.0f;
-                    for (int d = 0; d < HD; d++) { Drow += dor[d] * orow[d]; dqr[d] = 0.0f; }
-                    for (int j = 0; j <= t; j++) {
-                        const float *kr = k + ko + (long)j * HD, *vr = v + ko + (long)j * HD;
-                        float s = 0.0f, dp = 0.0f;
-                        for (int d = 0; d < HD; d++) { s += qr[d] * kr[d]; dp += dor[d] * vr[d]; }
-                        float p = expf(s * scale - lse[qo + t]);
-                        float ds = p * (dp - Drow) * scale;
-                        for (int d = 0; d < HD; d++) {
-                            dv[ko + (long)j * HD + d] += p * dor[d];
-                            dk[ko + (long)j * HD + d] += ds * qr[d];
-                            dqr[d] += ds * kr[d];
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
+/* out (B, NH, Tq, HD): q at positions pos0 .. pos0+Tq-1 against kcache, vcache
+ * (B, NKV, S, HD) holding positions 0 .. pos0+Tq-1.  Overwrites out. */
 void attention_prefill(float *restrict out, const float *restrict q,
                        const float *restrict kcache, const float *restrict vcache,
                        int B, int NH, int NKV, int Tq, int pos0, int S, int HD) {
-    int group = NH / NKV;
-    #pragma omp parallel for collapse(2)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            float *scores = malloc(sizeof(float) * (pos0 + Tq));
-            long qo = ((long)b * NH + h) * Tq, ko = ((long)b * NKV + h / group) * S * HD;
-            for (int t = 0; t < Tq; t++)
-                attend_row(out + (qo + t) * HD, q + (qo + t) * HD, kcache + ko, vcache + ko,
-                           pos0 + t + 1, HD, scores);
-            free(scores);
-        }
+    if (B <= 0 || NH <= 0 || Tq <= 0 || HD <= 0) return;    /* empty: nothing to write */
+    if (Tq >= PREFILL_ROWS_MIN) {
+        attention_tiled(out, NULL, q, kcache, vcache, B, NH, NKV, Tq, pos0, S, HD);
+        return;
     }
+    int group = NH / NKV;
+    long work = (long)B * NH * Tq * (pos0 + Tq) * HD;
+    #pragma omp parallel for collapse(3) if (work > PREFILL_PARALLEL_MIN)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < Tq; i++) {
+                size_t row = ((size_t)b * NH + h) * Tq + i;
+                size_t kv = ((size_t)b * NKV + h / group) * S * HD;
+                att_attend_row(out + row * HD, q + row * HD, kcache + kv, vcache + kv,
+                               pos0 + i + 1, HD);
+            }
 }
 
-void attention_decode(float *restrict out, const float *restrict q,
-                      const float *restrict kcache, const float *restrict vcache,
-                      const int *restrict lengths, int B, int NH, int NKV, int S, int HD) {
-    int group = NH / NKV;
-    #pragma omp parallel for collapse(2)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            float *scores = malloc(sizeof(float) * lengths[b]);
-            long qo = (long)b * NH + h, ko = ((long)b * NKV + h / group) * S * HD;
-            attend_row(out + qo * HD, q + qo * HD, kcache + ko, vcache + ko, lengths[b], HD,
-                       scores);
-            free(scores);
-        }
-    }
-}

@@ -59,3 +59,103 @@ void attention_prefill(float *out, const float *q, const float *kcache, const fl
  * out (B, NH, HD).  Overwrites out. */
 void attention_decode(float *out, const float *q, const float *kcache, const float *vcache,
                       const int *lengths, int B, int NH, int NKV, int S, int HD);
+
+/* ==== byte-level BPE tokenizer (csrc/bpe_split.c, bpe.c, bpe_train.c; owner: minillm/tokenizer*.py) ====
+ * Text is UTF-8 bytes; ids are int. pattern 1 = GPT-4's split regex, 2 = GPT-2's, matched
+ * by hand; cp_class (n_class entries) holds each code point's class bits: 1 \p{L}, 2 \p{N},
+ * 4 \s (built with the regex package, so both paths agree). Documents are packed in one
+ * buffer: document d is text[doc_ends[d-1] .. doc_ends[d]) with doc_ends[-1] = 0.
+ * Functions returning a count return -1 when out of memory. */
+typedef struct bpe_model bpe_model;       /* merge table: pair (a, b) -> rank, rank -> new id */
+typedef struct bpe_cache bpe_cache;       /* chunk -> ids cache; one per thread */
+typedef struct bpe_trainer bpe_trainer;   /* distinct chunks + incremental pair counts */
+
+/* ends (one per chunk, capacity n) = end offset of each pre-split chunk of text (n bytes). Returns the chunk count. */
+long long bpe_split(long long *ends, const unsigned char *text, long long n, int pattern,
+                    const unsigned char *cp_class, int n_class);
+
+/* The end offset of the pre-split chunk that starts at offset i of text (n bytes), i < n. */
+long long bpe_chunk_end(const unsigned char *text, long long i, long long n, int pattern,
+                        const unsigned char *cp_class, int n_class);
+
+/* byte_ids (256): token of each byte; merge r turns pairs (2r, 2r+1) into new_ids[r]. NULL when out of memory. */
+bpe_model *bpe_model_new(const int *byte_ids, const int *pairs, const int *new_ids, int n_merges);
+void bpe_model_free(bpe_model *m);
+bpe_cache *bpe_cache_new(void);
+void bpe_cache_free(bpe_cache *c);
+
+/* Split and encode documents: out (capacity = total bytes) gets the ids, out_ends (n_docs)
+ * the end of each document's ids. cache may be NULL. Returns the number of ids. */
+long long bpe_encode(int *out, long long *out_ends, const bpe_model *m, bpe_cache *cache,
+                     const unsigned char *text, const long long *doc_ends, int n_docs,
+                     int pattern, const unsigned char *cp_class, int n_class);
+
+/* Encode chunks already split elsewhere (custom patterns): chunk c is text[ends[c-1] .. ends[c]). */
+long long bpe_encode_chunks(int *out, const bpe_model *m, bpe_cache *cache,
+                            const unsigned char *text, const long long *ends, long long n_chunks);
+
+bpe_trainer *bpe_trainer_new(void);
+void bpe_trainer_free(bpe_trainer *t);
+/* Split documents and count their distinct chunks. 0 ok, -1 out of memory, -2 after merging began, -3 chunk over 2 GB. */
+int bpe_trainer_count(bpe_trainer *t, const unsigned char *text, const long long *doc_ends, int n_docs,
+                      int pattern, const unsigned char *cp_class, int n_class);
+/* Add n distinct chunks split elsewhere: chunk c is data[ends[c-1] .. ends[c]), seen counts[c] times. Codes as above. */
+int bpe_trainer_add(bpe_trainer *t, const unsigned char *data, const long long *ends,
+                    const long long *counts, long long n);
+long long bpe_trainer_num_chunks(const bpe_trainer *t);
+/* Learn up to n more merges (ids 256, 257, ... in order): pairs (n, 2), counts (n) = the
+ * pair's count when merged. Highest count first, ties to the smallest (a, b). Returns how
+ * many were learned (fewer when no pair is left), -1 when out of memory. */
+int bpe_trainer_merge(bpe_trainer *t, int *pairs, long long *counts, int n);
+
+/* ==== elementwise layers (csrc/layers.c; owner: minillm/nn/kernels_layers.py, layers.py) ====
+ * Row-parallel; results do not depend on the thread count. N rows (tokens), C channels,
+ * H SwiGLU hidden size, V vocab; B batch, T time, NH query heads, NKV key/value heads,
+ * HD head dim (even). Functions returning int return 0, or -1 when out of memory. */
+
+/* RMSNorm: out (N, C) = inp * rstd * weight (C), rstd (N) = 1 / sqrt(mean(inp^2) + eps)
+ * over each row.  Overwrites out and rstd. */
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
+                     int N, int C, float eps);
+
+/* RMSNorm backward from dout (N, C) and the forward's inp, weight, rstd:
+ * dinp (N, C) = rstd * dout * weight - inp * rstd^3 * rowsum(dout * weight * inp) / C,
+ * dweight (C) = colsum(dout * inp * rstd).  Overwrites dinp and dweight. */
+int rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                     const float *weight, const float *rstd, int N, int C);
+
+/* SwiGLU: out (N, H) = silu(g) * u where each row of gu (N, 2H) is [g | u].  Overwrites out. */
+void swiglu_forward(float *out, const float *gu, int N, int H);
+
+/* SwiGLU backward: dgu (N, 2H) = [dout * u * silu'(g) | dout * silu(g)] from dout (N, H)
+ * and the forward's gu (the sigmoid is recomputed).  Overwrites dgu. */
+void swiglu_backward(float *dgu, const float *dout, const float *gu, int N, int H);
+
+/* Split the fused projection qkv (B, T, (NH + 2 NKV) * HD) into heads q (B, NH, T, HD),
+ * k and v (B, NKV, T, HD), rotating q and k by RoPE (interleaved pairs): freqs (T, HD) holds
+ * (cos, sin) of pair i's angle at position t in freqs[t, 2i], freqs[t, 2i + 1].
+ * Overwrites q, k, v. */
+void rope_split_qkv(float *q, float *k, float *v, const float *qkv, const float *freqs,
+                    int B, int T, int NH, int NKV, int HD);
+
+/* Backward of rope_split_qkv: dqkv (B, T, (NH + 2 NKV) * HD) from dq (B, NH, T, HD), dk and
+ * dv (B, NKV, T, HD), q and k rotated back.  Overwrites dqkv. */
+void rope_split_qkv_backward(float *dqkv, const float *dq, const float *dk, const float *dv,
+                             const float *freqs, int B, int T, int NH, int NKV, int HD);
+
+/* out (B, T, NH * HD) = inp (B, NH, T, HD) with the head and time axes swapped.  Overwrites out. */
+void merge_heads(float *out, const float *inp, int B, int NH, int T, int HD);
+
+/* out (B, NH, T, HD) = inp (B, T, NH * HD) with the time and head axes swapped.  Overwrites out. */
+void split_heads(float *out, const float *inp, int B, int NH, int T, int HD);
+
+/* Softmax cross-entropy, in place: row n of logits (N, V) becomes
+ * (softmax(logits_n) - onehot(targets_n)) * coef_n, and losses (N) gets
+ * logsumexp(logits_n) - logits_n[targets_n].  Rows with coef_n == 0 become 0 with loss 0
+ * (their target is not read); others need 0 <= targets_n < V.  Overwrites losses and logits. */
+void cross_entropy_forward(float *losses, float *logits, const int *targets, const float *coef,
+                           int N, int V);
+
+/* Embedding backward: dweight[idx[n]] (rows of (V, C)) += dout[n] (N, C), rows in order;
+ * 0 <= idx[n] < V.  Accumulates into dweight. */
+void embedding_backward(float *dweight, const float *dout, const int *idx, int N, int C);

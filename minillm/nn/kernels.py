@@ -261,6 +261,8 @@ def _expand_kv(x, NH):
 def attention_forward_ref(q, k, v):
     """out (B, NH, T, HD), lse (B, NH, T) of causal softmax(q k^T / sqrt(HD)) v."""
     B, NH, T, HD = q.shape
+    if T == 0:
+        return np.empty_like(q), np.empty((B, NH, 0), dtype=q.dtype)
     k, v = _expand_kv(k, NH), _expand_kv(v, NH)
     att = q @ k.transpose(0, 1, 3, 2) / np.sqrt(HD).astype(q.dtype)     # (B, NH, T, T)
     att = np.where(np.tril(np.ones((T, T), dtype=bool)), att, -np.inf)  # causal mask
@@ -335,6 +337,8 @@ def attention_prefill_ref(q, kcache, vcache, pos0):
     """out (B, NH, Tq, HD): queries at positions pos0.. attend to cache positions 0..pos."""
     B, NH, Tq, HD = q.shape
     L = pos0 + Tq
+    if Tq == 0:
+        return np.empty_like(q)
     k, v = _expand_kv(kcache[:, :, :L], NH), _expand_kv(vcache[:, :, :L], NH)
     att = q @ k.transpose(0, 1, 3, 2) / np.sqrt(HD).astype(q.dtype)     # (B, NH, Tq, L)
     allowed = np.arange(L)[None, :] <= pos0 + np.arange(Tq)[:, None]    # (Tq, L)

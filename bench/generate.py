@@ -1,0 +1,309 @@
+"""Inference speed: minillm's KV-cache engine against PyTorch and llama2.c's run.c.
+
+    python bench/generate.py --quick                     # stories15M shape, 1 and 2 threads
+    python bench/generate.py                             # + the speedrun's default model
+    python bench/generate.py --runc /tmp/llama2c/run     # + run.c side by side
+
+Measured at batch 1 on random weights (the same weights in every implementation):
+  decode   tokens/s of greedy generation: a 1-token prompt (token 1, run.c's BOS), then
+           context_len - 1 new tokens (255 for stories15M), each chosen by argmax and fed back
+  prefill  tokens/s of one forward pass over a 128-token prompt that fills the cache
+Shapes:
+  stories15M  llama2.c's stories15M: dim 288, 6 layers, 6 heads, hidden 768, vocab
+              32000, seq_len 256, tied embeddings
+  speedrun    the model `minillm speedrun` trains by default (minillm/speedrun.py)
+
+minillm: Engine.generate(temperature=0, logprobs=False) (the whole engine: sampling,
+bookkeeping, text decoding). PyTorch: tests/torch_ref.py's TorchLlama with the same
+weights, decoded by a KV-cache loop written here (preallocated cache tensors, F.scaled_
+dot_product_attention over the filled part, torch.inference_mode). run.c (--runc PATH, built
+with `make runomp` OUTSIDE this repository): the weights written in its legacy .bin format
+with a tokenizer.bin whose token i prints as "[i]", so the token ids it generates are
+read back from its output and compared with ours; its own "achieved tok/s" line is the
+number. Without --runc, run.c is reported as not measured. Token 1's embedding row is
+zeroed so that no implementation meets run.c's BOS stop early. Rounds of the
+implementations alternate; medians are reported. Threads: kernels.set_num_threads,
+torch.set_num_threads, OMP_NUM_THREADS for run.c.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFILL_LEN = 128
+
+
+def shapes():
+    from minillm.nn.gpt import GPTConfig
+    from minillm.speedrun import PROFILES, model_config
+
+    default = PROFILES["default"]
+    return {
+        "stories15M": GPTConfig(vocab_size=32000, context_len=256, n_layer=6, n_head=6, n_kv_head=6,
+                                n_embd=288, hidden_dim=768, tie_embeddings=True),
+        "speedrun": model_config(default, default["vocab_size"]),
+    }
+
+
+def random_params(config, seed=0):
+    from minillm.nn.gpt import init_params
+
+    params = init_params(config, seed)
+    params["tok_emb"][1] = 0.0      # token 1 (run.c's BOS, which stops it) is never the argmax
+    return params
+
+
+# ---- minillm --------------------------------------------------------------------------
+
+class _Pieces:
+    """A tokenizer stand-in: token i reads "[i]" (like the tokenizer.bin given to run.c)."""
+
+    def __init__(self, vocab_size):
+        self.vocab_size, self.special_tokens = vocab_size, {}
+
+    def decode_bytes(self, ids):
+        return "".join(f"[{i}]" for i in ids).encode()
+
+    def decode(self, ids):
+        return self.decode_bytes(ids).decode()
+
+
+def minillm_decode(engine, n_new):
+    t = time.perf_counter()
+    [c] = engine.generate([1], temperature=0, max_tokens=n_new, logprobs=False)
+    return len(c.tokens) / (time.perf_counter() - t), c.tokens
+
+
+def minillm_prefill(engine, prompt):
+    from minillm.generate_cache import KVCache
+
+    cache = KVCache(engine.config, 1)
+    t = time.perf_counter()
+    engine.model.prefill(cache, slice(0, 1), np.asarray([prompt]))
+    return len(prompt) / (time.perf_counter() - t)
+
+
+# ---- PyTorch with a KV cache ----------------------------------------------------------
+
+class TorchCached:
+    """A KV-cache decode loop over tests/torch_ref.py's TorchLlama (same weights)."""
+
+    def __init__(self, config, params):
+        import torch
+        sys.path.insert(0, str(ROOT / "tests"))
+        from torch_ref import TorchLlama, load_params
+
+        self.torch, self.config = torch, config
+        self.model = load_params(TorchLlama(config), params).eval()
+        S, NKV, HD = config.context_len, config.n_kv_head, config.head_dim
+        self.k = [torch.zeros(1, NKV, S, HD) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(1, NKV, S, HD) for _ in range(config.n_layer)]
+
+    def forward(self, idx, pos0):
+        """logits (V,) at the last of idx (1, T) at positions pos0.., filling the cache."""
+        import torch.nn.functional as F
+        from torch_ref import apply_rope, rmsnorm
+
+        m, cfg = self.model, self.config
+        T, HD, L = idx.shape[1], cfg.head_dim, pos0 + idx.shape[1]
+        freqs = m.freqs[pos0:L]
+        x = m.tok_emb[idx]                                                       # (1, T, C)
+        for blk, kc, vc in zip(m.blocks, self.k, self.v):
+            h = rmsnorm(x, blk.attn_norm, cfg.norm_eps)
+            q = apply_rope(F.linear(h, blk.wq).view(1, T, cfg.n_head, HD), freqs)
+            k = apply_rope(F.linear(h, blk.wk).view(1, T, cfg.n_kv_head, HD), freqs)
+            kc[:, :, pos0:L] = k.transpose(1, 2)
+            vc[:, :, pos0:L] = F.linear(h, blk.wv).view(1, T, cfg.n_kv_head, HD).transpose(1, 2)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), kc[:, :, :L], vc[:, :, :L],
+                                               is_causal=T > 1, enable_gqa=cfg.n_kv_head != cfg.n_head)
+            x = x + F.linear(y.transpose(1, 2).reshape(1, T, -1), blk.wo)
+            h = rmsnorm(x, blk.mlp_norm, cfg.norm_eps)
+            x = x + F.linear(F.silu(F.linear(h, blk.w_gate)) * F.linear(h, blk.w_up), blk.w_down)
+        h = rmsnorm(x[:, -1], m.final_norm, cfg.norm_eps)
+        return F.linear(h, m.tok_emb if cfg.tie_embeddings else m.lm_head)[0]
+
+    def decode(self, n_new):
+        torch = self.torch
+        with torch.inference_mode():
+            t = time.perf_counter()
+            token, tokens = 1, []
+            for pos in range(n_new):
+                token = int(self.forward(torch.tensor([[token]]), pos).argmax())
+                tokens.append(token)
+            return n_new / (time.perf_counter() - t), tokens
+
+    def prefill(self, prompt):
+        torch = self.torch
+        with torch.inference_mode():
+            t = time.perf_counter()
+            self.forward(torch.tensor([prompt]), 0)
+            return len(prompt) / (time.perf_counter() - t)
+
+
+# ---- llama2.c's run.c ------------------------------------------------------------------
+
+def write_llama2c(path, config, params):
+    """The legacy llama2.c .bin (FORMATS.md): a 7-int32 header, then each kind of tensor
+    stacked over layers, the two unused RoPE tables, and the classifier when untied."""
+    c, L = config, config.n_layer
+    vocab = c.vocab_size if c.tie_embeddings else -c.vocab_size
+    with open(path, "wb") as f:
+        f.write(struct.pack("<7i", c.n_embd, c.hidden_dim, L, c.n_head, c.n_kv_head, vocab, c.context_len))
+        f.write(params["tok_emb"].tobytes())
+        for name in ("attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_down", "w_up"):
+            for i in range(L):
+                f.write(np.ascontiguousarray(params[f"blocks.{i}.{name}"], np.float32).tobytes())
+        f.write(params["final_norm"].tobytes())
+        f.write(np.zeros(2 * c.context_len * c.head_dim // 2, np.float32).tobytes())
+        if not c.tie_embeddings:
+            f.write(params["lm_head"].tobytes())
+
+
+def write_llama2c_tokenizer(path, vocab_size):
+    """tokenizer.bin: u32 max token length, then per token f32 score, i32 length, bytes."""
+    pieces = [f"[{i}]".encode() for i in range(vocab_size)]
+    with open(path, "wb") as f:
+        f.write(struct.pack("<I", max(map(len, pieces))))
+        for i, p in enumerate(pieces):
+            f.write(struct.pack("<fi", -float(i), len(p)) + p)
+
+
+def runc_decode(runc, model, tokenizer, threads, n_steps):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    r = subprocess.run([runc, str(model), "-z", str(tokenizer), "-t", "0", "-n", str(n_steps)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    m = re.search(r"achieved tok/s: ([0-9.]+)", r.stderr)
+    if r.returncode != 0 or not m:
+        raise RuntimeError(f"run.c failed ({r.returncode}): {r.stderr.strip()[:300]}")
+    return float(m.group(1)), [int(t) for t in re.findall(r"\[(\d+)\]", r.stdout)]
+
+
+# ---- driver -----------------------------------------------------------------------------
+
+def agree(a, b):
+    """How many leading tokens two greedy runs share."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def bench_shape(name, config, threads, rounds, runc, tmp):
+    import torch
+
+    from minillm.generate import Engine
+    from minillm.nn import kernels
+
+    n_new = config.context_len - 1                  # fill the context
+    params = random_params(config)
+    engine = Engine(params, config, _Pieces(config.vocab_size))
+    ref = TorchCached(config, params)
+    runc_files = None
+    if runc and name == "stories15M":
+        runc_files = (tmp / f"{name}.bin", tmp / f"{name}.tok.bin")
+        write_llama2c(runc_files[0], config, params)
+        write_llama2c_tokenizer(runc_files[1], config.vocab_size)
+    prompt = np.random.default_rng(0).integers(2, config.vocab_size, PREFILL_LEN).tolist()
+    out = {t: {"ours": [], "torch": [], "runc": [], "ours_prefill": [], "torch_prefill": []} for t in threads}
+    tokens = {}
+    minillm_decode(engine, 8)                       # warm up (allocation, first touch)
+    ref.decode(8)
+    for _ in range(rounds):
+        for t in threads:
+            kernels.set_num_threads(t)
+            torch.set_num_threads(t)
+            r = out[t]
+            tps, tokens["ours"] = minillm_decode(engine, n_new)
+            r["ours"].append(tps)
+            tps, tokens["torch"] = ref.decode(n_new)
+            r["torch"].append(tps)
+            if runc_files:
+                tps, tokens["runc"] = runc_decode(runc, *runc_files, t, n_new + 1)
+                r["runc"].append(tps)
+            r["ours_prefill"].append(minillm_prefill(engine, prompt))
+            r["torch_prefill"].append(ref.prefill(prompt))
+    med = {t: {k: (statistics.median(v) if v else None) for k, v in out[t].items()} for t in threads}
+    agreement = {k: agree(tokens["ours"], v) for k, v in tokens.items() if k != "ours"}
+    return med, agreement, n_new
+
+
+def print_table(results):
+    def fmt(x):
+        return f"{x:9.1f}" if x is not None else "   not measured"[-9:]
+
+    def ratio(a, b):
+        return f"{a / b:7.2f}x" if a and b else "      - "
+    print(f"\ndecode: greedy, batch 1, context_len - 1 new tokens; prefill: {PREFILL_LEN}-token "
+          "prompt (tokens/s)")
+    print(f"{'shape':<11} {'thr':>3} {'minillm':>9} {'torch':>9} {'run.c':>9} {'vs torch':>8} {'vs run.c':>8}"
+          f" | {'prefill':>9} {'torch':>9} {'vs torch':>8}")
+    for (name, t), (m, _) in results.items():
+        print(f"{name:<11} {t:>3} {fmt(m['ours'])} {fmt(m['torch'])} {fmt(m['runc'])} "
+              f"{ratio(m['ours'], m['torch'])} {ratio(m['ours'], m['runc'])} | "
+              f"{fmt(m['ours_prefill'])} {fmt(m['torch_prefill'])} {ratio(m['ours_prefill'], m['torch_prefill'])}")
+
+
+def target(value, goal, met):
+    return {"value": value, "goal": goal, "met": met}
+
+
+def targets_of(results, threads):
+    out = {}
+    for name in ("speedrun", "stories15M"):
+        for t in threads:
+            m = results.get((name, t), ({}, None))[0]
+            r = m["ours"] / m["torch"] if m.get("ours") and m.get("torch") else None
+            out[f"decode_{name}_vs_torch_{t}t"] = target(None if r is None else round(r, 3), ">= 1.0",
+                                                          None if r is None else r >= 1.0)
+    for t in (1, 2):
+        m = results.get(("stories15M", t), ({}, None))[0]
+        r = m["ours"] / m["runc"] if m.get("ours") and m.get("runc") else None
+        out[f"decode_stories15M_vs_runc_{t}t"] = target(None if r is None else round(r, 3), ">= 1.0",
+                                                        None if r is None else r >= 1.0)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="stories15M only, fewer rounds (~1 minute)")
+    parser.add_argument("--threads", type=int, default=None, help="one thread count (default: 1 and 2)")
+    parser.add_argument("--runc", help="path of llama2.c's run binary (make runomp), built outside the repo")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per measurement (default 5, quick 2)")
+    args = parser.parse_args(argv)
+    threads = [args.threads] if args.threads else [1, 2]
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(threads)))
+    from minillm.nn import kernels
+
+    if args.runc and not os.access(args.runc, os.X_OK):
+        parser.error(f"--runc {args.runc} is not an executable")
+    rounds = args.rounds or (2 if args.quick else 5)
+    print(f"bench/generate.py: threads {threads}, {'quick' if args.quick else 'full'}, C kernels "
+          f"{'on' if kernels.c_available() else 'OFF'} ({kernels.simd_level()}), load average "
+          f"{os.getloadavg()[0]:.1f}, run.c {'at ' + args.runc if args.runc else 'not measured (no --runc)'}")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, config in shapes().items():
+            if args.quick and name != "stories15M":
+                continue
+            med, agreement, n_new = bench_shape(name, config, threads, rounds, args.runc, Path(tmp))
+            for t in threads:
+                results[name, t] = (med[t], agreement)
+            print(f"{name}: greedy tokens agree with minillm's for the first "
+                  + ", ".join(f"{v} ({k})" for k, v in agreement.items()) + f" of {n_new}")
+    print_table(results)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    print(json.dumps({"targets": targets_of(results, threads)}))
+
+
+if __name__ == "__main__":
+    main()

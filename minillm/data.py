@@ -1,0 +1,264 @@
+"""Token shards on disk and the batch loader that feeds pretraining.
+
+A shard is one file of token ids behind a 32-byte header (all little-endian):
+
+    offset  0   8 bytes   magic b"MLLMTOK\\0"
+            8   u32       version (1)
+           12   u32       bytes per token: 2 (uint16) when vocab_size <= 65536, else 4 (uint32)
+           16   u64       count, the number of tokens that follow
+           24   u64       vocab_size
+           32   count tokens
+
+    write_shard(path, tokens, vocab_size); tokens = read_shard(path)   # a read-only memmap
+    with ShardWriter("runs/x/shards", vocab_size, bos_id) as w:       # <|bos|> before each doc
+        for ids in docs: w.add(ids)                                   # -> shard_00000.bin, ...
+    loader = BatchLoader("runs/x/shards", batch_size=8, context_len=256, split="train", seed=0)
+    x, y = next(loader)            # (B, T) int64 each; y[b, t] = the token after x[b, t]
+
+The loader also reads the raw bytes of a text file (byte-level mode, vocab 256) or a 1-D
+array of token ids. The token stream is the shards concatenated in order; the train/val
+split: the LAST `val_frac` (default 10%) of the stream's tokens are validation, the rest
+training (nanoGPT's split for Shakespeare, and it works with a single shard).
+
+Sampling: the split is cut into non-overlapping windows of T+1 tokens (x = window[:-1],
+y = window[1:]); a window never crosses a shard boundary (a shard's last < T+1 tokens are
+left out). Each training epoch starts the windows at a fresh random offset in [0, T) and
+visits them in a fresh random order, both drawn from (seed, epoch), so the loader's whole
+state is (epoch, position): state() / restore() resume exactly. Validation windows start
+at offset 0, in order, so every evaluation sees the same tokens.
+
+Run: python -m pytest tests/test_data.py
+"""
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from minillm.common import UserError, atomic_path, read_json, write_json
+
+MAGIC, VERSION = b"MLLMTOK\0", 1
+HEADER = struct.Struct("<8sIIQQ")          # magic, version, token bytes, count, vocab_size
+assert HEADER.size == 32
+INDEX = "shards.json"                      # ShardWriter's list of complete shards
+
+
+def token_dtype(vocab_size):
+    return np.dtype("<u2") if vocab_size <= 65536 else np.dtype("<u4")
+
+
+def write_shard(path, tokens, vocab_size):
+    """Write 1-D token ids to `path` with the shard header, atomically."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 1:
+        raise ValueError(f"tokens must be 1-D, got shape {tokens.shape}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, {vocab_size}), got [{tokens.min()}, {tokens.max()}]")
+    dtype = token_dtype(vocab_size)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(HEADER.pack(MAGIC, VERSION, dtype.itemsize, tokens.size, vocab_size))
+            f.write(tokens.astype(dtype, copy=False).tobytes())
+
+
+def read_shard_header(path):
+    """(count, vocab_size, dtype) of a shard; a one-line UserError if it is not a valid one."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(HEADER.size)
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise UserError(f"token shard not found: {path}") from None
+    if len(raw) < HEADER.size or raw[:8] != MAGIC:
+        raise UserError(f"{path} is not a minillm token shard (bad magic)")
+    _, version, nbytes, count, vocab_size = HEADER.unpack(raw)
+    if version != VERSION:
+        raise UserError(f"{path} is token shard version {version}; this minillm reads {VERSION}")
+    dtype = token_dtype(vocab_size)
+    if nbytes != dtype.itemsize or size != HEADER.size + count * nbytes:
+        raise UserError(f"{path} is truncated or corrupt: header says {count} tokens of {nbytes} "
+                        f"bytes, file has {size - HEADER.size} data bytes; rerun the tokenize step")
+    return count, vocab_size, dtype
+
+
+def read_shard(path):
+    """The tokens of a shard as a read-only memmap (count,) of uint16 or uint32."""
+    count, _, dtype = read_shard_header(path)
+    if count == 0:
+        return np.zeros(0, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=HEADER.size, shape=(count,))
+
+
+def is_shard(path):
+    with open(path, "rb") as f:
+        return f.read(8) == MAGIC
+
+
+class ShardWriter:
+    """Write documents as token shards of exactly `shard_tokens` tokens (the last is shorter).
+
+    add(ids) appends <|bos|> then the document's ids; a document may continue into the
+    next shard. Each shard file is written atomically; close() writes shards.json (the
+    shard list, token and document counts) last, so a directory with shards.json is complete.
+    """
+
+    def __init__(self, out_dir, vocab_size, bos_id, shard_tokens=1 << 24, prefix="shard"):
+        if not 0 <= bos_id < vocab_size:
+            raise ValueError(f"bos_id {bos_id} is not a token id of a {vocab_size}-token vocabulary")
+        self.out_dir, self.vocab_size, self.bos_id = Path(out_dir), vocab_size, bos_id
+        self.shard_tokens, self.prefix = int(shard_tokens), prefix
+        self.buf = np.empty(self.shard_tokens, token_dtype(vocab_size))  # (shard_tokens,)
+        self.fill, self.paths, self.n_tokens, self.n_docs = 0, [], 0, 0
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, ids):
+        ids = np.asarray(ids, dtype=np.int64)                           # (n,)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.vocab_size})")
+        doc = np.concatenate([[self.bos_id], ids])                      # (n + 1,)
+        self.n_docs += 1
+        while doc.size:
+            take = min(doc.size, self.shard_tokens - self.fill)
+            self.buf[self.fill:self.fill + take] = doc[:take]
+            self.fill += take
+            doc = doc[take:]
+            if self.fill == self.shard_tokens:
+                self._flush()
+
+    def _flush(self):
+        path = self.out_dir / f"{self.prefix}_{len(self.paths):05d}.bin"
+        write_shard(path, self.buf[:self.fill], self.vocab_size)
+        self.paths.append(path)
+        self.n_tokens += self.fill
+        self.fill = 0
+
+    def close(self):
+        """Write the last partial shard and shards.json; returns the shard paths."""
+        if self.fill:
+            self._flush()
+        write_json(self.out_dir / INDEX, {"shards": [p.name for p in self.paths],
+                                          "vocab_size": self.vocab_size, "tokens": self.n_tokens,
+                                          "documents": self.n_docs, "bos_id": self.bos_id})
+        return list(self.paths)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is None:
+            self.close()
+
+
+def shard_paths(directory):
+    """The shards of a directory, from shards.json when present, else every *.bin, sorted."""
+    directory = Path(directory)
+    if (directory / INDEX).exists():
+        index = read_json(directory / INDEX, what="shard index")
+        return [directory / name for name in index["shards"]]
+    paths = sorted(directory.glob("*.bin"))
+    if not paths:
+        raise UserError(f"no token shards (*.bin) in {directory}")
+    return paths
+
+
+def open_tokens(source):
+    """(list of 1-D token arrays, vocab_size, kind) for a shard dir / shard / text file / array."""
+    if isinstance(source, np.ndarray):
+        return [source], int(source.max()) + 1 if source.size else 0, "tokens"
+    if isinstance(source, (list, tuple)):
+        paths = [Path(p) for p in source]
+    else:
+        path = Path(source)
+        if path.is_dir():
+            paths = shard_paths(path)
+        elif not path.exists():
+            raise UserError(f"data not found: {path}")
+        elif is_shard(path):
+            paths = [path]
+        else:                                            # byte-level mode: the file's bytes
+            return [np.memmap(path, dtype=np.uint8, mode="r")], 256, "bytes"
+    vocabs = {read_shard_header(p)[1] for p in paths}
+    if len(vocabs) > 1:
+        raise UserError(f"shards disagree on the vocabulary size: {sorted(vocabs)}")
+    return [read_shard(p) for p in paths], vocabs.pop(), "shards"
+
+
+class BatchLoader:
+    """Batches (x, y), each (B, T) int64, from one split of a token stream (see the module
+    docstring). Iterate it, or call next_batch(). vocab_size: the stream's vocabulary."""
+
+    def __init__(self, source, batch_size, context_len, split="train", seed=0, val_frac=0.1,
+                 shuffle=None, vocab_size=None):
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        arrays, found_vocab, self.kind = open_tokens(source)
+        self.vocab_size = vocab_size or found_vocab
+        self.B, self.T, self.seed, self.split = int(batch_size), int(context_len), int(seed), split
+        self.shuffle = (split == "train") if shuffle is None else shuffle
+        total = sum(a.size for a in arrays)
+        cut = int(total * (1.0 - val_frac))
+        lo, hi = (0, cut) if split == "train" else (cut, total)
+        self.pieces, start = [], 0                       # this split's part of each array
+        for a in arrays:
+            s, e = max(lo, start) - start, min(hi, start + a.size) - start
+            if e > s:
+                self.pieces.append(a[s:e])
+            start += a.size
+        self.n_tokens = sum(p.size for p in self.pieces)
+        self.epoch, self.pos = 0, 0
+        self._load_epoch()
+        if self.n_windows == 0:
+            raise UserError(f"the {split} split has {self.n_tokens} tokens, too few for one "
+                            f"window of context_len + 1 = {self.T + 1}; use more data or a shorter context")
+
+    def _load_epoch(self):
+        """Window starts for self.epoch: (piece index, offset) arrays in visiting order."""
+        T = self.T
+        rng = np.random.default_rng([self.seed, self.epoch])
+        shift = int(rng.integers(T)) if self.shuffle else 0
+        counts = np.array([max(0, (p.size - 1 - shift) // T) for p in self.pieces], dtype=np.int64)
+        self.n_windows = int(counts.sum())
+        order = rng.permutation(self.n_windows) if self.shuffle else np.arange(self.n_windows)
+        piece = np.searchsorted(np.cumsum(counts), order, side="right")   # (n_windows,)
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])             # (n_pieces,)
+        self._piece = piece
+        self._offset = shift + (order - first[piece]) * T                 # (n_windows,)
+
+    def next_batch(self):
+        x = np.empty((self.B, self.T), np.int64)                          # (B, T)
+        y = np.empty((self.B, self.T), np.int64)                          # (B, T)
+        for b in range(self.B):
+            if self.pos == self.n_windows:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._load_epoch()
+            p, o = self._piece[self.pos], self._offset[self.pos]
+            window = self.pieces[p][o:o + self.T + 1]                     # (T + 1,)
+            x[b] = window[:-1]
+            y[b] = window[1:]
+            self.pos += 1
+        return x, y
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.next_batch()
+
+    def state(self):
+        """A JSON-able dict; restore() it into a loader over the same data to continue exactly."""
+        return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed, "split": self.split,
+                "n_tokens": self.n_tokens, "batch_size": self.B, "context_len": self.T}
+
+    def restore(self, state):
+        mine = self.state()
+        for key in ("seed", "split", "n_tokens", "context_len"):
+            if state.get(key) != mine[key]:
+                raise UserError(f"cannot resume the data loader: {key} was {state.get(key)!r}, "
+                                f"now {mine[key]!r} (different data or settings)")
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self._load_epoch()
+
+    def describe(self):
+        """A dict for checkpoints' config.json "data" field."""
+        return {"kind": self.kind, "vocab_size": self.vocab_size, "split": self.split,
+                "tokens": self.n_tokens, "windows_per_epoch": self.n_windows}

@@ -1,0 +1,493 @@
+"""Render the mini-world as a web crawl: WARC shards like Common Crawl's, plus the truth.
+
+    minillm crawl                                    # runs/default/world -> runs/default/crawl
+    minillm crawl --world DIR --out DIR --shards 8 --seed 0
+    minillm crawl --world-size smoke --out /tmp/crawl   # build a world in memory first
+
+Every world document becomes a page on one of the invented sites (sites.py: each with its
+own template, navigation, cookie banner, ads, comments, sidebars and charset), and the
+crawl mixes in what a real crawl is full of (noise.py). Page shares the default aims at:
+
+    good            ~69%   world documents in English; ~10% of them carry PII (e-mail
+                           addresses, phone numbers, IP addresses) in their text
+    non_english      ~4%   the world's fr/de/es documents (whatever share the world has),
+                           on French (ISO-8859-1), German (windows-1252) and Spanish sites
+    spam             ~8%   keyword stuffing, spun copy, doorway pages on spam hosts
+    blocklisted      ~4%   hosts FineWeb's URL filter bans
+    junk             ~4%   word salad, lorem ipsum, data dumps
+    boilerplate      ~3%   404s, paywalls, login stubs, tag pages: chrome and no content
+    duplicate        ~4%   exact copies: the same page under a mirror URL, or syndicated
+                           word for word on an aggregator
+    near_duplicate   ~4%   syndicated copies with small edits (synonyms, an attribution
+                           line, a dropped closing paragraph): word 5-gram Jaccard 0.82-0.97
+
+A copy always comes after its original in (shard, position) order -- the order a
+"keep the first" deduplicator uses -- in the same shard a few documents later or at the
+start of the next one.
+
+Output (`out/`):
+    crawl-00000.warc.gz ...   per page a request, a response and a metadata record, each
+                              record its own gzip member, after one warcinfo record
+    truth/crawl-00000.jsonl.gz  the ground truth, one JSON line per page -- never read by
+                              the pipeline, only by its scoring (`load_truth`):
+        url, record_id (of the response), shard, index (the page's position among the
+        shard's responses), kind (above), subtype, lang, site, doc_id (world document),
+        duplicate_of / near_duplicate_of (url of the original), jaccard, pii [{type,
+        value}], blocked (the URL filter rule that bans it), charset, main_text (what an
+        ideal extractor returns: title, blank line, the paragraphs; "" has no content)
+    crawl.json                what was written: pages per kind, shares, bytes, seconds
+    plan.json                 seed, shards, a fingerprint of the world: a rerun keeps
+                              finished shards only if these match
+
+Everything is a function of (world, seed, shards): rerunning gives identical bytes. Shards
+are written one after another, atomically; a rerun skips finished shards.
+"""
+import contextlib
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minillm.common import UserError, atomic_path, runs_dir, write_json
+from minillm.internet import noise, sites as S
+from minillm.internet.warc import WarcWriter, detect_charset, warc_date
+
+# Pages per world document for each mixed-in kind: the target share / (good + non_english).
+DOC_SHARE = 0.73
+RATES = {"spam": 0.08 / DOC_SHARE, "blocklisted": 0.04 / DOC_SHARE, "junk": 0.04 / DOC_SHARE,
+         "boilerplate": 0.03 / DOC_SHARE}
+COPY_RATE = 0.08 / 0.69     # duplicates (exact or near) per good English page
+PII_RATE = 0.10
+CRAWL_START = dt.datetime(2024, 5, 18, tzinfo=dt.timezone.utc)
+
+
+@dataclass
+class Page:
+    """One page of the crawl: what to render and its ground truth."""
+    url: str
+    kind: str
+    lang: str
+    title: str
+    text: str               # body text under the title (main text = title + text)
+    site: S.Site
+    published: dt.datetime
+    subtype: str = ""
+    doc_id: str | None = None
+    duplicate_of: str | None = None
+    near_duplicate_of: str | None = None
+    jaccard: float | None = None
+    pii: list = field(default_factory=list)
+    blocked: str | None = None
+    related: tuple = ()
+    n_comments: int = 0
+    render_key: str = ""    # exact mirrors reuse the original's key: identical chrome
+    canonical: str = ""
+    source_name: str = ""
+    keywords: str = ""
+    crawled: dt.datetime = CRAWL_START
+
+    @property
+    def main_text(self):
+        return f"{self.title}\n\n{self.text}" if self.text else self.title
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+class Planner:
+    """Turns world documents, one at a time, into pages (no rendering here)."""
+
+    def __init__(self, seed, lists):
+        self.seed, self.lists = seed, lists
+        self.all = S.load_sites()
+        self.recent = {}    # lang -> deque of recent titles (for related-link lists)
+        self.owed_near = 0  # near duplicates decided on but not yet made
+        self.used = set()   # article URLs handed out so far
+
+    def _related(self, rng, lang, title):
+        pool = [t for t in self.recent.setdefault(lang, deque(maxlen=40)) if t != title]
+        return tuple(rng.sample(pool, rng.randint(3, 5)))
+
+    def _safe_url(self, url, fallback):
+        """`url` unless the URL filter would ban it (then `fallback`): only blocklisted
+        pages may trip the filter, or the labels would lie."""
+        return url if noise.url_block_reason(url, self.lists) is None else fallback
+
+    def _article_url(self, site, title, key, published):
+        """A URL for an article that no other page has (titles repeat in the world:
+        "Ruter Crelfield" again becomes Ruter_crelfield_2) and the URL filter lets pass."""
+        for n in range(1, 1000):
+            url = S.page_url(site, title, key, published, n)
+            url = self._safe_url(url, S.page_url(site, f"page {key}", key, published, n))
+            if url not in self.used:
+                self.used.add(url)
+                return url
+        raise AssertionError(f"no free URL for {title!r} on {site.host}")
+
+    def document(self, doc, j):
+        """Pages for world document number `j`: its own page, the mixed-in pages that come
+        with it, and copies to emit later as [(delay in documents, page)]."""
+        rng = S.Rng(self.seed, "doc", j)
+        published = CRAWL_START - dt.timedelta(days=rng.randint(30, 3400))
+        crawled = CRAWL_START + dt.timedelta(seconds=j * 53)
+        site = S.pick_site(self.all.sites, doc.kind, doc.lang, rng)
+        text, pii = doc.text.strip(), []
+        english = doc.lang == "en"
+        if english and rng.chance(PII_RATE):
+            text, pii = noise.insert_pii(text, rng)
+        url = self._article_url(site, doc.title, j, published)
+        page = Page(url, "good" if english else "non_english", doc.lang, doc.title, text, site, published,
+                    doc_id=doc.id, pii=pii, related=self._related(rng, doc.lang, doc.title),
+                    n_comments=rng.randint(0, 4) if site.lang == "en" else 0, render_key=url, crawled=crawled)
+        self.recent.setdefault(doc.lang, deque(maxlen=40)).append(doc.title)
+        pages = [page]
+        for kind, rate in RATES.items():
+            if rng.chance(rate):
+                extra = getattr(self, f"_{kind}")(rng, j)
+                extra.crawled = crawled + dt.timedelta(seconds=rng.randint(1, 50))
+                pages.insert(rng.below(len(pages) + 1), extra)
+        copies = []
+        if english and rng.chance(COPY_RATE):
+            if rng.chance(0.5):
+                self.owed_near += 1     # made below, from this or a later, longer document
+            else:
+                copies.append((rng.randint(1, 40), self._exact_copy(page, rng, j)))
+        if english and self.owed_near:
+            near = self._near_copy(page, rng, j)
+            if near is not None:
+                self.owed_near -= 1
+                copies.append((rng.randint(1, 40), near))
+        return pages, copies
+
+    def _near_copy(self, orig, rng, j):
+        """A syndicated copy of `orig` with small edits, or None when no small edit keeps
+        the copy similar enough (short documents: one changed word is already 10%)."""
+        edited, jac = noise.near_duplicate(orig.text, rng, orig.site.site_name, orig.title)
+        if edited is None:
+            return None
+        site = rng.choice(self.all.syndicators)
+        url = self._article_url(site, orig.title, f"{j}n", orig.published)
+        return Page(url, "near_duplicate", orig.lang, orig.title, edited, site, orig.published,
+                    subtype="syndicated", doc_id=orig.doc_id, near_duplicate_of=orig.url,
+                    jaccard=round(jac, 4), pii=[p for p in orig.pii if p["value"] in edited],
+                    related=orig.related, render_key=url, canonical=orig.url, source_name=orig.site.site_name)
+
+    def _exact_copy(self, orig, rng, j):
+        """The same page under a mirror URL, or the same text on a syndicating site."""
+        src = orig.site.site_name
+        if rng.chance(0.5):  # the very same page under another URL
+            how = rng.choice(["mirror", "tracking", "amp"])
+            host = orig.site.host.replace("www.", "", 1)
+            url = {"mirror": orig.url.replace(orig.site.host, f"mirror.{host}", 1),
+                   "tracking": orig.url + ("&" if "?" in orig.url else "?") + "utm_source=newsletter&utm_medium=email",
+                   "amp": orig.url.replace(orig.site.host, f"amp.{host}", 1)}[how]
+            return Page(url, "duplicate", orig.lang, orig.title, orig.text, orig.site, orig.published,
+                        subtype=how, doc_id=orig.doc_id, duplicate_of=orig.url, pii=orig.pii,
+                        related=orig.related, n_comments=orig.n_comments, render_key=orig.render_key)
+        site = rng.choice(self.all.syndicators)
+        url = self._article_url(site, orig.title, f"{j}s", orig.published)
+        return Page(url, "duplicate", orig.lang, orig.title, orig.text, site, orig.published,
+                    subtype="syndicated", doc_id=orig.doc_id, duplicate_of=orig.url, pii=orig.pii,
+                    related=orig.related, render_key=url, canonical=orig.url, source_name=src)
+
+    def _spam(self, rng, j):
+        p = noise.spam_page(rng)
+        kw = S.slugify(p["keyword"])
+        tld = rng.choice(noise.load_noise()["spam_tlds"])
+        host = f"{kw}-{rng.choice(['store', 'deals', 'online', 'outlet', 'best'])}{rng.randint(1, 999)}.{tld}"
+        url = self._safe_url(f"http://{host}/{kw}-{j}.html", f"http://best-deals-{j}.{tld}/offer-{j}.html")
+        site = S.adhoc_site(url.split("/")[2], p["title"].split(" - ")[0], nav=[p["keyword"].title(), "Deals", "Contact"])
+        n = noise.load_noise()
+        towns = rng.sample(n["towns"], 8)
+        farm = tuple(f"{p['keyword']} {t}" for t in towns)
+        return Page(url, "spam", "en", p["title"], p["text"], site, CRAWL_START, subtype=p["subtype"],
+                    related=farm, render_key=url, keywords=", ".join([p["keyword"]] * 6))
+
+    def _junk(self, rng, j):
+        p = noise.junk_page(rng)
+        word = rng.choice(["autogen", "pagecache", "datafeed", "textbank", "contentfarm", "mirrorlist"])
+        host = f"{word}{rng.randint(10, 999)}.{rng.choice(['info', 'xyz', 'top', 'net'])}"
+        url = self._safe_url(f"https://{host}/p/{j}", f"https://pages{j}.info/p/{j}")
+        template = "blog.html" if p["subtype"] == "lorem" else "spam.html"
+        site = S.adhoc_site(url.split("/")[2], host.split(".")[0].title(), template)
+        return Page(url, "junk", p["lang"], p["title"], p["text"], site, CRAWL_START, subtype=p["subtype"],
+                    render_key=url)
+
+    def _boilerplate(self, rng, j):
+        site = rng.choice([s for s in self.all.sites if s.lang == "en"])
+        p = noise.boilerplate_page(rng, self.all.chrome["categories"])
+        path = f"tag/{S.slugify(p['title'])}-{j}/" if p["subtype"] == "tag" else f"{S.slugify(p['title'])}?ref={j}"
+        url = self._safe_url(f"https://{site.host}/{path}", f"https://{site.host}/page?ref={j}")
+        related = self._related(rng, "en", "") if p["subtype"] == "tag" else ()
+        return Page(url, "boilerplate", "en", p["title"], p["text"], site, CRAWL_START, subtype=p["subtype"],
+                    related=related, render_key=url)
+
+    def _blocklisted(self, rng, j):
+        host, reason = noise.blocklisted_host(rng, self.lists)
+        p = noise.blocked_filler(rng)
+        site = S.adhoc_site(host, host.split(".")[-2].title(), rng.choice(["spam.html", "blog.html"]),
+                            nav=["Home", "New", "Popular", "Join"])
+        url = f"https://{host}/{rng.choice(['video', 'members', 'gallery', 'chat'])}/{j}.html"
+        return Page(url, "blocklisted", "en", p["title"], p["text"], site, CRAWL_START,
+                    blocked=noise.url_block_reason(url, self.lists) or reason, render_key=url)
+
+
+def plan(docs, n_docs, seed, n_shards, lists):
+    """Yield (shard, Page) for the whole crawl, shard after shard, in write order.
+
+    World document j belongs to shard j * n_shards // n_docs (contiguous blocks). Copies
+    wait in `pending` until `delay` more documents have gone by; a copy made near a shard's
+    end may move to the start of the next shard, never to an earlier one.
+    """
+    yield from _label_repeats(_plan(docs, n_docs, seed, n_shards, lists))
+
+
+def _label_repeats(stream):
+    """Mark world pages that repeat an earlier page (exact, or Jaccard >= 0.8) as
+    duplicates of it: the world writes many documents from one template. English pages
+    change kind; other languages keep kind non_english and only get the pointer."""
+    index = noise.DupIndex()
+    for shard, page in stream:
+        if page.kind in ("good", "non_english"):
+            how, orig, jac = index.check_and_add(page.url, page.main_text)
+            if how == "exact":
+                page.duplicate_of, page.subtype = orig, "world"
+                page.kind = "duplicate" if page.kind == "good" else page.kind
+            elif how == "near":
+                page.near_duplicate_of, page.jaccard, page.subtype = orig, jac, "world"
+                page.kind = "near_duplicate" if page.kind == "good" else page.kind
+        yield shard, page
+
+
+def _plan(docs, n_docs, seed, n_shards, lists):
+    planner = Planner(seed, lists)
+    pending = [[] for _ in range(n_shards)]     # per shard: [(release at doc j, page)]
+    current = 0
+    for j, doc in enumerate(docs):
+        shard = j * n_shards // n_docs
+        while current < shard:                  # close the previous shard(s)
+            yield from ((current, p) for _, p in pending[current])
+            pending[current] = []
+            current += 1
+        pages, copies = planner.document(doc, j)
+        yield from ((shard, p) for p in pages)
+        for delay, copy in copies:
+            target = shard if shard == n_shards - 1 or j + delay < (shard + 1) * n_docs / n_shards else shard + 1
+            copy.crawled = CRAWL_START + dt.timedelta(seconds=(j + delay) * 53 + 29)
+            pending[target].append((j + delay, copy))
+        ready = [p for r, p in pending[shard] if r <= j]
+        pending[shard] = [(r, p) for r, p in pending[shard] if r > j]
+        yield from ((shard, p) for p in ready)
+    for s in range(current, n_shards):
+        yield from ((s, p) for _, p in pending[s])
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def render(page, seed):
+    """Page -> (body bytes, HTTP headers)."""
+    rng = S.Rng(seed, "render", page.render_key or page.url)
+    main = S.article_html(page.title, page.text)
+    if page.subtype == "tag":  # a tag page lists links to posts, nothing else
+        main += '\n<ul class="post-list">' + S.links_html(page.related, "/posts/") + "</ul>"
+    html = S.render_page(page.site, rng, title=page.title, main_html=main, date=page.published,
+                         related=page.related, n_comments=page.n_comments, description=" ".join(page.text[:200].split()),
+                         canonical=page.canonical, source_name=page.source_name, keywords=page.keywords)
+    return S.encode_page(page.site, html, page.crawled)
+
+
+def truth_record(page, shard, index, record_id):
+    return {"url": page.url, "record_id": record_id, "shard": shard, "index": index, "kind": page.kind,
+            "subtype": page.subtype, "lang": page.lang, "site": page.site.host, "doc_id": page.doc_id,
+            "duplicate_of": page.duplicate_of, "near_duplicate_of": page.near_duplicate_of,
+            "jaccard": page.jaccard, "pii": page.pii, "blocked": page.blocked,
+            "charset": page.site.charset, "main_text": page.main_text}
+
+
+def write_page(w, page, seed):
+    """Request, response and metadata records for one page; returns the response's id."""
+    body, headers = render(page, seed)
+    host = page.url.split("/")[2]
+    when = warc_date(page.crawled)
+    req = w.write_request(page.url, [("Host", host), ("User-Agent", "minillm-crawler/1.0"),
+                                     ("Accept", "text/html,application/xhtml+xml"), ("Accept-Language", "en;q=0.9,*;q=0.5")],
+                          date=when)
+    resp = w.write_response(page.url, body, headers, date=when, concurrent_to=req)
+    w.write_metadata(page.url, [("fetchTimeMs", str(40 + len(body) % 400)),
+                                ("charset-detected", detect_charset(body, dict(headers)["Content-Type"]).upper())],
+                     date=when, concurrent_to=resp)
+    return resp, len(body)
+
+
+def shard_paths(out_dir, shard):
+    out_dir = Path(out_dir)
+    return out_dir / f"crawl-{shard:05d}.warc.gz", out_dir / "truth" / f"crawl-{shard:05d}.jsonl.gz"
+
+
+def _finished(out_dir, shard):
+    warc, truth = shard_paths(out_dir, shard)
+    return warc.exists() and truth.exists()
+
+
+@contextlib.contextmanager
+def _shard_writer(out_dir, shard, seed, n_shards):
+    """(WarcWriter, truth file) for one shard. Both land atomically, the WARC last, so a
+    shard whose WARC exists is complete."""
+    warc, truth = shard_paths(out_dir, shard)
+    with contextlib.ExitStack() as stack:
+        w = stack.enter_context(WarcWriter(warc, seed=f"{seed}/{shard}"))
+        tmp = stack.enter_context(atomic_path(truth))
+        raw = stack.enter_context(open(tmp, "wb"))
+        # subtle: no file name or time in the gzip header, so reruns give identical bytes
+        gz = stack.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6))
+        t = stack.enter_context(io.TextIOWrapper(gz, encoding="utf-8"))
+        w.write_warcinfo({"software": "minillm crawl", "isPartOf": f"minillm-crawl-seed{seed}",
+                          "description": f"mini-world crawl, shard {shard + 1} of {n_shards}",
+                          "format": "WARC File Format 1.1"}, filename=warc.name, date=warc_date(CRAWL_START))
+        yield w, t
+
+
+def count_documents(world):
+    """How many documents the world has (a pass over them unless the world knows)."""
+    for attr in ("num_documents", "n_documents"):
+        n = getattr(world, attr, None)
+        n = n() if callable(n) else n
+        if isinstance(n, int) and n > 0:
+            return n
+    return sum(1 for _ in world.iter_documents())
+
+
+def _check_plan(out_dir, world, n_docs, n_shards, seed, lists):
+    """Finished shards may only be kept if they were made from the same world, seed,
+    shard count and URL lists: plan.json records those; a mismatch is the user's call."""
+    h = hashlib.sha1(str(n_docs).encode())
+    for _, doc in zip(range(200), world.iter_documents()):
+        h.update(f"{doc.id}\t{doc.lang}\t{doc.title}\t{len(doc.text)}\n".encode("utf-8"))
+    plan = {"seed": seed, "shards": n_shards, "documents": n_docs, "world": h.hexdigest()[:16],
+            "url_lists": lists.source}
+    path = Path(out_dir) / "plan.json"
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old != plan and any(_finished(out_dir, s) for s in range(old.get("shards", 0))):
+            diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in plan.items() if old.get(k) != v)
+            raise UserError(f"{out_dir} holds a crawl made with other settings ({diff}); "
+                            "delete it or choose another --out")
+    write_json(path, plan)
+
+
+def crawl(world, out_dir, n_shards=8, seed=0, progress=True, url_filter=None):
+    """Write the crawl of `world` to `out_dir` (see the module docstring); returns the
+    summary also written to crawl.json. Finished shards of an earlier run are kept."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    n_docs = count_documents(world)
+    if n_docs == 0:
+        raise UserError("the world has no documents to crawl")
+    n_shards = max(1, min(n_shards, n_docs))
+    lists = noise.url_lists(url_filter)
+    _check_plan(out_dir, world, n_docs, n_shards, seed, lists)
+    done = {s for s in range(n_shards) if _finished(out_dir, s)}
+    docs = tqdm(world.iter_documents(), total=n_docs, desc="crawl", unit="doc", disable=not progress)
+    stack, current, index = None, None, 0
+    try:
+        for shard, page in plan(docs, n_docs, seed, n_shards, lists):
+            if shard != current:
+                if stack is not None:
+                    stack.close()
+                stack, current, index = None, shard, 0
+                if shard not in done:
+                    stack = contextlib.ExitStack()
+                    w, t = stack.enter_context(_shard_writer(out_dir, shard, seed, n_shards))
+            if stack is None:
+                continue
+            record_id, _ = write_page(w, page, seed)
+            t.write(json.dumps(truth_record(page, shard, index, record_id), ensure_ascii=False) + "\n")
+            index += 1
+        if stack is not None:
+            stack.close()
+    except BaseException as e:
+        if stack is not None:
+            stack.__exit__(type(e), e, e.__traceback__)
+        raise
+    for s in range(n_shards):   # shards that got no pages at all cannot happen: each has docs
+        if not _finished(out_dir, s):
+            raise UserError(f"shard {s} was not written; rerun `minillm crawl`")
+    summary = summarize(out_dir, n_shards)
+    summary.update(seed=seed, shards_resumed=len(done), url_lists=lists.source,
+                   seconds=round(time.perf_counter() - t0, 2))
+    write_json(out_dir / "crawl.json", summary)
+    return summary
+
+
+def load_truth(crawl_dir):
+    """Iterate the ground-truth records of a crawl (all shards, in order)."""
+    for path in sorted((Path(crawl_dir) / "truth").glob("crawl-*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
+
+
+def summarize(out_dir, n_shards):
+    kinds, pii, pii_good, world_copies = Counter(), 0, 0, 0
+    for rec in load_truth(out_dir):
+        kinds[rec["kind"]] += 1
+        pii += bool(rec["pii"])
+        pii_good += bool(rec["pii"]) and rec["kind"] == "good"
+        world_copies += rec["subtype"] == "world"
+    pages = sum(kinds.values())
+    warc_bytes = sum(shard_paths(out_dir, s)[0].stat().st_size for s in range(n_shards))
+    return {"format": "minillm-crawl", "version": 1, "shards": n_shards, "pages": pages,
+            "kinds": dict(sorted(kinds.items())),
+            "shares": {k: round(v / pages, 4) for k, v in sorted(kinds.items())},
+            "pages_with_pii": pii, "pii_share_of_good": round(pii_good / max(kinds["good"], 1), 4),
+            "world_repeats": world_copies,
+            "warc_bytes": warc_bytes}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser):
+    parser.add_argument("--run", default="default", help="run name: defaults below live in runs/<run>/")
+    parser.add_argument("--world", help="world directory (default runs/<run>/world)")
+    parser.add_argument("--world-size", help="build the world in memory at this size instead "
+                                             "(smoke | small | default | large)")
+    parser.add_argument("--world-seed", type=int, default=0, help="seed for --world-size")
+    parser.add_argument("--out", help="output directory (default runs/<run>/crawl)")
+    parser.add_argument("--shards", type=int, default=8, help="number of WARC files")
+    parser.add_argument("--seed", type=int, default=0, help="crawl seed (sites, noise, edits)")
+    parser.add_argument("--url-filter", help="directory with FineWeb's URL word lists")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args):
+    from minillm.internet import world as W
+
+    if args.shards < 1:
+        raise UserError("--shards must be at least 1")
+    base = runs_dir() / args.run
+    if args.world_size:
+        size = int(args.world_size) if args.world_size.isdigit() else args.world_size
+        world, source = W.World.build(seed=args.world_seed, size=size), f"built ({args.world_size})"
+    else:
+        world_dir = Path(args.world) if args.world else base / "world"
+        if not world_dir.exists():
+            raise UserError(f"no world at {world_dir}; run `minillm world build --out {world_dir}` "
+                            "or pass --world-size smoke")
+        world, source = W.World.load(world_dir), str(world_dir)
+    out = Path(args.out) if args.out else base / "crawl"
+    s = crawl(world, out, args.shards, args.seed, progress=not args.no_progress, url_filter=args.url_filter)
+    shares = ", ".join(f"{k} {v:.1%}" for k, v in s["shares"].items())
+    print(f"crawl: {s['pages']} pages from world {source} in {s['seconds']:.1f}s, "
+          f"{s['warc_bytes'] / 1e6:.1f} MB in {s['shards']} shards ({s['shards_resumed']} kept from an earlier run)")
+    print(f"  {shares}")
+    print(f"  WARCs: {out}/crawl-*.warc.gz   truth: {out}/truth/   summary: {out}/crawl.json")

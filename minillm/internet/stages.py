@@ -1,0 +1,129 @@
+"""The per-document stages of the cleaning pipeline, in FineWeb's order.
+
+Each stage is a plain function `(doc, ctx) -> reason or None`: None lets the document
+through, a reason string removes it (logged with the stage's name). A stage may rewrite
+the document (extraction fills doc.text, C4 drops lines). `run_stages` threads a Doc
+through STAGES and counts documents, bytes and seconds per stage into a funnel.
+pipeline.py runs this over WARC shards in worker processes.
+
+    python -m pytest tests/test_pipeline.py -k stage
+"""
+import time
+from dataclasses import dataclass
+
+from minillm.internet import filters, langid
+from minillm.internet.extract import extract_text
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass
+class Config:
+    """What the stages keep. FineWeb keeps English at a fastText score >= 0.65. `rules`
+    names the quality-threshold profile (filters.PROFILES): "mini" for the mini-world's
+    short documents, "fineweb" for the published thresholds (real web text)."""
+    langs: tuple = ("en",)
+    min_lang_score: float = 0.65
+    rules: str = "mini"
+    near_dup_similarity: float = 0.77   # MinHash estimate a band-candidate pair must reach
+    minhash_seed: int = 1
+    url_filter_dir: str = None          # FineWeb's word lists (default: ../shared/data/url-filter)
+    blocked_domains: tuple = ()
+
+
+@dataclass
+class Doc:
+    """A page on its way through the stages."""
+    id: str                 # "<shard>/<record index>"
+    url: str
+    html: str = None        # until extraction
+    text: str = None        # after extraction
+    lang: str = None
+    lang_score: float = 0.0
+    removed: tuple = None   # (stage, reason) once a stage drops it
+
+    def nbytes(self):
+        return len((self.html if self.text is None else self.text).encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------- stages
+# Each stage: (doc, ctx) -> reason the document is removed, or None. It may rewrite doc.
+
+def stage_url_filter(doc, ctx):
+    return filters.url_filter(doc.url, ctx["url_lists"])
+
+
+def stage_extract(doc, ctx):
+    doc.text, doc.html = extract_text(doc.html), None
+    return None if doc.text.strip() else "no_main_text"
+
+
+def stage_langid(doc, ctx):
+    guess = langid.identify(doc.text)
+    doc.lang, doc.lang_score = guess.lang, round(guess.confidence, 4)
+    if guess.lang not in ctx["config"].langs:
+        return f"lang_{guess.lang}"
+    return "low_confidence" if guess.confidence < ctx["config"].min_lang_score else None
+
+
+def _rules(ctx, name):
+    """The keyword arguments of rule `name` in the run's threshold profile."""
+    return filters.PROFILES[ctx["config"].rules][name]
+
+
+def stage_gopher_repetition(doc, ctx):
+    return filters.gopher_repetition(doc.text, **_rules(ctx, "gopher_repetition"))
+
+
+def stage_gopher_quality(doc, ctx):
+    return filters.gopher_quality(doc.text, **_rules(ctx, "gopher_quality"))
+
+
+def stage_c4_quality(doc, ctx):
+    text, reason = filters.c4_quality(doc.text, **_rules(ctx, "c4_quality"))
+    if reason is None:
+        doc.text = text
+    return reason
+
+
+def stage_fineweb_quality(doc, ctx):
+    return filters.fineweb_quality(doc.text, **_rules(ctx, "fineweb_quality"))
+
+
+STAGES = [("url_filter", stage_url_filter), ("extract", stage_extract), ("langid", stage_langid),
+          ("gopher_repetition", stage_gopher_repetition), ("gopher_quality", stage_gopher_quality),
+          ("c4_quality", stage_c4_quality), ("fineweb_quality", stage_fineweb_quality)]
+GLOBAL_STAGES = ["exact_dedup", "minhash_dedup", "pii"]
+FUNNEL_ORDER = ["read"] + [name for name, _ in STAGES] + ["signatures"] + GLOBAL_STAGES
+
+
+def new_funnel():
+    return {name: {"docs_in": 0, "docs_out": 0, "bytes_in": 0, "bytes_out": 0, "seconds": 0.0}
+            for name in FUNNEL_ORDER}
+
+
+def count(funnel, stage, n_in, b_in, n_out, b_out, seconds):
+    f = funnel[stage]
+    f["docs_in"] += n_in
+    f["bytes_in"] += b_in
+    f["docs_out"] += n_out
+    f["bytes_out"] += b_out
+    f["seconds"] += seconds
+
+
+def run_stages(doc, ctx, funnel, wet=None):
+    """Run the per-document stages on `doc`, counting into `funnel`. Returns doc (with
+    doc.removed set when a stage dropped it). `wet` (a list) collects the extracted text."""
+    for name, stage in STAGES:
+        b_in = doc.nbytes()
+        t0 = time.perf_counter()
+        reason = stage(doc, ctx)
+        dt = time.perf_counter() - t0
+        if name == "extract" and wet is not None:
+            wet.append({"id": doc.id, "url": doc.url, "text": doc.text})
+        if reason:
+            doc.removed = (name, reason)
+            count(funnel, name, 1, b_in, 0, 0, dt)
+            return doc
+        count(funnel, name, 1, b_in, 1, doc.nbytes(), dt)
+    return doc

@@ -1,0 +1,269 @@
+"""The transformer's layers, each a forward/backward pair: embedding, linear, RMSNorm, RoPE,
+SwiGLU and the cross-entropy loss (fused with the LM head's softmax).
+
+Every pair follows one convention (STYLE.md):
+
+    out, cache = rmsnorm_forward(x, w)       # cache holds only what backward needs
+    dx, dw = rmsnorm_backward(dout, cache)   # grads in the order of forward's inputs
+
+The layers are dtype-generic: float32 arrays run the matmuls on the C kernels, float64
+arrays run them on the NumPy twins (kernels.*_ref), which is how tests check every backward
+against float64 central finite differences (tests/test_layers.py):
+
+    python -m pytest tests/test_layers.py
+
+Speed: on float32 arrays the elementwise layers run as C kernels too (csrc/layers.c through
+nn/kernels_layers.py: one pass over memory, on all the kernels' threads); on other dtypes,
+or without the extension, they run those kernels' NumPy twins (kernels_layers.*_ref).
+
+Shapes: B batch, T time, C channels, N = B*T rows, V vocab, H SwiGLU hidden size,
+HD head dim, OC output channels.
+"""
+import numpy as np
+
+from minillm.nn import kernels
+from minillm.nn import kernels_layers as KL
+
+
+def _rows(x):
+    """x (..., C) as contiguous rows (N, C): a view when x is contiguous already."""
+    return np.ascontiguousarray(x).reshape(-1, x.shape[-1])             # (N, C)
+
+
+# ---- token embedding: a table lookup ----------------------------------------------------
+
+def embedding_forward(idx, weight):
+    """out (B, T, C) = weight (V, C)[idx (B, T)]."""
+    out = weight[idx]                                                   # (B, T, C)
+    return out, (idx, weight.shape)
+
+
+def embedding_backward(dout, cache, dweight=None):
+    """dweight (V, C): each row sums the gradients of the positions that looked it up.
+
+    Adds into `dweight` when given (a tied LM head passes its own gradient here). Repeated
+    ids add in position order, so the result is deterministic.
+    """
+    idx, (V, C) = cache
+    if dweight is None:
+        dweight = np.zeros((V, C), dtype=dout.dtype)                    # (V, C)
+    add = KL.embedding_backward if dout.dtype == np.float32 else KL.embedding_backward_ref
+    return add(dweight, _rows(dout), idx.reshape(-1))
+
+
+# ---- linear: y = x W^T, on the C matmul kernels ------------------------------------------
+
+def linear_forward(x, w, out=None):
+    """y (..., OC) = x (..., C) @ w (OC, C)^T, written into `out` when given."""
+    if x.dtype == np.float32:
+        y = kernels.matmul_forward(x, w, out)                           # (..., OC)
+    elif out is None:
+        y = kernels.matmul_forward_ref(x, w)                            # (..., OC)
+    else:
+        y = out
+        y[...] = kernels.matmul_forward_ref(x, w)
+    return y, (x, w)
+
+
+def linear_backward(dy, cache, dw=None, dx=None):
+    """dx (..., C), dw (OC, C) of y = x w^T.
+
+    dw accumulates (+=) into `dw` when given; dx is written into `dx` when given.
+    """
+    x, w = cache
+    if dy.dtype == np.float32:
+        dx = kernels.matmul_backward_input(dy, w, dx)                   # (..., C)
+        dw = kernels.matmul_backward_weight(dy, x, dw)                  # (OC, C)
+        return dx, dw
+    dx_new = kernels.matmul_backward_input_ref(dy, w)                   # (..., C)
+    dw_new = kernels.matmul_backward_weight_ref(dy, x)                  # (OC, C)
+    if dx is not None:
+        dx[...] = dx_new
+    dw = dw_new if dw is None else np.add(dw, dw_new, out=dw)
+    return (dx_new if dx is None else dx), dw
+
+
+# ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w ------------------------------------------
+
+def rmsnorm_forward(x, w, eps=1e-5):
+    """y (..., C) = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps) over the last axis."""
+    x2 = _rows(x)                                                       # (N, C)
+    norm = KL.rmsnorm_forward if x.dtype == np.float32 else KL.rmsnorm_forward_ref
+    y, rstd = norm(x2, w, eps)                                          # (N, C), (N,)
+    return y.reshape(x.shape), (x2, w, rstd)
+
+
+def rmsnorm_backward(dy, cache):
+    """dx (..., C), dw (C,) of y = x * rstd * w.
+
+    With s = sum_c dy_c w_c x_c (per row):
+        dw = sum over rows of dy * x * rstd
+        dx = rstd * dy * w - x * rstd^3 * s / C      (rstd depends on x: the second term)
+    """
+    x2, w, rstd = cache
+    norm_backward = KL.rmsnorm_backward if x2.dtype == np.float32 else KL.rmsnorm_backward_ref
+    dx, dw = norm_backward(_rows(dy), x2, w, rstd)                      # (N, C), (C,)
+    return dx.reshape(dy.shape), dw
+
+
+# ---- RoPE, interleaved layout: pairs (x[2i], x[2i+1]) rotate by pos * theta^(-2i/HD) ----
+
+def rope_frequencies(T, HD, theta=10000.0, pos0=0, dtype=np.float32):
+    """freqs (T, HD/2) complex: e^(i * pos * theta^(-2i/HD)) for pos = pos0 .. pos0+T-1.
+
+    dtype is the real dtype of the arrays to rotate (float32 -> complex64). The angles are
+    computed in float64 and rounded once.
+    """
+    inv_freq = theta ** (-np.arange(0, HD, 2, dtype=np.float64) / HD)   # (HD/2,)
+    angles = np.outer(np.arange(pos0, pos0 + T, dtype=np.float64), inv_freq)  # (T, HD/2)
+    return np.exp(1j * angles).astype(np.result_type(dtype, np.complex64))  # (T, HD/2)
+
+
+def rope_forward(x, freqs, out=None):
+    """Rotate each pair (x[..., t, 2i], x[..., t, 2i+1]) by the angle of freqs[t, i].
+
+    x (..., T, HD) may be any strided view whose last axis is contiguous (e.g. a transposed
+    slice of the fused qkv projection): reading it strided and writing `out` (new,
+    C-contiguous, unless given) does the layout transpose and the rotation in one pass.
+    A pair read as the complex number x[2i] + i x[2i+1] times e^(i angle) is exactly
+        (x[2i] cos - x[2i+1] sin,  x[2i] sin + x[2i+1] cos).
+    The attention layer rotates q and k through attention.split_qkv instead, which runs this
+    rotation and the split into heads as one C kernel on float32 (kernels_layers.rope_split_qkv).
+    """
+    if out is None:
+        out = np.empty(x.shape, dtype=x.dtype)                          # (..., T, HD)
+    _rotate(out, x, freqs)
+    return out, freqs
+
+
+def rope_backward(dout, freqs, out=None):
+    """dx (..., T, HD): a rotation's gradient is the inverse rotation (by -angle)."""
+    if out is None:
+        out = np.empty(dout.shape, dtype=dout.dtype)                    # (..., T, HD)
+    _rotate(out, dout, freqs.conj())
+    return out
+
+
+def _rotate(out, x, freqs):
+    """out = x * freqs with pairs viewed as complex numbers."""
+    np.multiply(x.view(freqs.dtype), freqs, out=out.view(freqs.dtype))  # (..., T, HD/2) complex
+
+
+# ---- SwiGLU: a = silu(g) * u, with g and u side by side in one array ---------------------
+
+def swiglu_forward(gu):
+    """a (..., H) = silu(g) * u where gu (..., 2H) = [g | u] (the fused gate/up matmul).
+
+    silu(g) = g * sigmoid(g). The cache is gu alone: backward recomputes the sigmoid,
+    which is cheaper than storing and reloading an (N, H) array of it.
+    """
+    gu2 = _rows(gu)                                                     # (N, 2H)
+    a = (KL.swiglu_forward if gu.dtype == np.float32 else KL.swiglu_forward_ref)(gu2)  # (N, H)
+    return a.reshape(gu.shape[:-1] + (a.shape[1],)), (gu2, gu.shape)
+
+
+def swiglu_backward(da, cache):
+    """dgu (..., 2H) = [dg | du] of a = silu(g) * u.
+
+        du = da * silu(g)
+        dg = da * u * silu'(g),   silu'(g) = sig + silu(g) * (1 - sig)
+    """
+    gu2, shape = cache
+    backward = KL.swiglu_backward if gu2.dtype == np.float32 else KL.swiglu_backward_ref
+    return backward(_rows(da), gu2).reshape(shape)                      # (..., 2H)
+
+
+# ---- cross-entropy, in place on the logits -----------------------------------------------
+
+def token_weights(targets, loss_mask=None, dtype=np.float32):
+    """w (N,): how much each position's loss counts: 0 where targets == -1, else loss_mask
+    (1 when there is no mask). Raises ValueError on targets below -1."""
+    targets = np.asarray(targets).reshape(-1)
+    if targets.size and targets.min() < -1:
+        raise ValueError(f"targets must be token ids or -1 (ignored), got {targets.min()}")
+    w = (targets >= 0).astype(dtype)                                    # (N,)
+    if loss_mask is not None:
+        w *= np.asarray(loss_mask, dtype=dtype).reshape(-1)
+    return w
+
+
+def cross_entropy_forward(logits, targets, loss_mask=None, normalizer=None):
+    """loss = sum_n w_n * (logsumexp(logits_n) - logits_n[targets_n]) / normalizer.
+
+    logits (N, V); targets (N,) ints, -1 = ignored; loss_mask (N,) weights positions
+    (0 = ignored); w = token_weights(targets, loss_mask). normalizer defaults to sum(w): the
+    weighted mean over counted tokens (0.0 when nothing counts). A caller that splits a batch
+    into chunks passes the whole batch's sum(w) so the chunks' losses add up.
+
+    IN PLACE: `logits` is overwritten with dloss/dlogits = (softmax - onehot) * w / normalizer,
+    and the cache holds that same buffer; cross_entropy_backward returns it. Nothing of size
+    (N, V) is allocated. The caller must not read `logits` after this call.
+    """
+    N, V = logits.shape
+    targets = np.asarray(targets).reshape(-1)
+    w = token_weights(targets, loss_mask, logits.dtype)                 # (N,)
+    if normalizer is None:
+        normalizer = w.sum()
+    if normalizer == 0:
+        logits[...] = 0.0
+        return 0.0, (logits,)
+    coef = w / logits.dtype.type(normalizer)                            # (N,) dloss/dnll
+    softmax_loss = (KL.cross_entropy_forward if logits.dtype == np.float32
+                    else KL.cross_entropy_forward_ref)
+    nll = softmax_loss(logits, targets, coef)                           # (N,), logits -> dlogits
+    loss = float(np.dot(w.astype(np.float64), nll.astype(np.float64))) / float(normalizer)
+    return loss, (logits,)
+
+
+def cross_entropy_backward(dloss, cache):
+    """dlogits (N, V): the forward's logits buffer, already holding dloss/dlogits (times dloss)."""
+    (dlogits,) = cache
+    if dloss != 1.0:
+        dlogits *= dloss
+    return dlogits
+
+
+# ---- the LM head fused with the loss, in chunks of rows -----------------------------------
+
+CHUNK_ELEMENTS = 1 << 21   # logits values per chunk (8 MB in float32)
+
+
+def lm_head_loss_forward(x, w, targets, loss_mask=None, grad=True, chunk_rows=None):
+    """loss of logits = x (N, C) @ w (V, C)^T against targets (N,), chunk by chunk of rows.
+
+    The (N, V) logits never exist at once: each chunk's logits go into one reused
+    (rows, V) buffer, cross_entropy_forward turns them into dlogits in place, and (when
+    grad) the head's backward runs on them right away: dx[rows] = dlogits @ w and
+    dw += dlogits^T @ x[rows]. So the forward does the head's backward work, and
+    lm_head_loss_backward only returns it (times dloss). cache = (dx, dw), or None
+    when grad is False (evaluation: the loss only).
+    """
+    N, C = x.shape
+    V = w.shape[0]
+    targets = np.asarray(targets).reshape(-1)
+    mask = None if loss_mask is None else np.asarray(loss_mask).reshape(-1)
+    normalizer = token_weights(targets, mask, x.dtype).sum()
+    rows = chunk_rows or max(1, min(N, CHUNK_ELEMENTS // V))
+    buf = np.empty((min(rows, N), V), dtype=x.dtype)                    # (rows, V)
+    dx = np.empty_like(x) if grad else None                             # (N, C)
+    dw = np.zeros_like(w) if grad else None                             # (V, C)
+    loss = 0.0
+    for n0 in range(0, N, rows):
+        n1 = min(n0 + rows, N)
+        logits, head_cache = linear_forward(x[n0:n1], w, out=buf[:n1 - n0])  # (rows, V)
+        chunk_loss, ce_cache = cross_entropy_forward(
+            logits, targets[n0:n1], None if mask is None else mask[n0:n1], normalizer)
+        loss += chunk_loss
+        if grad:
+            dlogits = cross_entropy_backward(1.0, ce_cache)             # (rows, V), in place
+            linear_backward(dlogits, head_cache, dw, dx[n0:n1])
+    return loss, (None if not grad else (dx, dw))
+
+
+def lm_head_loss_backward(dloss, cache):
+    """dx (N, C), dw (V, C) of lm_head_loss_forward (computed there; scaled by dloss here)."""
+    dx, dw = cache
+    if dloss != 1.0:
+        dx *= dloss
+        dw *= dloss
+    return dx, dw

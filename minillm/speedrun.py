@@ -1,0 +1,249 @@
+"""The pretraining speedrun: every stage from the generated internet to a base model.
+
+    minillm speedrun                       # the real thing on 2 cores: runs/default/
+    minillm speedrun --profile smoke       # all of it, tiny (CI): runs/smoke/
+    minillm speedrun --name try2 --fresh   # a new run directory, ignoring what exists
+
+    world -> crawl -> clean -> tokenizer -> shards -> pretrain -> evals -> samples
+
+Each stage writes its artifacts atomically and is skipped when they exist, so an
+interrupted speedrun continues where it stopped (a stage killed midway runs again; the
+pretraining stage resumes from its last checkpoint). The run directory:
+
+    runs/<name>/world/           the mini-world (documents, facts, probes)     minillm world
+    runs/<name>/crawl/           the world rendered as web pages in WARCs      minillm crawl
+    runs/<name>/clean/           documents that survived the cleaning pipeline minillm clean
+    runs/<name>/tokenizer.json   byte-level BPE trained on the clean text      minillm tokenizer
+    runs/<name>/shards/          the clean text as token shards
+    runs/<name>/base/            the base model checkpoint (+ evals.json, samples.json)
+    runs/<name>/metrics.jsonl    training curve
+    runs/<name>/speedrun.json    this summary: each stage's time and key numbers
+
+Profiles (PROFILES below) fix every size: world, vocabulary, model, context, steps. The
+default was tuned so that on 2 cores the whole run fits in about 20 minutes and the base
+model recalls most facts of the most-exposed entities.
+
+    python -m pytest tests/test_speedrun.py -m slow
+"""
+import json
+import sys
+import time
+
+from minillm.common import UserError, read_json, runs_dir, write_json
+
+PROFILES = {
+    "smoke": {
+        "world": "smoke", "world_seed": 0, "crawl_shards": 2, "workers": 2,
+        "vocab_size": 512, "depth": 2, "n_embd": 64, "context_len": 64,
+        "batch_size": 8, "steps": 60, "lr": 3e-3, "warmup": 10,
+        "eval_limit": 20, "samples": 2, "sample_tokens": 24,
+    },
+    "default": {
+        "world": "small", "world_seed": 0, "crawl_shards": 4, "workers": 2,
+        "vocab_size": 2048, "depth": 4, "n_embd": 128, "context_len": 128,
+        "batch_size": 16, "steps": 1500, "lr": 3e-3, "warmup": 100,
+        "eval_limit": 200, "samples": 4, "sample_tokens": 80,
+    },
+}
+STAGES = ("world", "crawl", "clean", "tokenizer", "shards", "pretrain", "evals", "samples")
+
+
+def model_config(profile, vocab_size):
+    """The GPTConfig a profile trains (GPTConfig.from_depth with the profile's overrides)."""
+    from minillm.nn.gpt import GPTConfig
+
+    over = {k: profile[k] for k in ("n_embd", "n_head", "n_kv_head", "hidden_dim") if k in profile}
+    return GPTConfig.from_depth(profile["depth"], vocab_size, profile["context_len"], **over)
+
+
+# ---- the stages: each returns its key numbers; done(run) says whether it can be skipped --
+
+def stage_world(run, p):
+    from minillm.internet.world import World
+
+    stats = World.build(seed=p["world_seed"], size=p["world"]).save(run / "world")
+    return {"documents": stats.get("documents"), "entities": stats["entities"], "facts": stats["facts"]}
+
+
+def stage_crawl(run, p):
+    from minillm.internet.pages import crawl
+    from minillm.internet.world import World
+
+    s = crawl(World.load(run / "world"), run / "crawl", p["crawl_shards"], seed=p["world_seed"], progress=False)
+    return {"pages": s["pages"], "warc_mb": round(s["warc_bytes"] / 1e6, 2)}
+
+
+def stage_clean(run, p):
+    from minillm.internet.pipeline import clean
+
+    s = clean(run / "crawl", run / "clean", workers=p["workers"])["stages"]
+    return {"pages": s["read"]["docs_in"], "documents": s["pii"]["docs_out"],
+            "mb_in": round(s["read"]["bytes_in"] / 1e6, 2), "mb_out": round(s["pii"]["bytes_out"] / 1e6, 2)}
+
+
+def stage_tokenizer(run, p):
+    from minillm.tokenizer import Tokenizer
+
+    tok = Tokenizer.train(sorted((run / "clean").glob("*.jsonl.gz")), p["vocab_size"])
+    tok.save(run / "tokenizer.json")
+    return {"vocab_size": tok.vocab_size}
+
+
+def stage_shards(run, p):
+    from minillm.internet.pipeline import write_token_shards
+
+    docs, tokens = write_token_shards(run / "clean", run / "tokenizer.json", run / "shards")
+    return {"documents": docs, "tokens": tokens}
+
+
+def stage_pretrain(run, p):
+    from minillm.train import TrainConfig, train
+
+    base = run / "base"
+    cfg = TrainConfig(data=str(run / "shards"), out=str(base), tokenizer=str(run / "tokenizer.json"),
+                      depth=p["depth"], n_embd=p.get("n_embd"), n_head=p.get("n_head"),
+                      context_len=p["context_len"], batch_size=p["batch_size"], steps=p["steps"],
+                      lr=p["lr"], warmup=p["warmup"], eval_every=max(1, p["steps"] // 4),
+                      ckpt_every=max(1, p["steps"] // 4), log_every=10, final_eval_batches=0)
+    if (base / "trainer_state.json").exists():
+        cfg.resume = str(base)
+    r = train(cfg)
+    if r.interrupted:
+        raise KeyboardInterrupt
+    return {"steps": r.steps, "tokens_seen": r.tokens_seen, "train_loss": round(r.final_loss, 4),
+            "val_loss": round(r.val_loss, 4), "tokens_per_s": round(r.tokens_per_s)}
+
+
+def stage_evals(run, p):
+    from minillm.evals import context_for, format_table, run_evals
+
+    ctx = context_for(run / "base", limit=p["eval_limit"])
+    results = run_evals(ctx)
+    write_json(run / "base" / "evals.json", {k: {x: y for x, y in r.items() if x != "table"}
+                                             for k, r in results.items()})
+    print(format_table(results), file=sys.stderr)
+    return _eval_numbers(results)
+
+
+def _eval_numbers(results):
+    out = {}
+    if "val_loss" in results.get("val_loss", {}):
+        out["val_loss"] = round(results["val_loss"]["val_loss"], 4)
+        out["bits_per_byte"] = round(results["val_loss"]["bits_per_byte"], 4)
+    for b, r in results.get("cloze", {}).get("buckets", {}).items():
+        out[f"recall_{b}"] = round(r["accuracy"], 4)
+    for g, r in results.get("regurgitation", {}).get("groups", {}).items():
+        out[f"verbatim_{g}"] = round(r["verbatim_fraction"], 4)
+    for k, r in results.get("few_shot", {}).get("shots", {}).items():
+        out[f"few_shot_{k}"] = round(r["accuracy"], 4)
+    return out
+
+
+SAMPLE_PROMPTS = ["Once upon a time", "{person} was born in", "The capital of {country} is",
+                  "{city} is a city"]
+
+
+def stage_samples(run, p):
+    from minillm.generate import Engine
+    from minillm.internet.world import World
+
+    world = World.load(run / "world")
+    famous = {}
+    for e in sorted(world.entities.values(), key=lambda e: -world.exposure[e.id]):
+        famous.setdefault(e.type, e.name)
+    prompts = [t.format(person=famous.get("person", "Ana"), country=famous.get("country", "Velmar"),
+                        city=famous.get("city", "Tarsk")) for t in SAMPLE_PROMPTS][:p["samples"]]
+    engine = Engine.from_checkpoint(run / "base")
+    completions = engine.generate(prompts, temperature=0.8, top_k=50, seed=0,
+                                  max_tokens=p["sample_tokens"], stop=[engine.bos_id])
+    samples = [{"prompt": q, "text": c.text, "finish_reason": c.finish_reason}
+               for q, c in zip(prompts, completions)]
+    write_json(run / "base" / "samples.json", samples)
+    return {"samples": samples}
+
+
+ARTIFACTS = {   # the file whose existence marks a stage as done (written last, atomically)
+    "world": "world/stats.json", "crawl": "crawl/crawl.json", "clean": "clean/funnel.json",
+    "tokenizer": "tokenizer.json", "shards": "shards/shards.json", "pretrain": None,
+    "evals": "base/evals.json", "samples": "base/samples.json",
+}
+
+
+def done(run, stage, p):
+    if stage == "pretrain":
+        state = run / "base" / "trainer_state.json"
+        return state.exists() and json.loads(state.read_text())["step"] >= p["steps"]
+    return (run / ARTIFACTS[stage]).exists()
+
+
+# ---- the driver -------------------------------------------------------------------------
+
+def speedrun(profile="default", name=None, fresh=False, threads=None):
+    """Run (or resume) every stage; returns the summary dict (also runs/<name>/speedrun.json)."""
+    import shutil
+
+    from minillm.nn import kernels
+
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    p = PROFILES[profile]
+    run = runs_dir() / (name or profile)
+    if fresh and run.exists():
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    if threads:
+        kernels.set_num_threads(threads)
+    summary_path = run / "speedrun.json"
+    summary = read_json(summary_path, "speedrun summary") if summary_path.exists() else {}
+    if summary.get("profile") not in (None, profile):
+        raise UserError(f"{run} was made with profile {summary['profile']!r}; use --name or --fresh")
+    summary.update(profile=profile, settings=p, run=str(run))
+    stages = summary.setdefault("stages", {})
+    t_all, rerun = time.perf_counter(), False
+    for stage in STAGES:
+        if not rerun and done(run, stage, p):
+            stages.setdefault(stage, {})["skipped"] = True
+            print(f"[speedrun] {stage}: done already, skipped", file=sys.stderr)
+            continue
+        if rerun and stage == "pretrain" and (run / "base").exists():
+            shutil.rmtree(run / "base")   # trained on the data an earlier stage just replaced
+        rerun = True                      # every later stage depends on this one's output
+        print(f"[speedrun] {stage} ...", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        numbers = globals()[f"stage_{stage}"](run, p)
+        stages[stage] = {"seconds": round(time.perf_counter() - t, 1), **numbers}
+        write_json(summary_path, summary)
+    summary["seconds_this_call"] = round(time.perf_counter() - t_all, 1)
+    summary["seconds_total"] = round(sum(s.get("seconds", 0) for s in stages.values()), 1)
+    write_json(summary_path, summary)
+    return summary
+
+
+def print_summary(summary):
+    st, run = summary["stages"], summary["run"]
+    print(f"\nspeedrun ({summary['profile']} profile): {summary['seconds_total']:.0f}s of stage time "
+          f"({summary['seconds_this_call']:.0f}s in this call)")
+    for stage in STAGES:
+        s = st.get(stage, {})
+        numbers = ", ".join(f"{k} {v}" for k, v in s.items() if k not in ("seconds", "skipped", "samples"))
+        when = f"{s['seconds']:7.1f}s" if "seconds" in s else "   -    "
+        print(f"  {stage:<10} {when}  {'(skipped: done) ' if s.get('skipped') else ''}{numbers}")
+    for sample in st.get("samples", {}).get("samples", []):
+        print(f"\n  sample ({sample['finish_reason']}): {sample['prompt']}{sample['text']}")
+    print(f"\noutputs: {run}/  (world/ crawl/ clean/ tokenizer.json shards/ base/ metrics.jsonl)")
+    print(f"  checkpoint {run}/base   evals {run}/base/evals.json   summary {run}/speedrun.json")
+    print(f"  next: minillm sample --ckpt {run}/base --prompt \"Once upon a time\"")
+
+
+def add_arguments(parser):
+    parser.add_argument("--profile", default="default", choices=list(PROFILES),
+                        help="sizes of everything (default: default, ~20 min on 2 cores)")
+    parser.add_argument("--name", help="run directory runs/<name> (default: the profile's name)")
+    parser.add_argument("--fresh", action="store_true", help="delete the run directory first")
+    parser.add_argument("--threads", type=int, help="kernel threads (default all cores)")
+
+
+def run(args):
+    summary = speedrun(args.profile, args.name, args.fresh, args.threads)
+    print_summary(summary)
+    return 0

@@ -1,0 +1,36 @@
+"""Float64 central finite differences: the yardstick for every hand-written backward.
+
+    loss = lambda: float((forward(x)[0] * R).sum())      # R: a fixed random "upstream grad"
+    num = numeric_grad(loss, x)                           # perturbs x in place, restores it
+    assert_grad_close(analytic, num)
+
+Used by tests/test_layers.py, test_attention_layer.py and test_gpt.py.
+"""
+import numpy as np
+
+
+def numeric_grad(f, x, eps=1e-6, indices=None):
+    """d f() / d x by central differences, for every entry of x (or only `indices`,
+    flat positions; the others stay 0). x must be float64 and is restored afterwards."""
+    assert x.dtype == np.float64, "finite differences need float64"
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(x.size) if indices is None else indices:
+        old = flat[i]
+        flat[i] = old + eps
+        up = f()
+        flat[i] = old - eps
+        down = f()
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def assert_grad_close(analytic, numeric, rtol=1e-6, atol=1e-8, indices=None):
+    """Entries agree to rtol relative to the largest numeric entry (plus atol)."""
+    a, n = np.asarray(analytic).reshape(-1), np.asarray(numeric).reshape(-1)
+    if indices is not None:
+        a, n = a[indices], n[indices]
+    scale = max(np.abs(n).max(), 1e-12)
+    err = np.abs(a - n).max()
+    assert err <= rtol * scale + atol, f"max |analytic - numeric| = {err:.3g} (scale {scale:.3g})"

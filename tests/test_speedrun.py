@@ -1,0 +1,114 @@
+"""The speedrun (minillm/speedrun.py): stage skipping and resuming with stand-in stages
+(fast), and the whole smoke profile end to end (slow, `pytest -m slow`).
+
+    python -m pytest tests/test_speedrun.py -m "slow or not slow"
+"""
+import json
+import time
+
+import pytest
+
+from minillm import speedrun
+from minillm.common import write_json
+
+
+@pytest.fixture
+def fake_stages(monkeypatch, tmp_path):
+    """Replace every stage by one that writes its artifact and records that it ran."""
+    monkeypatch.setenv("MINILLM_RUNS", str(tmp_path))
+    ran = []
+
+    def make(stage):
+        def stage_fn(run, p):
+            ran.append(stage)
+            if stage == "pretrain":
+                write_json(run / "base" / "trainer_state.json", {"step": p["steps"]})
+            else:
+                write_json(run / speedrun.ARTIFACTS[stage], {"stage": stage})
+            return {"n": len(ran)}
+        return stage_fn
+
+    for stage in speedrun.STAGES:
+        monkeypatch.setattr(speedrun, f"stage_{stage}", make(stage))
+    return ran, tmp_path
+
+
+def test_stages_run_once_then_are_skipped(fake_stages):
+    ran, root = fake_stages
+    summary = speedrun.speedrun("smoke")
+    assert ran == list(speedrun.STAGES)
+    assert summary["run"] == str(root / "smoke")
+    ran.clear()
+    summary = speedrun.speedrun("smoke")
+    assert ran == []
+    assert all(summary["stages"][s]["skipped"] for s in speedrun.STAGES)
+    assert json.loads((root / "smoke" / "speedrun.json").read_text())["profile"] == "smoke"
+
+
+def test_a_stage_without_its_artifact_reruns_with_everything_after_it(fake_stages):
+    ran, root = fake_stages
+    speedrun.speedrun("smoke")
+    run = root / "smoke"
+    (run / "tokenizer.json").unlink()                 # as if killed while training the tokenizer
+    (run / "base" / "leftover").write_text("old model")
+    ran.clear()
+    speedrun.speedrun("smoke")
+    assert ran == ["tokenizer", "shards", "pretrain", "evals", "samples"]
+    assert not (run / "base" / "leftover").exists()   # the old model was trained on old shards
+
+
+def test_unfinished_pretraining_resumes(fake_stages):
+    ran, root = fake_stages
+    speedrun.speedrun("smoke")
+    run = root / "smoke"
+    write_json(run / "base" / "trainer_state.json", {"step": 3})   # killed at step 3
+    (run / "base" / "evals.json").unlink()
+    ran.clear()
+    speedrun.speedrun("smoke")
+    assert ran == ["pretrain", "evals", "samples"]
+
+
+def test_profile_mismatch_and_unknown_profile(fake_stages):
+    from minillm.common import UserError
+
+    speedrun.speedrun("smoke", name="x")
+    with pytest.raises(UserError, match="profile 'smoke'"):
+        speedrun.speedrun("default", name="x")
+    with pytest.raises(UserError, match="unknown profile"):
+        speedrun.speedrun("huge")
+
+
+def test_default_model_shape():
+    config = speedrun.model_config(speedrun.PROFILES["default"], 2048)
+    assert (config.n_layer, config.n_embd, config.context_len) == (
+        speedrun.PROFILES["default"]["depth"], speedrun.PROFILES["default"]["n_embd"],
+        speedrun.PROFILES["default"]["context_len"])
+
+
+@pytest.mark.slow
+def test_smoke_speedrun_end_to_end(tmp_path, monkeypatch, capsys):
+    from minillm.cli import main
+
+    monkeypatch.setenv("MINILLM_RUNS", str(tmp_path))
+    t = time.perf_counter()
+    assert main(["speedrun", "--profile", "smoke"]) == 0
+    seconds = time.perf_counter() - t
+    out = capsys.readouterr().out
+    run = tmp_path / "smoke"
+    summary = json.loads((run / "speedrun.json").read_text())
+    st = summary["stages"]
+    assert st["clean"]["documents"] > 100 and st["shards"]["tokens"] > 10_000
+    assert st["pretrain"]["steps"] == speedrun.PROFILES["smoke"]["steps"]
+    assert st["pretrain"]["val_loss"] < 6.0                # from ln(512) = 6.24 at the start
+    assert 0.0 <= st["evals"]["recall_many"] <= 1.0 and "bits_per_byte" in st["evals"]
+    assert len(st["samples"]["samples"]) == speedrun.PROFILES["smoke"]["samples"]
+    for path in ("world/stats.json", "crawl/crawl.json", "clean/funnel.json", "tokenizer.json",
+                 "shards/shards.json", "base/config.json", "base/evals.json", "base/samples.json"):
+        assert (run / path).exists(), path
+    assert "outputs:" in out and str(run) in out
+    assert seconds < 120, f"smoke speedrun took {seconds:.0f}s (target 2 minutes)"
+    # a second call finds everything done
+    t = time.perf_counter()
+    assert main(["speedrun", "--profile", "smoke"]) == 0
+    assert time.perf_counter() - t < 10
+    assert "(skipped: done)" in capsys.readouterr().out
