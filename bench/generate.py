@@ -239,7 +239,7 @@ def bench_shape(name, config, threads, rounds, runc, tmp):
 
 def print_table(results):
     def fmt(x):
-        return f"{x:9.1f}" if x is not None else "   not measured"[-9:]
+        return f"{x:9.1f}" if x is not None else f"{'n/m':>9}"
 
     def ratio(a, b):
         return f"{a / b:7.2f}x" if a and b else "      - "
@@ -301,6 +301,7 @@ def main(argv=None):
             print(f"{name}: greedy tokens agree with minillm's for the first "
                   + ", ".join(f"{v} ({k})" for k, v in agreement.items()) + f" of {n_new}")
     print_table(results)
+    print("n/m: not measured (run.c needs --runc; only stories15M is run there)")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print(json.dumps({"targets": targets_of(results, threads)}))
 

@@ -159,3 +159,21 @@ void cross_entropy_forward(float *losses, float *logits, const int *targets, con
 /* Embedding backward: dweight[idx[n]] (rows of (V, C)) += dout[n] (N, C), rows in order;
  * 0 <= idx[n] < V.  Accumulates into dweight. */
 void embedding_backward(float *dweight, const float *dout, const int *idx, int N, int C);
+
+/* ==== AdamW and the gradient's passes (csrc/optim.c; owner: minillm/nn/kernels_optim.py, optim.py) ====
+ * Flat float32 buffers of n values. Results do not depend on the thread count. */
+
+/* One AdamW step, in place on p, m, v (n) from g (n): for every i
+ *     m = b1 m + g1 g;  v = b2 v + g2 g^2;  p = p * d - step_size * m / (sqrt(v) + eps_hat)
+ * with d = decay for i < n_decay and 1 otherwise, each operation rounded to float32 in
+ * this order (no FMA), exactly as the NumPy twin.  Overwrites p, m, v (read and written). */
+void adamw_update(float *p, float *m, float *v, const float *g, long long n, long long n_decay,
+                  float b1, float b2, float g1, float g2, float eps_hat, float step_size,
+                  float decay);
+
+/* Sum of x (n) squared, in double, added in fixed blocks and lanes (a function of n only). */
+double sum_squares(const float *x, long long n);
+
+/* dst (n) = src (accumulate == 0; overwrites dst) or dst + src (accumulate == 1; accumulates
+ * into dst); returns sum_squares of the new dst, bit-identical to calling it afterwards. */
+double grad_store(float *dst, const float *src, long long n, int accumulate);

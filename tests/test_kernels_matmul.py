@@ -77,18 +77,34 @@ CHECKS = {"forward": check_forward, "backward_input": check_backward_input,
           "backward_weight": check_backward_weight}
 
 
+@pytest.fixture
+def one_thread():
+    """Run the kernels on one thread (restored afterwards).
+
+    Results do not depend on the thread count (test_one_and_two_threads_agree_exactly), and
+    one thread keeps the many small calls below from fighting NumPy's BLAS threads for the
+    cores. The thread split itself is covered by the two-thread tests."""
+    before = K.get_num_threads()
+    K.set_num_threads(1)
+    yield
+    K.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("op", list(CHECKS))
 @pytest.mark.parametrize("N", NS)
 def test_matches_reference_on_odd_shapes(op, N):
     rng = np.random.default_rng(N)
     for C in CS:
         for OC in OCS:
-            CHECKS[op](rng, N, C, OC)
+            if N * C * OC <= 3_000_000:   # bigger ones: test_matches_reference_on_a_large_shape
+                CHECKS[op](rng, N, C, OC)
 
 
 @pytest.mark.parametrize("op", list(CHECKS))
 def test_matches_reference_on_a_large_shape(op):
-    # several depth blocks (256) and column blocks (512), each with a ragged tail
+    # several depth blocks (256) and column blocks (512), each with a ragged tail; as many
+    # threads as the machine has
     CHECKS[op](np.random.default_rng(7), 1031, 515, 1043)
 
 
@@ -96,9 +112,9 @@ def test_matches_reference_on_a_large_shape(op):
 def test_decoding_shapes(OC, C):
     # N = 1 is the inference hot path (a matrix-vector product); batched decoding N = 3
     rng = np.random.default_rng(OC)
-    for N in (1, 3):
-        check_forward(rng, N, C, OC)
-    if OC < 32000:   # (the backward products are not on the decoding path)
+    check_forward(rng, 1, C, OC)
+    if OC < 32000:   # (the big one is slow to check; the backward is not on this path)
+        check_forward(rng, 3, C, OC)
         check_backward_input(rng, 1, C, OC)
         check_backward_weight(rng, 1, C, OC)
 
@@ -147,7 +163,10 @@ def test_empty_reductions():
     assert np.array_equal(dw, np.full((3, 4), 2.0, dtype=np.float32))
 
 
-@pytest.mark.parametrize("N, C, OC", [(1, 288, 301), (5, 64, 129), (257, 129, 65), (130, 33, 700)])
+# Each shape does more than 2^18 multiply-adds, so two threads really split it: by columns
+# (odd sliver counts), by rows (a single sliver; dW with OC > C), the decoding paths.
+@pytest.mark.parametrize("N, C, OC", [(1, 1031, 301), (5, 64, 1029), (257, 129, 65),
+                                      (130, 33, 700), (1000, 31, 31)])
 def test_one_and_two_threads_agree_exactly(N, C, OC):
     # Every output element is summed in the same order whatever the thread split, so the
     # results are bitwise identical (training runs reproduce across thread counts).
@@ -166,6 +185,9 @@ def test_one_and_two_threads_agree_exactly(N, C, OC):
         K.set_num_threads(before)
     for one, two in zip(*results):
         assert np.array_equal(one, two)
+    check_forward(rng, N, C, OC)      # and the two-thread results are right, too
+    check_backward_input(rng, N, C, OC)
+    check_backward_weight(rng, N, C, OC)
 
 
 def test_tolerance_catches_one_missed_term(rng):

@@ -40,6 +40,7 @@ def rmsnorm_forward_ref(inp, weight, eps):
 
 
 def rmsnorm_forward(inp, weight, eps):
+    """out (N, C), rstd (N,) of RMSNorm over the rows of inp (N, C): see rmsnorm_forward_ref."""
     _check("inp", inp, ndim=2)
     N, C = inp.shape
     _check("weight", weight, (C,))
@@ -67,6 +68,7 @@ def rmsnorm_backward_ref(dout, inp, weight, rstd):
 
 
 def rmsnorm_backward(dout, inp, weight, rstd):
+    """dinp (N, C), dweight (C,) (both new) of rmsnorm_forward: see rmsnorm_backward_ref."""
     _check("inp", inp, ndim=2)
     N, C = inp.shape
     _check("dout", dout, (N, C))
@@ -88,7 +90,8 @@ def rmsnorm_backward(dout, inp, weight, rstd):
 def _sigmoid(g):
     """1 / (1 + e^-g) from e = e^-|g| <= 1, so nothing overflows and nothing cancels:
     1 / (1 + e) where g >= 0, e / (1 + e) where g < 0."""
-    e = np.exp(-np.abs(g))                                              # (N, H)
+    with np.errstate(under="ignore"):                                   # e^-|g| -> 0 is right
+        e = np.exp(-np.abs(g))                                          # (N, H)
     return np.where(g >= 0, 1.0, e) / (1.0 + e)                         # (N, H)
 
 
@@ -100,6 +103,7 @@ def swiglu_forward_ref(gu):
 
 
 def swiglu_forward(gu):
+    """out (N, H) = silu(g) * u of gu (N, 2H) = [g | u]."""
     _check("gu", gu, ndim=2)
     N, H2 = gu.shape
     if H2 % 2:
@@ -126,6 +130,7 @@ def swiglu_backward_ref(dout, gu):
 
 
 def swiglu_backward(dout, gu):
+    """dgu (N, 2H) of swiglu_forward from dout (N, H) and its input gu (N, 2H)."""
     _check("gu", gu, ndim=2)
     N, H2 = gu.shape
     if H2 % 2:
@@ -185,6 +190,7 @@ def _qkv_shape(qkv_shape, n_head, n_kv_head):
 
 
 def rope_split_qkv(qkv, n_head, n_kv_head, freqs):
+    """q (B, NH, T, HD), k, v (B, NKV, T, HD) of qkv (B, T, D), q and k rotated: one pass."""
     _check("qkv", qkv, ndim=3)
     B, T, HD = _qkv_shape(qkv.shape, n_head, n_kv_head)
     freqs = _freqs_checked(freqs, T, HD, np.float32)
@@ -215,6 +221,7 @@ def rope_split_qkv_backward_ref(dq, dk, dv, freqs):
 
 
 def rope_split_qkv_backward(dq, dk, dv, freqs):
+    """dqkv (B, T, D) of rope_split_qkv: one pass."""
     _check("dq", dq, ndim=4)
     _check("dk", dk, ndim=4)
     B, NH, T, HD = dq.shape
@@ -241,6 +248,7 @@ def merge_heads_ref(inp):
 
 
 def merge_heads(inp):
+    """out (B, T, NH * HD) of inp (B, NH, T, HD)."""
     _check("inp", inp, ndim=4)
     B, NH, T, HD = inp.shape
     ffi, lib = _load()
@@ -258,6 +266,7 @@ def split_heads_ref(inp, n_head):
 
 
 def split_heads(inp, n_head):
+    """out (B, NH, T, HD) of inp (B, T, NH * HD)."""
     _check("inp", inp, ndim=3)
     B, T, D = inp.shape
     if n_head < 1 or D % n_head:
@@ -279,9 +288,10 @@ def cross_entropy_forward_ref(logits, targets, coef):
     N, V = logits.shape
     rows, counted = np.arange(N), coef != 0                             # (N,), (N,)
     t = np.where(counted, targets, 0)                                   # (N,) any valid id if not
-    logits -= logits.max(axis=1, keepdims=True)                         # (N, V) minus each row's max
-    z_t = logits[rows, t]                                               # (N,) the targets'
-    np.exp(logits, out=logits)                                          # unnormalized softmax
+    with np.errstate(over="ignore", under="ignore"):                    # -> -inf, e^-inf = 0: right
+        logits -= logits.max(axis=1, keepdims=True)                     # (N, V) minus each row's max
+        z_t = logits[rows, t]                                           # (N,) the targets'
+        np.exp(logits, out=logits)                                      # unnormalized softmax
     s = logits.sum(axis=1)                                              # (N,)
     logits *= (coef / s)[:, None]                                       # softmax * coef
     logits[rows, t] -= coef                                             # - onehot * coef
@@ -289,6 +299,8 @@ def cross_entropy_forward_ref(logits, targets, coef):
 
 
 def cross_entropy_forward(logits, targets, coef):
+    """losses (N,); logits (N, V) become dlogits IN PLACE (see cross_entropy_forward_ref).
+    targets may be -1 (or anything) where coef is 0; elsewhere they must be in 0..V-1."""
     _check("logits", logits, ndim=2)
     N, V = logits.shape
     _check("coef", coef, (N,))
@@ -313,6 +325,7 @@ def embedding_backward_ref(dweight, dout, idx):
 
 
 def embedding_backward(dweight, dout, idx):
+    """dweight (V, C) += dout (N, C) into rows idx (N,), in position order; returns dweight."""
     _check("dweight", dweight, ndim=2)
     V, C = dweight.shape
     _check("dout", dout, ndim=2)

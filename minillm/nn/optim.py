@@ -9,14 +9,17 @@
 One flat buffer. AdamW touches every parameter with the same elementwise formula, so the
 optimizer copies all parameters into ONE float32 vector and puts views of it back into the
 caller's dict (`params[name]` becomes a view; the dict is updated in place, its keys are
-unchanged). Gradients, first and second moments live in vectors laid out the same way. An
-update is then 13 in-place NumPy ufunc calls (`out=`, no temporaries) per 64K-float chunk,
-so each chunk's p, g, m, v stay in cache across the calls (one pass over the whole buffer
-per call is ~2.5x slower), instead of 13 small calls per parameter. Measured on this
-2-core machine (busy): 0.87M parameters ~2.0 ms, 14M parameters ~55 ms per update. Python
-threads over the chunks did not help inside training: the C kernels' OpenMP threads are
-still spinning on both cores when the update starts. (A fused C kernel would do it in one
-pass.)
+unchanged). Gradients, first and second moments live in vectors laid out the same way, and
+a step is three passes over memory, all in C (csrc/optim.c, wrapped by nn/kernels_optim.py):
+    accumulate()  copies (or adds) each gradient into the flat buffer and sums its squares
+                  in the same pass, so the global norm costs no extra read;
+    step()        clips with that norm, then ONE fused AdamW pass: read p, g, m, v and
+                  write p, m, v, OpenMP over blocks of the buffer.
+The NumPy twins (use_c=False, or when the extension is not built) do the same with 13
+in-place ufunc calls per 64K-float chunk; the update gives the same bits as the C kernel,
+and the C sums of squares add in double in fixed blocks, so results do not depend on the
+thread count and a resumed run is bit-identical. Measured (bench/optim.py, busy 2-core
+machine): MEASURED
 
 Which parameters decay: weight decay (decoupled: p <- p - lr * wd * p, before the Adam
 step) applies to the 2-D weight matrices of attention, MLP and the untied LM head. It does
@@ -36,13 +39,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CHUNK = 65536          # floats per ufunc call: 256 KB per array, cache-resident
+from minillm.nn import kernels_optim
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 ALIGN = 16             # each parameter starts on a 64-byte boundary of the flat buffer
 
 
 def decays(name, value):
     """True if weight decay applies to parameter `name` (see the module docstring)."""
     return value.ndim == 2 and name != "tok_emb"
+
+
+def _norm(sumsq, scale):
+    """sqrt(sumsq) * |scale|, or nan when sumsq is not finite or overflows float32 (then
+    g^2 in the second moment would overflow too)."""
+    return math.sqrt(sumsq) * abs(scale) if sumsq <= FLOAT32_MAX else float("nan")
 
 
 @dataclass
@@ -58,14 +69,19 @@ class AdamW:
     """AdamW over a dict of float32 arrays, with one flat buffer for each of p, g, m, v.
 
     Hyperparameters follow torch.optim.AdamW: betas (b1, b2), eps added to sqrt(v_hat),
-    decoupled weight decay multiplied by the learning rate.
+    decoupled weight decay multiplied by the learning rate. use_c: run the passes over the
+    buffers in C (None: when the extension is loaded; False: the NumPy twins).
     """
 
-    def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0, use_c=None):
         self.b1, self.b2 = float(betas[0]), float(betas[1])
         self.eps, self.weight_decay = float(eps), float(weight_decay)
+        self.use_c = kernels_optim.c_available() if use_c is None else bool(use_c)
+        if self.use_c and not kernels_optim.c_available():
+            raise ValueError(f"use_c=True but the C kernels are not loaded "
+                             f"({kernels_optim.load_error()})")
         self.t = 0                                  # completed (non-skipped) updates
-        # decayed parameters first, so decay is one ufunc call on a prefix of the buffer
+        # decayed parameters first, so decay applies to a prefix of the buffer
         names = sorted(params, key=lambda n: not decays(n, params[n]))
         self.names = names
         self.layout, offset = {}, 0
@@ -89,7 +105,7 @@ class AdamW:
             params[name] = view                     # subtle: the caller's dict now holds views
         self.params = params
         self._n_accum = 0
-        self._tmp = np.empty(min(CHUNK, offset), np.float32)    # (CHUNK,) scratch
+        self._sumsq = None          # sum of squares of flat_g, when accumulate() computed it
 
     def _views(self, flat):
         return {n: flat[o:o + int(np.prod(s, dtype=np.int64))].reshape(s)
@@ -103,23 +119,35 @@ class AdamW:
             missing, extra = set(self.layout) - set(grads), set(grads) - set(self.layout)
             raise ValueError(f"gradient keys differ from parameters: missing {sorted(missing)}, "
                              f"unexpected {sorted(extra)}")
-        for name, dst in self.grads.items():
-            if self._n_accum == 0:
-                np.copyto(dst, grads[name])
-            else:
-                dst += grads[name]
+        add = self._n_accum > 0
+        parts = [self._store(dst, grads[name], add) for name, dst in self.grads.items()]
+        # C: the copy also summed the squares, so step() need not read the gradient again
+        self._sumsq = math.fsum(parts) if self.use_c else None
         self._n_accum += 1
+
+    def _store(self, dst, src, add):
+        """dst = src or dst += src; returns the new dst's sum of squares (C path) or None."""
+        if self.use_c and isinstance(src, np.ndarray) and src.dtype == np.float32 \
+                and src.shape == dst.shape and src.flags.c_contiguous:
+            return kernels_optim.grad_store(dst, src, add)      # one pass: store and sum
+        if add:                                 # NumPy path, or another dtype or layout
+            dst += src
+        else:
+            np.copyto(dst, src)
+        return kernels_optim.sum_squares(dst) if self.use_c else None
 
     def zero_grad(self):
         """Forget the accumulated gradient (the next accumulate() starts a new sum)."""
         self._n_accum = 0
+        self._sumsq = None
 
     def grad_norm(self, scale=1.0):
-        """Global L2 norm of scale * (accumulated gradient); inf/nan if any entry is."""
-        g = self.flat_g
-        parts = self._map(lambda s, e, _: float(np.dot(g[s:e], g[s:e])))
-        total = math.fsum(parts)   # float64 sum of per-chunk dots, in a fixed order
-        return math.sqrt(total) * abs(scale) if math.isfinite(total) else float("nan")
+        """Global L2 norm of scale * (accumulated gradient); nan if not finite in float32."""
+        if self.use_c:      # per parameter, as accumulate() sums: the same bits
+            total = math.fsum(kernels_optim.sum_squares(g) for g in self.grads.values())
+        else:
+            total = kernels_optim.sum_squares_ref(self.flat_g)
+        return _norm(total, scale)
 
     # ---- the update ---------------------------------------------------------------
 
@@ -138,7 +166,8 @@ class AdamW:
             raise RuntimeError("AdamW.step() called with no accumulated gradient")
         scale = 1.0 / self._n_accum if grad_scale is None else float(grad_scale)
         self._n_accum = 0
-        norm = self.grad_norm(scale)
+        norm = self.grad_norm(scale) if self._sumsq is None else _norm(self._sumsq, scale)
+        self._sumsq = None
         if loss is not None and not math.isfinite(loss):
             return StepReport(norm, 1.0, True, f"loss is {loss}")
         if not math.isfinite(norm):
@@ -154,36 +183,16 @@ class AdamW:
         # With m_hat = m / bc1 and v_hat = v / bc2 (torch's formula):
         #   p -= lr * m_hat / (sqrt(v_hat) + eps)
         #      = (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2))
-        step_size = lr * math.sqrt(bc2) / bc1
-        eps_hat = self.eps * math.sqrt(bc2)
-        g1 = (1.0 - b1) * gscale           # m = b1 m + (1 - b1) (s g)
-        g2 = (1.0 - b2) * gscale * gscale  # v = b2 v + (1 - b2) (s g)^2
-        decay = 1.0 - lr * self.weight_decay
-        p, g, m, v, n_decay = self.flat_p, self.flat_g, self.flat_m, self.flat_v, self.n_decay
-
-        def chunk(s, e, tmp):
-            tmp = tmp[:e - s]
-            ps, gs, ms, vs = p[s:e], g[s:e], m[s:e], v[s:e]
-            if s < n_decay and decay != 1.0:
-                ps[:n_decay - s] *= decay               # decoupled weight decay
-            ms *= b1
-            np.multiply(gs, g1, out=tmp)
-            ms += tmp                                   # m = b1 m + (1-b1) g
-            np.multiply(gs, gs, out=tmp)
-            tmp *= g2
-            vs *= b2
-            vs += tmp                                   # v = b2 v + (1-b2) g^2
-            np.sqrt(vs, out=tmp)
-            tmp += eps_hat
-            np.divide(ms, tmp, out=tmp)
-            tmp *= step_size
-            ps -= tmp                                   # p -= step * m / (sqrt(v) + eps)
-
-        self._map(chunk)
-
-    def _map(self, fn):
-        """[fn(start, end, scratch) for each CHUNK-sized piece of the flat buffers]."""
-        return [fn(s, min(s + CHUNK, self.size), self._tmp) for s in range(0, self.size, CHUNK)]
+        # The constants are computed here in float64 and rounded to float32 once.
+        coefs = kernels_optim.AdamWCoefs(
+            b1=b1, b2=b2,
+            g1=(1.0 - b1) * gscale,             # m = b1 m + (1 - b1) (s g)
+            g2=(1.0 - b2) * gscale * gscale,    # v = b2 v + (1 - b2) (s g)^2
+            eps_hat=self.eps * math.sqrt(bc2),
+            step_size=lr * math.sqrt(bc2) / bc1,
+            decay=1.0 - lr * self.weight_decay)  # decoupled: p *= 1 - lr wd, before the step
+        update = kernels_optim.adamw_update if self.use_c else kernels_optim.adamw_update_ref
+        update(self.flat_p, self.flat_m, self.flat_v, self.flat_g, self.n_decay, coefs)
 
     # ---- state for checkpoints ------------------------------------------------------
 
