@@ -160,6 +160,8 @@ def run(quick, threads):
     print(f"threads: ours {K.get_num_threads()} ({K.simd_level()}), NumPy/OpenBLAS "
           f"{blas if blas is not None else 'unknown (OPENBLAS_NUM_THREADS=' + os.environ.get('OPENBLAS_NUM_THREADS', 'unset') + ')'}",
           file=sys.stderr)
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (other processes skew the "
+          "timings, multi-threaded ones most)", file=sys.stderr)
     rng = np.random.default_rng(0)
     reps, min_seconds = (5, 0.004) if quick else (7, 0.01)
     settle = 0.08 if threads > 1 else 0.0
@@ -171,6 +173,7 @@ def run(quick, threads):
     print(file=sys.stderr)
     for OC, C in DECODE_SHAPES:                         # informational: not in the targets
         rows.append(bench_decode(np, K, rng, C, OC, reps, min_seconds, settle))
+    print(f"load average at end: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     return rows, targets_from(rows)
 
 

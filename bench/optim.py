@@ -1,7 +1,7 @@
 """The optimizer step alone: minillm's AdamW (C and NumPy paths) against torch's fused AdamW.
 
-    python bench/optim.py --quick --threads 2       # nanoGPT shape only (~20 s)
-    python bench/optim.py --threads 1 2             # both shapes, 1 then 2 threads
+    python bench/optim.py --quick --threads 2       # nanoGPT shape only (~10 s)
+    python bench/optim.py --threads 1 2             # both shapes, 1 then 2 threads (~1 min)
 
 One "step" is what a training step spends after backward, on the same number of parameters
 (the real model's tensors, gpt.init_params) and the same fixed random gradients:
@@ -12,14 +12,15 @@ One "step" is what a training step spends after backward, on the same number of 
     torch    clip_grad_norm_(params, 1.0) + torch.optim.AdamW(fused=True).step(), with the
              gradients already in p.grad (torch's backward writes them there)
 Both decay the same parameters (nn/optim.decays). Shapes (bench/train.py's):
-    nanogpt   4 layers, n_embd 128, vocab 256      (~0.8M parameters)
-    speedrun  depth 6, n_embd 384, vocab 4096      (~12M parameters)
+    nanogpt   4 layers, n_embd 128, vocab 256      (0.87M parameters)
+    speedrun  depth 6, n_embd 384, vocab 4096      (13.8M parameters)
 Threads: kernels.set_num_threads and torch.set_num_threads (OPENBLAS_NUM_THREADS for the
 NumPy path's dot products, set before NumPy loads). The three implementations run in
 alternating samples, each after a pause that lets the other libraries' idle threads stop
 spinning; the median milliseconds per step is reported, with the fastest sample in
 parentheses (on a shared machine, a neighbour that takes a core stalls every OpenMP region
-of a 2-thread run; the minimum shows what the code does without that). Ends with one JSON
+of a 2-thread run, torch's and ours: the minimum shows what the code does without that;
+OMP_WAIT_POLICY=PASSIVE in the environment makes such runs stable). Ends with one JSON
 line of targets: the C step's median speed relative to torch's fused AdamW, per shape, at
 the largest thread count (a component of issue 6's full-step target, not that target).
 """
@@ -131,9 +132,11 @@ def main(argv=None):
           f"{'torch/C':>8} {'NumPy/C':>8}")
     for name, (n, rows) in results.items():
         for t, r in rows.items():
-            cells = " ".join(f"{r[k][0]:>7.2f} ({r[k][1]:>5.2f})" for k in ("torch fused", "NumPy", "C"))
-            print(f"{name:<9} {n / 1e6:>6.2f}M {t:>3} {cells} {r['torch fused'][0] / r['C'][0]:>7.2f}x "
-                  f"{r['NumPy'][0] / r['C'][0]:>7.2f}x")
+            cells = " ".join(f"{r[k][0]:>7.2f} ({r[k][1]:>5.2f})"
+                             for k in ("torch fused", "NumPy", "C"))
+            ours = r["C"][0]
+            print(f"{name:<9} {n / 1e6:>6.2f}M {t:>3} {cells} {r['torch fused'][0] / ours:>7.2f}x "
+                  f"{r['NumPy'][0] / ours:>7.2f}x")
     targets = {}
     for name in ("nanogpt", "speedrun"):
         key = f"adamw_step_{name}_vs_torch_fused"

@@ -60,7 +60,7 @@ bpe_model *bpe_model_new(const int *byte_ids, const int *pairs, const int *new_i
     m->new_ids = malloc((n_merges + 1) * sizeof *m->new_ids);
     if (!m->keys || !m->ranks || !m->new_ids) { bpe_model_free(m); return NULL; }
     memcpy(m->byte_ids, byte_ids, sizeof m->byte_ids);
-    memcpy(m->new_ids, new_ids, n_merges * sizeof *new_ids);
+    if (n_merges > 0) memcpy(m->new_ids, new_ids, n_merges * sizeof *new_ids);  /* new_ids may be NULL */
     memset(m->keys, 0xFF, cap * sizeof *m->keys);
     for (int r = 0; r < n_merges; r++) {
         uint64_t key = pair_key(pairs[2 * r], pairs[2 * r + 1]);

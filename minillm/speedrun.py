@@ -244,13 +244,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    import os
-
-    # subtle: libgomp's default lets idle OpenMP threads spin between parallel regions;
-    # when another process holds a core, that spinning starves the thread doing the work
-    # (measured here on 2 busy cores: training 1.6k vs 4.5k tokens/s). PASSIVE threads
-    # sleep instead. Read when the kernels load, so it must be set before their first use.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     summary = speedrun(args.profile, args.name, args.fresh, args.threads)
     print_summary(summary)
     return 0

@@ -100,7 +100,7 @@ def test_swiglu_across_the_range_of_exp():
     a_ref = KL.swiglu_forward_ref(gu.astype(np.float64))
     kept = g >= -87.0                  # below, e^g leaves the normal floats and ours flushes it to 0
     assert_within(a[:, kept], a_ref[:, kept], 16 * U * np.abs(a_ref[:, kept]), "silu over [-87, 100]")
-    assert np.all(a[:, ~kept] == 0.0) and np.all(np.abs(a_ref[:, ~kept]) < 100 * np.exp(-87.0))
+    assert np.all(np.abs(a[:, ~kept]) <= 100 * np.exp(-87.0))          # tiny (ours: exactly 0)
     assert np.isfinite(dgu).all()
 
 

@@ -20,7 +20,7 @@ from minillm.nn import kernels as K
 
 U = 2.0 ** -24
 # distinct odd sizes around the kernel's blocks: micro-tile 14 x 32 (AVX-512), depth
-# block 256, column block 512, the few-rows paths (N <= 8 forward, N <= 14 backward)
+# block 256, column block 512, the few-rows paths (forward N <= 15, backward N <= 14)
 NS = (1, 2, 3, 5, 7, 8, 9, 13, 14, 15, 17, 31, 33, 65, 129)
 CS = (1, 3, 13, 17, 31, 33, 64, 127, 257)
 OCS = (1, 2, 7, 16, 17, 31, 33, 65, 129, 255, 529)

@@ -33,6 +33,12 @@ def _load():
     if os.environ.get("MINILLM_NO_C") == "1":
         _state["error"] = "MINILLM_NO_C=1"
         return None, None
+    # subtle: between parallel regions libgomp's idle threads spin-wait (300k spins by
+    # default). On a quiet machine that saves a wake-up per kernel call; when another
+    # process holds a core, the spinning starves the thread with work (training steps
+    # measured 2-8x slower on 2 busy cores). 10k spins keeps the quiet-machine speed and
+    # bounds the damage. libgomp reads this once, when it loads, so set it before that.
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     try:
         override = os.environ.get("MINILLM_KERNELS_PATH")
         if override:

@@ -5,11 +5,13 @@ Same scheme as minillm/nn/kernels.py, whose loader and argument checks these reu
     adamw_update(p, m, v, g, n_decay, coefs)       # C when the extension is loaded, else NumPy
     adamw_update_ref(p, m, v, g, n_decay, coefs)   # NumPy, always: the readable definition
 
-All work in place on flat 1-D buffers (nn/optim.py keeps every parameter in one). The C
-wrappers take float32, C-contiguous arrays (ValueError otherwise); the _ref twins work in
-any float dtype. adamw_update and its twin agree bit for bit (same float32 operations in
-the same order); the sums of squares agree to rounding (C adds in double, the twin in
-float32 per chunk).
+The kernels: adamw_update (one AdamW step, in place on p, m, v), grad_store (copy or add a
+gradient into the flat buffer, returning its sum of squares) and sum_squares. nn/optim.py
+keeps every parameter in one flat buffer and calls them on it. The C wrappers take
+float32, C-contiguous arrays (ValueError otherwise); the _ref twins work in any float
+dtype. adamw_update and its twin agree bit for bit (same float32 operations in the same
+order); the sums of squares agree to rounding (C adds in double, the twin in float32 per
+chunk).
 
     python -m pytest tests/test_optim.py
 
