@@ -24,6 +24,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     # subtle: must happen before NumPy (and OpenBLAS with it) is first imported.
     os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    # OpenBLAS's idle threads otherwise spin ~0.1 s after each call, stealing a core from
+    # the next (our) sample; with this, alternating samples need only a short settle.
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "22")
     import kernels_attention
     import kernels_matmul
 

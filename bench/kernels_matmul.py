@@ -17,10 +17,12 @@ OPENBLAS_NUM_THREADS when NumPy is first imported, so the __main__ path sets it 
 importing NumPy; run() also sets it at run time through OpenBLAS's own
 openblas_set_num_threads (found with ctypes) and prints the count NumPy really uses.
 Timing: each sample runs a call often enough to last a few milliseconds; ours and NumPy's
-samples alternate, the ratio is the median of the paired ratios (a noisy neighbour slows
-both sides of a pair alike) and GF/s come from the median times. With more than one
-thread, each sample first waits for the other library's idle threads to stop spinning
-(see time_pair).
+samples alternate, and the whole grid is swept 2 (--quick) or 3 times so that a burst of
+load from another process hits one sweep, not every sample of a shape. A row's ratio is
+the median of its paired ratios (two samples taken moments apart: a noisy neighbour slows
+both alike); GF/s come from the median times. With more than one thread, a sample that
+follows the other library's starts only once that library's idle threads have stopped
+spinning (see time_pair).
 """
 import argparse
 import ctypes
@@ -41,23 +43,36 @@ def shapes(quick):
     return [(n, c, oc) for n in ns for c in SHAPES_C for oc in (c, 3 * c, 4 * c, 4096)]
 
 
-def openblas_threads(threads=None):
-    """Set (if given) and return OpenBLAS's thread count, or None if it cannot be found."""
+def _openblas():
+    """NumPy's OpenBLAS as a ctypes library, or None (found in /proc/self/maps)."""
     try:
         with open("/proc/self/maps") as f:
             paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
     except OSError:
         return None
-    for path in sorted(paths):
-        lib = ctypes.CDLL(path)
-        for prefix, suffix in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
-            get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                if threads is not None:
-                    put(ctypes.c_int(threads))
-                return int(get())
+    return ctypes.CDLL(sorted(paths)[0]) if paths else None
+
+
+def openblas_threads(threads=None):
+    """Set (if given) and return OpenBLAS's thread count, or None if it cannot be found."""
+    lib = _openblas()
+    for prefix, suffix in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
+        get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+        put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+        if get is not None and put is not None:
+            if threads is not None:
+                put(ctypes.c_int(threads))
+            return int(get())
     return None
+
+
+def openblas_spin_seconds():
+    """How long OpenBLAS's idle threads keep spinning after a call: 2^t TSC cycles, with
+    t = OPENBLAS_THREAD_TIMEOUT as read when NumPy was imported (28 when unset: ~0.1 s)."""
+    get = getattr(_openblas(), "openblas_thread_timeout", None)
+    t = int(get()) if get is not None else 0
+    t = 28 if t <= 0 else min(max(t, 4), 30)
+    return 2.0 ** t / 2.0e9          # (a TSC of 2 GHz or more)
 
 
 def median(values):
@@ -67,11 +82,12 @@ def median(values):
 
 
 def time_pair(ours, ref, reps, min_seconds, settle):
-    """Seconds per call of ours() and ref() (medians) and the median of the paired ratios
-    ref/ours: samples alternate, and each ratio compares two samples taken moments apart,
-    so a noisy neighbour slows both sides of it alike."""
-    def once(fn, calls):
+    """Lists of seconds per call of ours() and of ref(), `reps` samples each, alternating."""
+    def once(fn, calls, warm=0.0):
+        end = time.perf_counter() + warm
         fn()                 # untimed: wakes the library's threads, warms the caches
+        while time.perf_counter() < end:
+            fn()
         t = time.perf_counter()
         for _ in range(calls):
             fn()
@@ -80,27 +96,31 @@ def time_pair(ours, ref, reps, min_seconds, settle):
     # enough calls per sample to last min_seconds (a sample of one call measures noise)
     calls = [max(1, int(min_seconds / max(min(once(fn, 1) for _ in range(3)), 1e-7)))
              for fn in (ours, ref)]
-    samples = ([], [])
-    for _ in range(reps):
-        # subtle: after a call, OpenBLAS's idle worker threads spin (yielding) for ~70 ms
-        # and libgomp's for ~3 ms; a spinning thread steals a core from the other
-        # library's next sample. With threads > 1, let them fall asleep first.
-        time.sleep(settle)
-        samples[0].append(once(ours, calls[0]))
-        time.sleep(settle / 10)
-        samples[1].append(once(ref, calls[1]))
-    return median(samples[0]), median(samples[1]), median(r / o for o, r in zip(*samples))
+    samples, last = ([], []), 1            # (the calibration ran ref last)
+    for rep in range(reps):
+        # subtle: after a call, idle worker threads keep spinning for a while (libgomp's
+        # for GOMP_SPINCOUNT spins, a few ms at most; OpenBLAS's ~0.1 s unless
+        # OPENBLAS_THREAD_TIMEOUT is lowered), and a spinning thread steals a core from
+        # the other library. So on switching libraries, the next one first runs untimed
+        # for `settle` seconds: the other's spinners time out meanwhile, and its own
+        # threads and cores are awake when the clock starts (sleeping instead would hand
+        # the sample idle, slowed-down cores). The order alternates, too.
+        for which in ((0, 1) if rep % 2 == 0 else (1, 0)):
+            warm = settle if last != which else 0.0
+            samples[which].append(once((ours, ref)[which], calls[which], warm))
+            last = which
+    return samples
 
 
-def bench_shape(np, K, rng, N, C, OC, reps, min_seconds, settle):
-    """Rows of (op, ours GFLOP/s, NumPy GFLOP/s) for one shape."""
+def shape_pairs(np, K, rng, N, C, OC):
+    """{op: (ours, numpy)} callables for one shape, on fresh random operands."""
     inp = rng.standard_normal((N, C), dtype=np.float32)              # (N, C)
     w = rng.standard_normal((OC, C), dtype=np.float32)               # (OC, C)
     dout = rng.standard_normal((N, OC), dtype=np.float32)            # (N, OC)
     out, out_ref = np.empty((N, OC), np.float32), np.empty((N, OC), np.float32)
     dinp, dinp_ref = np.empty((N, C), np.float32), np.empty((N, C), np.float32)
     dw, dw_ref = np.zeros((OC, C), np.float32), np.empty((OC, C), np.float32)
-    pairs = {
+    return {
         "forward": (lambda: K.matmul_forward(inp, w, out=out),
                     lambda: np.matmul(inp, w.T, out=out_ref)),
         "backward_input": (lambda: K.matmul_backward_input(dout, w, dinp=dinp),
@@ -108,16 +128,9 @@ def bench_shape(np, K, rng, N, C, OC, reps, min_seconds, settle):
         "backward_weight": (lambda: K.matmul_backward_weight(dout, inp, dweight=dw),
                             lambda: np.matmul(dout.T, inp, out=dw_ref)),
     }
-    flops = 2.0 * N * C * OC
-    rows = []
-    for op in OPS:
-        ours, ref, ratio = time_pair(*pairs[op], reps, min_seconds, settle)
-        rows.append({"op": op, "N": N, "C": C, "OC": OC, "ours_gflops": flops / ours / 1e9,
-                     "numpy_gflops": flops / ref / 1e9, "ratio": ratio})
-    return rows
 
 
-def bench_decode(np, K, rng, C, OC, reps, min_seconds, settle):
+def decode_pair(np, K, rng, C, OC):
     """One decoding forward (N = 1): the C call as minillm/generate_cache.py makes it (cffi
     pointers made once, no wrapper checks) against NumPy's x @ W.T."""
     ffi, lib = K._load()
@@ -126,11 +139,19 @@ def bench_decode(np, K, rng, C, OC, reps, min_seconds, settle):
     out, out_ref = np.empty((1, OC), np.float32), np.empty((1, OC), np.float32)
     px, pw = ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", w)
     pout = ffi.from_buffer("float[]", out, require_writable=True)
-    ours, ref, ratio = time_pair(lambda: lib.matmul_forward(pout, px, pw, 1, C, OC),
-                                 lambda: np.matmul(x, w.T, out=out_ref), reps, min_seconds, settle)
-    flops = 2.0 * C * OC
-    return {"op": "decode_forward", "N": 1, "C": C, "OC": OC, "ours_gflops": flops / ours / 1e9,
-            "numpy_gflops": flops / ref / 1e9, "ratio": ratio}
+    return (lambda: lib.matmul_forward(pout, px, pw, 1, C, OC),
+            lambda: np.matmul(x, w.T, out=out_ref))
+
+
+def row(op, N, C, OC, samples):
+    """A table row from all samples of one (op, shape): GF/s from the median times, and
+    the median of the paired ratios (each compares two samples taken moments apart, so a
+    noisy neighbour slows both sides of it alike)."""
+    flops = 2.0 * N * C * OC
+    ours, ref = samples
+    return {"op": op, "N": N, "C": C, "OC": OC, "ours_gflops": flops / median(ours) / 1e9,
+            "numpy_gflops": flops / median(ref) / 1e9,
+            "ratio": median(r / o for o, r in zip(ours, ref))}
 
 
 def targets_from(rows):
@@ -148,7 +169,11 @@ def targets_from(rows):
 
 
 def run(quick, threads):
-    """Measure every shape; return (rows, targets). Prints progress to stderr."""
+    """Measure every shape; return (rows, targets). Prints progress to stderr.
+
+    The grid is swept `passes` times with a few samples per (shape, product) each time,
+    so a burst of load from another process lands on one pass, not on all of a shape's
+    samples; each row pools the samples of all passes."""
     import numpy as np
 
     from minillm.nn import kernels as K
@@ -160,21 +185,32 @@ def run(quick, threads):
     print(f"threads: ours {K.get_num_threads()} ({K.simd_level()}), NumPy/OpenBLAS "
           f"{blas if blas is not None else 'unknown (OPENBLAS_NUM_THREADS=' + os.environ.get('OPENBLAS_NUM_THREADS', 'unset') + ')'}",
           file=sys.stderr)
-    print(f"load average at start: {os.getloadavg()[0]:.2f} (other processes skew the "
-          "timings, multi-threaded ones most)", file=sys.stderr)
+    settle = max(1.2 * openblas_spin_seconds(), 0.005) if threads > 1 else 0.0
+    if settle > 0.02:
+        print("note: OpenBLAS's idle threads spin ~0.1 s after each call, so every switch "
+              "between the libraries costs that long; set OPENBLAS_THREAD_TIMEOUT=22 before "
+              "NumPy is imported for a faster run (as this file's __main__ does)", file=sys.stderr)
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (other processes skew the timings, "
+          f"multi-threaded ones most); untimed run on switching libraries: {settle * 1e3:.0f} ms",
+          file=sys.stderr)
+    passes, reps, min_seconds = (2, 3, 0.004) if quick else (3, 3, 0.01)
+    grid = [(op, N, C, OC) for N, C, OC in shapes(quick) for op in OPS]
+    grid += [("decode_forward", 1, C, OC) for OC, C in DECODE_SHAPES]   # not in the targets
+    samples = {key: ([], []) for key in grid}
     rng = np.random.default_rng(0)
-    reps, min_seconds = (5, 0.004) if quick else (7, 0.01)
-    settle = 0.08 if threads > 1 else 0.0
-    rows = []
-    grid = shapes(quick)
-    for i, (N, C, OC) in enumerate(grid):
-        print(f"\r[{i + 1}/{len(grid)}] N={N} C={C} OC={OC}   ", end="", file=sys.stderr)
-        rows += bench_shape(np, K, rng, N, C, OC, reps, min_seconds, settle)
-    print(file=sys.stderr)
-    for OC, C in DECODE_SHAPES:                         # informational: not in the targets
-        rows.append(bench_decode(np, K, rng, C, OC, reps, min_seconds, settle))
-    print(f"load average at end: {os.getloadavg()[0]:.2f}", file=sys.stderr)
-    return rows, targets_from(rows)
+    for p in range(passes):
+        for i, (N, C, OC) in enumerate(dict.fromkeys(key[1:] for key in grid)):
+            print(f"\rpass {p + 1}/{passes}, shape {i + 1}: N={N} C={C} OC={OC}      ", end="",
+                  file=sys.stderr)
+            pairs = (shape_pairs(np, K, rng, N, C, OC) if N > 1 else
+                     {"decode_forward": decode_pair(np, K, rng, C, OC)})
+            for op, (ours, ref) in pairs.items():
+                new = time_pair(ours, ref, reps, min_seconds, settle)
+                for pooled, more in zip(samples[(op, N, C, OC)], new):
+                    pooled.extend(more)
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    rows = [row(*key, samples[key]) for key in grid]
+    return rows, targets_from([r for r in rows if r["op"] in OPS])
 
 
 def print_table(rows):
@@ -189,8 +225,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="N in {768, 2048} only, fewer repetitions")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for ours and NumPy")
     args = parser.parse_args(argv)
-    # subtle: must happen before NumPy (and OpenBLAS with it) is first imported.
+    # subtle: both must be set before NumPy (and OpenBLAS with it) is first imported. A
+    # short spin (2^22 cycles, ~2 ms, like libgomp's) keeps OpenBLAS's threads hot between
+    # back-to-back calls but lets them sleep before our next sample (see time_pair).
     os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "22")
     rows, targets = run(args.quick, args.threads)
     print_table(rows)
     print(json.dumps({"targets": targets}))

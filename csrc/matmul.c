@@ -35,12 +35,14 @@
  *                  micro-kernel: Cm[ir.., jc+jr..] (+)= A[ir.., pc..] @ Bp[pc.., jr..]
  *    The first depth block overwrites (or accumulates, for dW); later ones accumulate.
  *    Ragged edges: the last columns are masked lanes, the last rows a shorter panel.
- * 5. Threads. The output is cut into one rectangle per thread: by columns (whole slivers)
- *    when A is read in place, so each thread packs only its own columns of B and nobody
- *    copies anything twice; by rows for dW when OC > C (then every thread packs its own
- *    rows of dout and the smaller inp). Each thread writes only its own rectangle: no
- *    atomics, no reduction between threads — dW's reduction over N stays in one thread —
- *    and every element is summed in the same order whatever the thread count.
+ * 5. Threads. The output is cut into one rectangle per thread, across its longer side:
+ *    by rows (whole panels) when m > n, else by columns (whole slivers). Each thread packs
+ *    what its rectangle needs, so the operand along the uncut side is packed by every
+ *    thread; cutting the longer side makes that the cheaper one, and keeps each thread's
+ *    jr loop long (an A panel in L1 serves many B slivers). Each thread writes only its
+ *    own rectangle: no atomics, no reduction between threads (dW's reduction over N
+ *    stays in one thread), and every element is summed in the same order whatever the
+ *    thread count.
  * 6. Few rows (decoding: N = 1 or a handful). Packing would cost more than it saves:
  *    the forward computes dot products of rows of inp and rows of W, both contiguous
  *    (mm_dot_block); the other products run the micro-kernel on the row-major B in place.
@@ -196,7 +198,7 @@ static void split(int units, int parts, int which, int unit, int limit, int *lo,
 /* Thread tid's rectangle [i0, i1) x [j0, j1) of Cm out of nt = tm x tn (point 5 above). */
 static void thread_rectangle(const gemm_t *g, int tid, int nt, int *i0, int *i1, int *j0, int *j1) {
     int slivers = (g->n + MM_NR - 1) / MM_NR, panels = (g->m + MM_MR - 1) / MM_MR;
-    int tn = g->a_kmajor && g->m > g->n ? 1 : nt;   /* column groups */
+    int tn = g->m > g->n ? 1 : nt;                  /* column groups */
     while (tn > 1 && (nt % tn || tn > slivers)) tn--;
     int tm = nt / tn;
     split(panels, tm, tid / tn, MM_MR, g->m, i0, i1);
@@ -229,8 +231,10 @@ static void gemm(const gemm_t *g) {
         return;
     }
     int packed = g->b_kmajor ? g->m > UNPACKED_MAX_M : g->m > DOT_MAX_N;
+#ifdef _OPENMP
     int64_t work = (int64_t)g->m * g->n * g->k;
     #pragma omp parallel if (work >= PARALLEL_MIN_WORK)
+#endif
     {
         int tid = 0, nt = 1, i0, i1, j0, j1;
 #ifdef _OPENMP
