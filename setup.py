@@ -56,7 +56,7 @@ setup(
     # minillm.common.data_path finds it there or, in a source checkout, at ./data.
     packages=find_packages(include=["minillm", "minillm.*"]) + ["minillm._data"],
     package_dir={"minillm._data": "data"},
-    package_data={"minillm": ["static/*"], "minillm._data": ["*", "*/*"]},
+    package_data={"minillm": ["static/*"], "minillm._data": ["*", "*/*", "*/*/*"]},
     install_requires=["numpy>=1.22", "cffi>=1.15", "regex", "tqdm"],
     cffi_modules=["csrc/build.py:ffibuilder"],
     cmdclass={"build_ext": optional_build_ext},

@@ -29,9 +29,10 @@ def num_cores():
 
 
 def data_path(*parts):
-    """Path of a checked-in data file: ./data in a source checkout, minillm/_data installed."""
+    """Path of a checked-in data file: minillm/_data when installed, ./data in a source checkout."""
     here = Path(__file__).resolve().parent
-    for root in (here.parent / "data", here / "_data"):
+    # installed copy first: next to an installed package, ../data could be anything
+    for root in (here / "_data", here.parent / "data"):
         if root.is_dir():
             return root.joinpath(*parts)
     raise UserError("minillm's data files are missing; reinstall minillm (pip install .)")
