@@ -7,8 +7,8 @@ Throughput is tokens/s of a full training step (forward, backward, clipping, Ada
 random tokens, for
     nanogpt   nanoGPT's CPU recipe shape: 4 layers, 4 heads, n_embd 128, context 64,
               batch 12, vocab 256 (bytes)
-    speedrun  the pretraining speedrun's default model, provisionally depth 6 (n_embd 384,
-              6 heads), context 256, vocab 4096, batch 8
+    speedrun  the model `minillm speedrun` trains by default, at its batch size
+              (minillm/speedrun.py's PROFILES["default"])
 PyTorch runs tests/torch_ref.py's TorchLlama (F.scaled_dot_product_attention) loaded with
 the same weights, with torch.optim.AdamW(fused=True) when this torch supports it on CPU,
 else foreach=True. Both use --threads (torch.set_num_threads, kernels.set_num_threads,
@@ -24,8 +24,8 @@ split and the run's wall time. The reference is the issue's statement that nanoG
 about 110 s for this at 2 threads on this machine (val loss 1.886); it is not re-measured
 here (nanoGPT is not a dependency).
 
-Peak RSS (not in --quick): a separate `train()` process of the speedrun model (2 steps,
-random shard) reports resource.getrusage's peak resident set size.
+Peak RSS (not in --quick): a separate `train()` process of the speedrun's default model
+and batch (2 steps, random shard) reports resource.getrusage's peak resident set size.
 """
 import argparse
 import json
@@ -44,9 +44,12 @@ NANOGPT_SECONDS, NANOGPT_VAL = 110.0, 1.886
 
 def shapes():
     from minillm.nn.gpt import GPTConfig
+    from minillm.speedrun import PROFILES, model_config
+
+    default = PROFILES["default"]
     return {
         "nanogpt": (GPTConfig.from_depth(4, 256, 64, n_embd=128, n_head=4), 12),
-        "speedrun": (GPTConfig.from_depth(6, 4096, 256, n_embd=384), 8),
+        "speedrun": (model_config(default, default["vocab_size"]), default["batch_size"]),
     }
 
 
@@ -159,12 +162,14 @@ def quality_run(threads, out_dir):
 RSS_SCRIPT = """
 import sys, numpy as np
 from minillm.data import write_shard
+from minillm.speedrun import PROFILES
 from minillm.train import TrainConfig, train
-d = sys.argv[1]
-write_shard(d + "/shard.bin", np.random.default_rng(0).integers(0, 4096, 200_000), 4096)
-r = train(TrainConfig(data=d + "/shard.bin", out=d + "/base", depth=6, context_len=256,
-                      batch_size=8, steps=2, eval_every=0, eval_batches=1, threads=int(sys.argv[2]),
-                      progress=False))
+d, p = sys.argv[1], PROFILES["default"]
+write_shard(d + "/shard.bin", np.random.default_rng(0).integers(0, p["vocab_size"], 200_000), p["vocab_size"])
+over = {k: p[k] for k in ("n_embd", "n_head", "n_kv_head", "hidden_dim") if k in p}
+r = train(TrainConfig(data=d + "/shard.bin", out=d + "/base", depth=p["depth"], context_len=p["context_len"],
+                      batch_size=p["batch_size"], steps=2, eval_every=0, eval_batches=1,
+                      threads=int(sys.argv[2]), progress=False, **over))
 print(r.peak_rss_mb)
 """
 
@@ -228,7 +233,9 @@ def main(argv=None):
     targets["shakespeare_wall_time_s"] = target(None, f"< {NANOGPT_SECONDS:.0f} (nanoGPT, stated)", None)
     if not args.quick:
         rss = peak_rss(threads)
-        print(f"\npeak RSS, speedrun model (depth 6, context 256, batch 8, vocab 4096): {rss:.0f} MB")
+        config, B = shapes()["speedrun"]
+        print(f"\npeak RSS, speedrun model ({config.n_layer} layers, {config.n_embd} wide, context "
+              f"{config.context_len}, batch {B}, vocab {config.vocab_size}): {rss:.0f} MB")
         if SHAKESPEARE.exists():
             with tempfile.TemporaryDirectory() as d:
                 result, wall = quality_run(threads, Path(d))

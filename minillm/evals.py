@@ -14,9 +14,9 @@ The base model's evals (a model that only continues text):
                  once vs lines it never saw: given the first third of the line, how much of
                  the rest does the greedy continuation reproduce verbatim?
   few_shot       a bare name as the prompt, after 0 or k example sentences of one
-                 relation ("X was born in the city of Y."): does the model take the
-                 examples' form and fill in the right value? In-context learning, no
-                 weights change; a small base model may show none (it is reported as is).
+                 relation ("X was born in the city of Y."): does the model's next line
+                 take the examples' form ("... was born"), and does it name the person's
+                 true birth city? In-context learning: no weights change, only the prompt.
 
 Adding an eval (SFT and RL stages add theirs): write fn(ctx) -> dict with a "table" list
 of (label, value text) rows plus any numbers, and put it in EVALS. ctx is an EvalContext;
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from minillm.common import UserError, write_json
+from minillm.internet.world_probes import normalize
 
 
 class Skip(Exception):
@@ -227,8 +228,10 @@ def eval_few_shot(ctx, k=3, relation=("person", "birth_city")):
 
     Query "Lira Vendel": nothing says which fact is wanted. After k examples such as
     "Vene Ferrhurst was born in the city of Lorton." a model that learns in context
-    continues " was born in the city of Tarsk". Reported: how often the continuation
-    takes the examples' form (format), and how often it is also right (accuracy).
+    continues " was born in ..." and names her birth city. Reported per shot count, on
+    the first line of the greedy continuation: how often it starts with the examples'
+    first two words (form), and how often the first value of the relation's kind it
+    names is the true one (accuracy; " is a baker from Tarsk" counts for Tarsk).
     """
     if ctx.world is None:
         raise Skip("no mini-world (pass --world)")
@@ -239,6 +242,7 @@ def eval_few_shot(ctx, k=3, relation=("person", "birth_city")):
     if len(known) < k + 2:
         raise Skip(f"too few well-known {etype} entities with {rel} facts")
     queries = _sample(known, min(ctx.limit, 100), ctx.seed)
+    values = world.candidates(etype, rel)
     rng = np.random.default_rng(ctx.seed)
     budget = 4 + max(len(ctx.tokenizer.encode_ordinary(p.prompt[len(p.name):] + " " + p.answer))
                      for p in queries)
@@ -250,9 +254,9 @@ def eval_few_shot(ctx, k=3, relation=("person", "birth_city")):
             examples = [pool[i] for i in rng.choice(len(pool), shots, replace=False)] if shots else []
             prompts.append("".join(f"{e.prompt} {e.answer}.\n" for e in examples) + q.name)
         texts = ctx.complete(prompts, budget)
-        form = [t.startswith(q.prompt[len(q.name):]) for q, t in zip(queries, texts)]
-        right = [f and world.check_answer(q, t[len(q.prompt) - len(q.name):].split("\n")[0])
-                 for q, t, f in zip(queries, texts, form)]
+        lines = [t.split("\n")[0] for t in texts]
+        form = [line.split()[:2] == q.prompt[len(q.name):].split()[:2] for q, line in zip(queries, lines)]
+        right = [_first_value(line, values) == normalize(q.answer) for q, line in zip(queries, lines)]
         n = len(queries)
         result["shots"][str(shots)] = {"n": n, "format": sum(form) / n, "accuracy": sum(right) / n,
                                        "example": {"prompt": prompts[0], "output": texts[0]}}
@@ -260,6 +264,13 @@ def eval_few_shot(ctx, k=3, relation=("person", "birth_city")):
                                                         f"{sum(form) / n:6.1%} in the examples' form"))
     result["table"] = table
     return result
+
+
+def _first_value(text, values):
+    """The value (normalized) named first in text, of the given normalized values; None if none."""
+    padded = f" {normalize(text)} "
+    hits = [(padded.find(f" {v} "), -len(v), v) for v in values if f" {v} " in padded]
+    return min(hits)[2] if hits else None
 
 
 EVALS = {"val_loss": eval_val_loss, "cloze": eval_cloze, "regurgitation": eval_regurgitation,

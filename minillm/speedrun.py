@@ -20,8 +20,11 @@ pretraining stage resumes from its last checkpoint). The run directory:
     runs/<name>/speedrun.json    this summary: each stage's time and key numbers
 
 Profiles (PROFILES below) fix every size: world, vocabulary, model, context, steps. The
-default was tuned so that on 2 cores the whole run fits in about 20 minutes and the base
-model recalls most facts of the most-exposed entities.
+default trains a 5.3M-parameter model (4 layers, 256 wide, context 256, vocabulary 4096)
+for 1200 steps of 4096 tokens on the default world's ~2.6M clean tokens (about two
+epochs): on 2 cores the whole run fits well inside 20 minutes, the base model recalls
+most facts of the most-exposed entities and almost none of the rarely seen ones, and its
+samples read as mini-world text.
 
     python -m pytest tests/test_speedrun.py -m slow
 """
@@ -39,9 +42,9 @@ PROFILES = {
         "eval_limit": 20, "samples": 2, "sample_tokens": 24,
     },
     "default": {
-        "world": "small", "world_seed": 0, "crawl_shards": 4, "workers": 2,
-        "vocab_size": 2048, "depth": 4, "n_embd": 128, "context_len": 128,
-        "batch_size": 16, "steps": 1500, "lr": 3e-3, "warmup": 100,
+        "world": "default", "world_seed": 0, "crawl_shards": 8, "workers": 2,
+        "vocab_size": 4096, "depth": 4, "n_embd": 256, "context_len": 256,
+        "batch_size": 16, "steps": 1200, "lr": 2e-3, "warmup": 100,
         "eval_limit": 200, "samples": 4, "sample_tokens": 80,
     },
 }

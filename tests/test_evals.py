@@ -80,6 +80,14 @@ def test_few_shot_zero_vs_k(world, tok):
     assert three["example"]["prompt"].count(" was born in the city of ") == 3
 
 
+def test_first_value_named():
+    from minillm.evals import _first_value
+    cities = {"tarsk", "new lorton", "lorton"}
+    assert _first_value(" is a baker from Tarsk, not New Lorton.", cities) == "tarsk"
+    assert _first_value(" moved from New Lorton to Tarsk", cities) == "new lorton"   # longest at a place
+    assert _first_value(" was born in Tarskville", cities) is None                   # whole words only
+
+
 def test_regurgitation_of_repeated_lines(world, tok, tmp_path):
     repeated = "This line was printed on every page of the old town website, again and again."
     rare = "Only one page ever said that the blue kettle sang at midnight in the small kitchen."

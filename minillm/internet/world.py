@@ -224,6 +224,11 @@ class World:
             values = {e.name for e in self.entities.values() if e.type == vt}
         return frozenset(normalize(v) for v in values)
 
+    def candidates(self, entity_type, relation):
+        """Every value (normalized) the relation can take in this world: what a wrong answer
+        names instead of the right one. Empty for years and numbers."""
+        return self._candidates(entity_type, relation)
+
     def check_answer(self, probe, text):
         """check_answer that also rejects every other value of the same kind."""
         e = self.entities[probe.entity]
