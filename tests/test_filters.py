@@ -174,20 +174,33 @@ Answer: 3
 3. A baker puts 96 rolls into bags of 8. How many bags does she fill?
 Solution: 96 / 8 = 12. Check: 12 * 8 = 96.
 Answer: 12"""
+MORE = "\n".join([
+    "The village bakery opened in 1921 in a narrow stone house on the market square.",
+    "Its first owner baked rye bread in a wood-fired oven that still stands in the cellar.",
+    "During the long winters farmers from the hills came down to trade flour for loaves and cakes.",
+    "Her grandson rebuilt the shop after the fire of 1958 and added a small room with four tables.",
+    "Children from the school next door buy sweet buns there every afternoon on their way home.",
+    "On Sundays the queue reaches the fountain, and the bakers sing while they work behind the counter.",
+])
 STUB = "Page not found\nSorry, the page you are looking for does not exist or has been moved."
 
 
-def test_profiles_published_vs_mini():
-    # the published thresholds drop the mini-world's short fact cards and worksheets ...
-    assert quality_reason(FACT_CARD, "fineweb")[1] == "gopher_quality:too_few_words"
-    assert quality_reason(WORKSHEET, "fineweb")[1] is not None
-    # ... the mini profile keeps them, and still drops a boilerplate-only page and spam
-    assert quality_reason(FACT_CARD, "mini")[1] is None
-    assert quality_reason(WORKSHEET, "mini")[1] is None
-    assert quality_reason(STUB, "mini")[1] == "c4_quality:too_few_sentences"
+def test_published_rules_on_single_documents_and_on_pages():
+    # one short world document alone is below Gopher's 50 words, and a worksheet alone is
+    # mostly numbers (Gopher's alphabetic-word rule) ...
+    assert quality_reason(FACT_CARD)[1] == "gopher_quality:too_few_words"
+    assert quality_reason(WORKSHEET)[1] == "gopher_quality:alpha_words"
+    assert quality_reason(STUB)[1] is not None        # a boilerplate-only page: 15 words
+    # ... on a page as the crawl lays them out -- a worksheet among prose, a fact card
+    # among other entries -- the published thresholds keep them
+    page = "\n".join([GOOD, FACT_CARD, MORE])
+    assert quality_reason(page)[1] is None
+    lesson = "\n".join([WORKSHEET, GOOD, MORE])
+    assert quality_reason(lesson)[1] is None
+    # spam and word salad still go, by the rules a real pipeline catches them with
     stuffed = "\n".join(["Buy cheap shoes online at the best price. Cheap shoes sale, cheap shoes discount."] * 6)
-    assert quality_reason(stuffed, "mini")[1].startswith("gopher_repetition:")
-    salad = " ".join(["Copper lantern meadow quietly orbit velvet."] * 2 + [f"Word{i} river stone." for i in range(30)])
-    assert quality_reason(salad, "mini")[1] == "gopher_quality:stop_words"
-    assert quality_reason(GOOD, "mini") == (GOOD, None)
-    assert set(filters.PROFILES) == {"fineweb", "mini"} and filters.PROFILES["fineweb"]["gopher_quality"] == {}
+    assert quality_reason(stuffed)[1].startswith("gopher_repetition:")
+    salad = " ".join(f"Copper{i} lantern meadow{i} quietly{i} orbit{i} velvet." for i in range(12))
+    assert quality_reason(salad)[1] == "gopher_quality:stop_words"
+    text, why = quality_reason(GOOD)
+    assert why is None and text == GOOD

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from minillm.common import UserError
-from minillm.internet import noise, pages, sites
+from minillm.internet import noise, pages, pages_bundle, sites
 from minillm.internet.warc import iter_records
 
 SENTENCES = {
@@ -275,13 +275,14 @@ def test_deterministic_and_seeded(tmp_path):
 
 
 def test_interrupted_run_resumes_to_identical_output(tmp_path, monkeypatch):
-    world = FakeWorld(100, seed=4)
+    world = FakeWorld(300, seed=4)
     pages.crawl(world, tmp_path / "ref", n_shards=3, seed=0, progress=False)
+    first = sum(t["shard"] == 0 for t in pages.load_truth(tmp_path / "ref"))
     real_write, calls = pages.write_page, []
 
     def dying_write(w, page, seed):
         calls.append(page.url)
-        if len(calls) == 60:  # somewhere in the second shard
+        if len(calls) == first + 3:  # in the second shard
             raise KeyboardInterrupt
         return real_write(w, page, seed)
 
@@ -299,7 +300,7 @@ def test_interrupted_run_resumes_to_identical_output(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="other settings.*seed 0 -> 1"):
         pages.crawl(world, tmp_path / "run", n_shards=3, seed=1, progress=False)
     with pytest.raises(UserError, match="other settings.*world"):
-        pages.crawl(FakeWorld(100, seed=5), tmp_path / "run", n_shards=3, seed=0, progress=False)
+        pages.crawl(FakeWorld(300, seed=5), tmp_path / "run", n_shards=3, seed=0, progress=False)
 
 
 def test_article_html_escapes_and_keeps_text():
@@ -354,9 +355,20 @@ def test_crawl_of_the_real_mini_world(tmp_path):
     truth = list(pages.load_truth(tmp_path))
     docs = {d.id: d for d in world.iter_documents()}
     assert summary["pages"] == len(truth) and summary["kinds"]["good"] > 0.55 * len(truth)
-    assert {t["doc_id"] for t in truth if t["doc_id"]} == set(docs)   # every document is crawled
+    originals = [i for t in truth if t["kind"] in ("good", "non_english") or t["subtype"] == "world"
+                 for i in t["doc_ids"]]
+    assert sorted(originals) == sorted(docs)                            # every document once
     assert len({t["url"] for t in truth}) == len(truth)                 # titles repeat, URLs do not
+    words = []
     for t in truth:
+        if t["doc_ids"]:
+            assert t["doc_id"] == t["doc_ids"][0] and t["doc_kinds"] == [docs[i].kind for i in t["doc_ids"]]
         if t["kind"] in ("good", "non_english") and not t["pii"]:
-            d = docs[t["doc_id"]]
-            assert t["main_text"] == f"{d.title}\n\n{d.text.strip()}" and t["lang"] == d.lang
+            bundled = [docs[i] for i in t["doc_ids"]]
+            assert t["main_text"] == "\n\n".join(f"{d.title}\n\n{d.text.strip()}" for d in bundled)
+            assert {d.lang for d in bundled} == {t["lang"]}
+        if t["kind"] == "good":
+            words.append(len(t["main_text"].split()))
+            kinds = Counter(t["doc_kinds"])
+            assert all(kinds[k] <= n for k, (n, _) in pages_bundle.KIND_LIMITS.items())
+    assert sorted(words)[len(words) // 2] >= 250                        # pages of several hundred words

@@ -21,13 +21,17 @@ its thresholds as keyword defaults taken from the paper that published them:
                       <= 30 characters, >= 10% characters in duplicated lines; plus datatrove's
                       list rule (newlines per word > 0.3).
 
-The published thresholds are the functions' defaults (profile "fineweb"). The mini-
-world's pages are ~10x shorter than web pages, so the pipeline runs profile "mini" on
-them by default (see PROFILES at the end: what changes and why).
+The pipeline runs every rule with its published thresholds (the functions' defaults). The
+mini-world's documents are short (median ~65 words), but the crawl bundles several of
+them on one page (minillm.internet.pages), so a page is several hundred words as on the
+real web, and the published rules keep ~99% of its good pages (the rest are pages heavy
+in forum threads or templated stories that FineWeb's short-line and Gopher's repetition
+rules would drop on the real web too). Parameters other than the defaults remain for
+experiments: e.g. fineweb_quality(text, short_line_max=None) turns the short-line rule off.
 
 Run on a text file, printing the first rule that removes it:
 
-    python -m minillm.internet.filters page.txt [mini|fineweb]
+    python -m minillm.internet.filters page.txt
 """
 import os
 import re
@@ -211,8 +215,6 @@ def gopher_repetition(text, dup_line_frac=0.3, dup_para_frac=0.3, dup_line_char_
 # ---------------------------------------------------------------------------- Gopher quality
 
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])
-# Gopher's eight plus the commonest English function words (for the "mini" profile).
-MORE_STOP_WORDS = STOP_WORDS | frozenset("a an is are was in on at for it i my you he she we they".split())
 BULLETS = ("•", "●", "▪", "‣", "◦", "-", "*")
 
 
@@ -318,59 +320,23 @@ def fineweb_quality(text, line_punct_max=0.12, short_line_max=0.67, short_line_l
     return None
 
 
-# ---------------------------------------------------------------------------- profiles
+# ---------------------------------------------------------------------------- all rules
 
-# Keyword arguments of each rule, by profile. "fineweb" is the published thresholds (the
-# functions' defaults). "mini" adapts them to the mini-world, whose documents are ~10x
-# shorter than web pages (median ~65 words; fact cards of 15 words, worksheets full of
-# numbers, forum threads of short lines) -- under the published rules half of its good
-# English documents go. Each change, and the spam/junk the kept rules still catch:
-#   gopher_repetition  the top-2/3/4-gram rules are off (a name said three times in a
-#                      40-word text covers 20%); duplicated 5-10-gram thresholds doubled:
-#                      stuffing and spun copy repeat far more (measured >= 0.36).
-#   gopher_quality     min 5 words, not 50 (the tag pages' lone heading still goes); >= 40%
-#                      alphabetic words, not 80% (worksheets; data dumps are ~25%); the stop-
-#                      word rule (>= 2) only from 50 words and with 15 more function words
-#                      ("a", "is", "my", ...: a letter can lack all eight of Gopher's; word
-#                      salad lacks them all).
-#   c4_quality         lines of >= 2 words, not 3 ("Founded: 1599" in a fact card); >= 2
-#                      sentences, not 5; lines with the stock phrases of boilerplate-only
-#                      pages are dropped like C4's policy lines (our own list).
-#   fineweb_quality    only from 50 words (Gopher's own floor); the short-line rule off
-#                      (forum threads); duplicated-line characters >= 20%, not 10%.
-BOILERPLATE_PHRASES = ("page not found", "page you are looking for", "log in", "sign in",
-                       "subscribe to continue", "available to subscribers", "access denied",
-                       "permission to view", "redirected automatically", "username and password",
-                       "no results were found", "under construction", "check back soon")
-PROFILES = {
-    "fineweb": {"gopher_repetition": {}, "gopher_quality": {}, "c4_quality": {}, "fineweb_quality": {}},
-    "mini": {
-        "gopher_repetition": {"top_ngrams": (), "dup_ngrams": ((5, 0.3), (6, 0.28), (7, 0.26), (8, 0.24),
-                                                               (9, 0.22), (10, 0.2))},
-        "gopher_quality": {"min_words": 5, "min_alpha_words": 0.4, "stop_words": MORE_STOP_WORDS,
-                           "stop_words_from": 50},
-        "c4_quality": {"min_words_per_line": 2, "min_sentences": 2, "extra_phrases": BOILERPLATE_PHRASES},
-        "fineweb_quality": {"min_words": 50, "short_line_max": None, "dup_line_chars_max": 0.2},
-    },
-}
-
-
-def quality_reason(text, profile="fineweb"):
-    """Run every text rule in FineWeb's order with a profile's thresholds; returns (text
+def quality_reason(text):
+    """Run every text rule in FineWeb's order with the published thresholds; returns (text
     after C4, "rule:reason") or (text, None)."""
-    kw = PROFILES[profile]
     for name, rule in (("gopher_repetition", gopher_repetition), ("gopher_quality", gopher_quality)):
-        reason = rule(text, **kw[name])
+        reason = rule(text)
         if reason:
             return text, f"{name}:{reason}"
-    new_text, reason = c4_quality(text, **kw["c4_quality"])
+    new_text, reason = c4_quality(text)
     if reason:
         return text, f"c4_quality:{reason}"
-    reason = fineweb_quality(new_text, **kw["fineweb_quality"])
+    reason = fineweb_quality(new_text)
     return new_text, (f"fineweb_quality:{reason}" if reason else None)
 
 
 if __name__ == "__main__":
     with open(sys.argv[1], encoding="utf-8") as f:
-        _, why = quality_reason(f.read(), sys.argv[2] if len(sys.argv) > 2 else "fineweb")
+        _, why = quality_reason(f.read())
     print(why or "kept")

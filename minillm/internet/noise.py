@@ -224,14 +224,15 @@ def _swap_words(text, rng, k):
 
 
 def near_duplicate(text, rng, source_name, title="", lo=0.82, hi=0.97):
-    """A syndicated copy of `text` with small edits: some words swapped for synonyms and
-    an attribution line, or a dropped closing paragraph. Returns (new_text, jaccard) with
+    """A syndicated copy of `text` with small edits: some words swapped for synonyms (up
+    to one per 60 words) and an attribution line, or a dropped closing paragraph. Returns (new_text, jaccard) with
     lo <= jaccard < hi on the word 5-gram shingles of title + text, or (None, 0.0) if no
     edit lands there."""
     n = load_noise()
     pars = text.split("\n\n")
     attribution = rng.choice(n["attributions"]).format(src=source_name)
-    for k in (4, 3, 2, 1, 0):
+    most = max(4, len(text.split()) // 60)  # a swap changes ~5 shingles: scale with length
+    for k in range(most, -1, -1):
         edited = _swap_words(text, rng, k)
         if rng.chance(0.5) or k == 0:
             edited = f"{edited}\n\n{attribution}" if rng.chance(0.7) else f"{attribution}\n\n{edited}"

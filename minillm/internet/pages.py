@@ -4,14 +4,20 @@
     minillm crawl --world DIR --out DIR --shards 8 --seed 0
     minillm crawl --world-size smoke --out /tmp/crawl   # build a world in memory first
 
-Every world document becomes a page on one of the invented sites (sites.py: each with its
-own template, navigation, cookie banner, ads, comments, sidebars and charset), and the
-crawl mixes in what a real crawl is full of (noise.py). Page shares the default aims at:
+World documents are short (median ~65 words), so a page bundles several of them
+(pages_bundle.py: which site a document goes to, which documents share a page, when a
+page is full -- 250-600 words): an encyclopedia page with several entries, a news page
+with several items, a community page with forum threads among members' stories, a lesson
+page with one worksheet among prose. Each site (sites.py) has its own template,
+navigation, cookie banner, ads, comments, sidebars and charset. The Planner below turns
+each bundle into a page and mixes in what a real crawl is full of (noise.py). Page shares
+the default aims at:
 
-    good            ~69%   world documents in English; ~10% of them carry PII (e-mail
+    good            ~69%   pages of English documents; ~10% of them carry PII (e-mail
                            addresses, phone numbers, IP addresses) in their text
-    non_english      ~4%   the world's fr/de/es documents (whatever share the world has),
-                           on French (ISO-8859-1), German (windows-1252) and Spanish sites
+    non_english      ~2%   pages of the world's fr/de/es documents (whatever share the
+                           world has), on French (ISO-8859-1), German (windows-1252) and
+                           Spanish sites
     spam             ~8%   keyword stuffing, spun copy, doorway pages on spam hosts
     blocklisted      ~4%   hosts FineWeb's URL filter bans
     junk             ~4%   word salad, lorem ipsum, data dumps
@@ -22,7 +28,7 @@ crawl mixes in what a real crawl is full of (noise.py). Page shares the default 
                            line, a dropped closing paragraph): word 5-gram Jaccard 0.82-0.97
 
 A copy always comes after its original in (shard, position) order -- the order a
-"keep the first" deduplicator uses -- in the same shard a few documents later or at the
+"keep the first" deduplicator uses -- in the same shard a few pages later or at the
 start of the next one.
 
 Output (`out/`):
@@ -31,16 +37,19 @@ Output (`out/`):
     truth/crawl-00000.jsonl.gz  the ground truth, one JSON line per page -- never read by
                               the pipeline, only by its scoring (`load_truth`):
         url, record_id (of the response), shard, index (the page's position among the
-        shard's responses), kind (above), subtype, lang, site, doc_id (world document),
+        shard's responses), kind (above), subtype, lang, site, doc_ids (the world
+        documents on the page, in order), doc_kinds (their kinds), doc_id (the first),
         duplicate_of / near_duplicate_of (url of the original), jaccard, pii [{type,
         value}], blocked (the URL filter rule that bans it), charset, main_text (what an
-        ideal extractor returns: title, blank line, the paragraphs; "" has no content)
+        ideal extractor returns: per document its title, blank line, its paragraphs, the
+        documents joined by a blank line; "" has no content)
     crawl.json                what was written: pages per kind, shares, bytes, seconds
     plan.json                 seed, shards, a fingerprint of the world: a rerun keeps
                               finished shards only if these match
 
 Everything is a function of (world, seed, shards): rerunning gives identical bytes. Shards
-are written one after another, atomically; a rerun skips finished shards.
+are written one after another, atomically; a rerun skips finished shards. Memory: the
+open pages (at most pages_bundle.OPEN_PAGES per site) and the duplicate index of the pages so far.
 """
 import contextlib
 import datetime as dt
@@ -55,12 +64,13 @@ from pathlib import Path
 
 from minillm.common import UserError, atomic_path, runs_dir, write_json
 from minillm.internet import noise, sites as S
+from minillm.internet.pages_bundle import PAGE_WORDS, Bundler
 from minillm.internet.warc import WarcWriter, detect_charset, warc_date
 
-# Pages per world document for each mixed-in kind: the target share / (good + non_english).
-DOC_SHARE = 0.73
-RATES = {"spam": 0.08 / DOC_SHARE, "blocklisted": 0.04 / DOC_SHARE, "junk": 0.04 / DOC_SHARE,
-         "boilerplate": 0.03 / DOC_SHARE}
+# Pages per good or non-English page for each mixed-in kind: the target share / (good + non_english).
+PAGE_SHARE = 0.73
+RATES = {"spam": 0.08 / PAGE_SHARE, "blocklisted": 0.04 / PAGE_SHARE, "junk": 0.04 / PAGE_SHARE,
+         "boilerplate": 0.03 / PAGE_SHARE}
 COPY_RATE = 0.08 / 0.69     # duplicates (exact or near) per good English page
 PII_RATE = 0.10
 CRAWL_START = dt.datetime(2024, 5, 18, tzinfo=dt.timezone.utc)
@@ -77,7 +87,9 @@ class Page:
     site: S.Site
     published: dt.datetime
     subtype: str = ""
-    doc_id: str | None = None
+    doc_id: str | None = None  # the first of doc_ids
+    doc_ids: tuple = ()         # the world documents on the page, in order
+    doc_kinds: tuple = ()       # their kinds
     duplicate_of: str | None = None
     near_duplicate_of: str | None = None
     jaccard: float | None = None
@@ -100,7 +112,7 @@ class Page:
 
 
 class Planner:
-    """Turns world documents, one at a time, into pages (no rendering here)."""
+    """Turns bundles of world documents, one page at a time, into pages (no rendering here)."""
 
     def __init__(self, seed, lists):
         self.seed, self.lists = seed, lists
@@ -129,22 +141,29 @@ class Planner:
                 return url
         raise AssertionError(f"no free URL for {title!r} on {site.host}")
 
-    def document(self, doc, j):
-        """Pages for world document number `j`: its own page, the mixed-in pages that come
-        with it, and copies to emit later as [(delay in documents, page)]."""
-        rng = S.Rng(self.seed, "doc", j)
+    def page(self, bundle):
+        """Pages for a closed bundle: its own page (headline: the first document's title;
+        body: that document's text, then each further document as its title and text),
+        the mixed-in pages that come with it, and copies to emit later as
+        [(delay in documents, page)]."""
+        j, site, docs = bundle.key, bundle.site, bundle.docs
+        rng = S.Rng(self.seed, "page", j)
         published = CRAWL_START - dt.timedelta(days=rng.randint(30, 3400))
         crawled = CRAWL_START + dt.timedelta(seconds=j * 53)
-        site = S.pick_site(self.all.sites, doc.kind, doc.lang, rng)
-        text, pii = doc.text.strip(), []
-        english = doc.lang == "en"
+        lang = docs[0].lang
+        texts, pii = [d.text.strip() for d in docs], []
+        english = lang == "en"
         if english and rng.chance(PII_RATE):
-            text, pii = noise.insert_pii(text, rng)
-        url = self._article_url(site, doc.title, j, published)
-        page = Page(url, "good" if english else "non_english", doc.lang, doc.title, text, site, published,
-                    doc_id=doc.id, pii=pii, related=self._related(rng, doc.lang, doc.title),
+            i = rng.below(len(texts))
+            texts[i], pii = noise.insert_pii(texts[i], rng)
+        body = "\n\n".join([texts[0]] + [f"{d.title}\n\n{t}" for d, t in zip(docs[1:], texts[1:])])
+        title = docs[0].title
+        url = self._article_url(site, title, j, published)
+        page = Page(url, "good" if english else "non_english", lang, title, body, site, published,
+                    doc_id=docs[0].id, doc_ids=tuple(d.id for d in docs), doc_kinds=tuple(d.kind for d in docs),
+                    pii=pii, related=self._related(rng, lang, title),
                     n_comments=rng.randint(0, 4) if site.lang == "en" else 0, render_key=url, crawled=crawled)
-        self.recent.setdefault(doc.lang, deque(maxlen=40)).append(doc.title)
+        self.recent.setdefault(lang, deque(maxlen=40)).extend(d.title for d in docs)
         pages = [page]
         for kind, rate in RATES.items():
             if rng.chance(rate):
@@ -154,14 +173,14 @@ class Planner:
         copies = []
         if english and rng.chance(COPY_RATE):
             if rng.chance(0.5):
-                self.owed_near += 1     # made below, from this or a later, longer document
+                self.owed_near += 1     # made below, from this or a later page
             else:
-                copies.append((rng.randint(1, 40), self._exact_copy(page, rng, j)))
+                copies.append((rng.randint(5, 200), self._exact_copy(page, rng, j)))
         if english and self.owed_near:
             near = self._near_copy(page, rng, j)
             if near is not None:
                 self.owed_near -= 1
-                copies.append((rng.randint(1, 40), near))
+                copies.append((rng.randint(5, 200), near))
         return pages, copies
 
     def _near_copy(self, orig, rng, j):
@@ -173,7 +192,8 @@ class Planner:
         site = rng.choice(self.all.syndicators)
         url = self._article_url(site, orig.title, f"{j}n", orig.published)
         return Page(url, "near_duplicate", orig.lang, orig.title, edited, site, orig.published,
-                    subtype="syndicated", doc_id=orig.doc_id, near_duplicate_of=orig.url,
+                    subtype="syndicated", doc_id=orig.doc_id, doc_ids=orig.doc_ids,
+                    doc_kinds=orig.doc_kinds, near_duplicate_of=orig.url,
                     jaccard=round(jac, 4), pii=[p for p in orig.pii if p["value"] in edited],
                     related=orig.related, render_key=url, canonical=orig.url, source_name=orig.site.site_name)
 
@@ -187,12 +207,14 @@ class Planner:
                    "tracking": orig.url + ("&" if "?" in orig.url else "?") + "utm_source=newsletter&utm_medium=email",
                    "amp": orig.url.replace(orig.site.host, f"amp.{host}", 1)}[how]
             return Page(url, "duplicate", orig.lang, orig.title, orig.text, orig.site, orig.published,
-                        subtype=how, doc_id=orig.doc_id, duplicate_of=orig.url, pii=orig.pii,
+                        subtype=how, doc_id=orig.doc_id, doc_ids=orig.doc_ids,
+                        doc_kinds=orig.doc_kinds, duplicate_of=orig.url, pii=orig.pii,
                         related=orig.related, n_comments=orig.n_comments, render_key=orig.render_key)
         site = rng.choice(self.all.syndicators)
         url = self._article_url(site, orig.title, f"{j}s", orig.published)
         return Page(url, "duplicate", orig.lang, orig.title, orig.text, site, orig.published,
-                    subtype="syndicated", doc_id=orig.doc_id, duplicate_of=orig.url, pii=orig.pii,
+                    subtype="syndicated", doc_id=orig.doc_id, doc_ids=orig.doc_ids,
+                    doc_kinds=orig.doc_kinds, duplicate_of=orig.url, pii=orig.pii,
                     related=orig.related, render_key=url, canonical=orig.url, source_name=src)
 
     def _spam(self, rng, j):
@@ -240,17 +262,20 @@ class Planner:
 def plan(docs, n_docs, seed, n_shards, lists):
     """Yield (shard, Page) for the whole crawl, shard after shard, in write order.
 
-    World document j belongs to shard j * n_shards // n_docs (contiguous blocks). Copies
-    wait in `pending` until `delay` more documents have gone by; a copy made near a shard's
-    end may move to the start of the next shard, never to an earlier one.
+    World document j belongs to shard j * n_shards // n_docs (contiguous blocks); a page
+    goes to the shard of the document that completes it (Bundler), so a page begun near a
+    shard's end may hold documents of the shard before.
+    Copies wait in `pending` until `delay` more documents have gone by; a copy made near a
+    shard's end may move to the start of the next shard, never to an earlier one.
     """
     yield from _label_repeats(_plan(docs, n_docs, seed, n_shards, lists))
 
 
 def _label_repeats(stream):
     """Mark world pages that repeat an earlier page (exact, or Jaccard >= 0.8) as
-    duplicates of it: the world writes many documents from one template. English pages
-    change kind; other languages keep kind non_english and only get the pointer."""
+    duplicates of it: the world writes many documents from one template, so two pages
+    can still say the same. English pages change kind; other languages keep kind
+    non_english and only get the pointer."""
     index = noise.DupIndex()
     for shard, page in stream:
         if page.kind in ("good", "non_english"):
@@ -266,23 +291,33 @@ def _label_repeats(stream):
 
 def _plan(docs, n_docs, seed, n_shards, lists):
     planner = Planner(seed, lists)
+    # subtle: PAGE_WORDS is looked up here, at call time: a test may patch pages.PAGE_WORDS
+    bundler = Bundler(seed, planner.all.sites, PAGE_WORDS)
     pending = [[] for _ in range(n_shards)]     # per shard: [(release at doc j, page)]
-    current = 0
+
+    def emit(bundles, j, shard):
+        """The pages of closed `bundles` (at document j) now; their copies into `pending`."""
+        for bundle in bundles:
+            pages, copies = planner.page(bundle)
+            yield from ((shard, p) for p in pages)
+            for delay, copy in copies:
+                end = (shard + 1) * n_docs / n_shards
+                target = shard if shard == n_shards - 1 or j + delay < end else shard + 1
+                copy.crawled = CRAWL_START + dt.timedelta(seconds=(j + delay) * 53 + 29)
+                pending[target].append((j + delay, copy))
+
+    current, j = 0, -1
     for j, doc in enumerate(docs):
         shard = j * n_shards // n_docs
         while current < shard:                  # close the previous shard(s)
             yield from ((current, p) for _, p in pending[current])
             pending[current] = []
             current += 1
-        pages, copies = planner.document(doc, j)
-        yield from ((shard, p) for p in pages)
-        for delay, copy in copies:
-            target = shard if shard == n_shards - 1 or j + delay < (shard + 1) * n_docs / n_shards else shard + 1
-            copy.crawled = CRAWL_START + dt.timedelta(seconds=(j + delay) * 53 + 29)
-            pending[target].append((j + delay, copy))
+        yield from emit(bundler.add(doc, j), j, shard)
         ready = [p for r, p in pending[shard] if r <= j]
         pending[shard] = [(r, p) for r, p in pending[shard] if r > j]
         yield from ((shard, p) for p in ready)
+    yield from emit(bundler.flush(), j, current)
     for s in range(current, n_shards):
         yield from ((s, p) for _, p in pending[s])
 
@@ -305,6 +340,7 @@ def render(page, seed):
 def truth_record(page, shard, index, record_id):
     return {"url": page.url, "record_id": record_id, "shard": shard, "index": index, "kind": page.kind,
             "subtype": page.subtype, "lang": page.lang, "site": page.site.host, "doc_id": page.doc_id,
+            "doc_ids": list(page.doc_ids), "doc_kinds": list(page.doc_kinds),
             "duplicate_of": page.duplicate_of, "near_duplicate_of": page.near_duplicate_of,
             "jaccard": page.jaccard, "pii": page.pii, "blocked": page.blocked,
             "charset": page.site.charset, "main_text": page.main_text}
@@ -418,7 +454,12 @@ def crawl(world, out_dir, n_shards=8, seed=0, progress=True, url_filter=None):
         if stack is not None:
             stack.__exit__(type(e), e, e.__traceback__)
         raise
-    for s in range(n_shards):   # shards that got no pages at all cannot happen: each has docs
+    for s in range(n_shards):
+        if s not in done and not _finished(out_dir, s):
+            # a tiny world's shard may get no page at all (its documents' pages closed
+            # later): it is written empty, so every shard exists
+            with _shard_writer(out_dir, s, seed, n_shards):
+                pass
         if not _finished(out_dir, s):
             raise UserError(f"shard {s} was not written; rerun `minillm crawl`")
     summary = summarize(out_dir, n_shards)

@@ -22,7 +22,10 @@ resume after an interruption:
 
     minillm clean --crawl runs/x/crawl --out runs/x/clean --workers 2 --report
     minillm clean --run x --tokenizer runs/x/tokenizer.json --shards runs/x/shards   # + token shards
-    minillm clean --crawl ../shared/data/crawl --out /tmp/cc --rules fineweb --report  # real CC WARCs
+    minillm clean --crawl ../shared/data/crawl --out /tmp/cc --report    # real CC WARCs
+
+The quality rules run with their published thresholds (Gopher, C4, FineWeb; filters.py)
+on the mini-world's crawl and on real Common Crawl alike.
 """
 import dataclasses
 import gzip
@@ -348,9 +351,6 @@ def add_arguments(parser):
     parser.add_argument("--workers", type=int, default=min(2, num_cores()), help="worker processes")
     parser.add_argument("--langs", default="en", help="languages to keep, comma separated (default en)")
     parser.add_argument("--min-lang-score", type=float, default=0.65, help="language confidence to keep")
-    parser.add_argument("--rules", default="mini", choices=sorted(filters.PROFILES),
-                        help="quality thresholds: mini (the mini-world's short pages, default) or "
-                             "fineweb (the published ones, for real web text)")
     parser.add_argument("--url-filter", default=None, help="directory with FineWeb's URL word lists")
     parser.add_argument("--block-domains", default="", help="extra blocked domains, comma separated")
     parser.add_argument("--report", action="store_true", help="score against the crawl's ground truth")
@@ -364,7 +364,7 @@ def run(args):
     args.crawl = args.crawl or str(runs_dir() / args.run / "crawl")
     args.out = args.out or str(runs_dir() / args.run / "clean")
     config = Config(langs=tuple(x.strip() for x in args.langs.split(",") if x.strip()),
-                    min_lang_score=args.min_lang_score, url_filter_dir=args.url_filter, rules=args.rules,
+                    min_lang_score=args.min_lang_score, url_filter_dir=args.url_filter,
                     blocked_domains=tuple(d.strip() for d in args.block_domains.split(",") if d.strip()))
     summary = clean(args.crawl, args.out, max(1, args.workers), config)
     st = summary["stages"]

@@ -37,13 +37,14 @@ class Site:
     host: str
     site_name: str
     lang: str
-    kinds: tuple
+    kinds: tuple        # world document kinds it publishes ("*": any)
     template: string.Template
     url: str
     charset: str        # the label sent ("utf-8", "iso-8859-1", "windows-1252")
     declare: str        # where: "header", "meta" or "both"
     server: str
     nav: tuple
+    weights: tuple = ()  # per kind: its share of that kind against other sites listing it
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,10 @@ class Rng:
 
 def _site(row):
     text = data_path("crawl", "templates", row["template"]).read_text(encoding="utf-8")
-    return Site(row["name"], row["host"], row["site_name"], row["lang"], tuple(row.get("kinds", ())),
+    kinds = row.get("kinds", {})   # {kind: weight}
+    return Site(row["name"], row["host"], row["site_name"], row["lang"], tuple(kinds),
                 string.Template(text), row["url"], row["charset"], row["declare"], row["server"],
-                tuple(row["nav"]))
+                tuple(row["nav"]), tuple(kinds.values()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,14 +99,20 @@ def load_sites():
 
 def pick_site(sites, kind, lang, rng):
     """The site a document of `kind` in `lang` is published on: a site of that language
-    listing the kind, else that language's catch-all ("*") site. One English page in ten
-    lands on the catch-all site whatever its kind."""
+    listing the kind (drawn by the kind's weights when several do), else that language's
+    catch-all ("*") site. One English document in ten lands on the catch-all site
+    whatever its kind."""
     same_lang = [s for s in sites if s.lang == lang] or [s for s in sites if s.lang == "en"]
     catch_all = [s for s in same_lang if "*" in s.kinds] or same_lang
-    exact = [s for s in same_lang if kind in s.kinds]
+    exact = [(s, s.weights[s.kinds.index(kind)]) for s in same_lang if kind in s.kinds]
     if not exact or rng.chance(0.1):
         return rng.choice(catch_all)
-    return rng.choice(exact)
+    x = rng.random() * sum(w for _, w in exact)
+    for site, w in exact:
+        x -= w
+        if x < 0:
+            return site
+    return exact[-1][0]
 
 
 def slugify(title, max_words=8):

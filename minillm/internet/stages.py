@@ -19,12 +19,10 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 @dataclass
 class Config:
-    """What the stages keep. FineWeb keeps English at a fastText score >= 0.65. `rules`
-    names the quality-threshold profile (filters.PROFILES): "mini" for the mini-world's
-    short documents, "fineweb" for the published thresholds (real web text)."""
+    """What the stages keep. FineWeb keeps English at a fastText score >= 0.65; the
+    quality rules always run with their published thresholds (filters.py)."""
     langs: tuple = ("en",)
     min_lang_score: float = 0.65
-    rules: str = "mini"
     near_dup_similarity: float = 0.77   # MinHash estimate a band-candidate pair must reach
     minhash_seed: int = 1
     url_filter_dir: str = None          # FineWeb's word lists (default: ../shared/data/url-filter)
@@ -66,28 +64,23 @@ def stage_langid(doc, ctx):
     return "low_confidence" if guess.confidence < ctx["config"].min_lang_score else None
 
 
-def _rules(ctx, name):
-    """The keyword arguments of rule `name` in the run's threshold profile."""
-    return filters.PROFILES[ctx["config"].rules][name]
-
-
 def stage_gopher_repetition(doc, ctx):
-    return filters.gopher_repetition(doc.text, **_rules(ctx, "gopher_repetition"))
+    return filters.gopher_repetition(doc.text)
 
 
 def stage_gopher_quality(doc, ctx):
-    return filters.gopher_quality(doc.text, **_rules(ctx, "gopher_quality"))
+    return filters.gopher_quality(doc.text)
 
 
 def stage_c4_quality(doc, ctx):
-    text, reason = filters.c4_quality(doc.text, **_rules(ctx, "c4_quality"))
+    text, reason = filters.c4_quality(doc.text)
     if reason is None:
         doc.text = text
     return reason
 
 
 def stage_fineweb_quality(doc, ctx):
-    return filters.fineweb_quality(doc.text, **_rules(ctx, "fineweb_quality"))
+    return filters.fineweb_quality(doc.text)
 
 
 STAGES = [("url_filter", stage_url_filter), ("extract", stage_extract), ("langid", stage_langid),
