@@ -8,6 +8,7 @@ Measured at batch 1 on random weights (the same weights in every implementation)
   decode   tokens/s of greedy generation: a 1-token prompt (token 1, run.c's BOS), then
            context_len - 1 new tokens (255 for stories15M), each chosen by argmax and fed back
   prefill  tokens/s of one forward pass over a 128-token prompt that fills the cache
+           (per round the median of 3 such passes after a warm-up one)
 Shapes:
   stories15M  llama2.c's stories15M: dim 288, 6 layers, 6 heads, hidden 768, vocab
               32000, seq_len 256, tied embeddings
@@ -198,6 +199,12 @@ def agree(a, b):
     return n
 
 
+def median_of(measure, n=3):
+    """Median of n calls of measure() after a warm-up call: one prefill takes milliseconds."""
+    measure()
+    return statistics.median(measure() for _ in range(n))
+
+
 def bench_shape(name, config, threads, rounds, runc, tmp):
     import torch
 
@@ -230,8 +237,8 @@ def bench_shape(name, config, threads, rounds, runc, tmp):
             if runc_files:
                 tps, tokens["runc"] = runc_decode(runc, *runc_files, t, n_new + 1)
                 r["runc"].append(tps)
-            r["ours_prefill"].append(minillm_prefill(engine, prompt))
-            r["torch_prefill"].append(ref.prefill(prompt))
+            r["ours_prefill"].append(median_of(lambda: minillm_prefill(engine, prompt)))
+            r["torch_prefill"].append(median_of(lambda: ref.prefill(prompt)))
     med = {t: {k: (statistics.median(v) if v else None) for k, v in out[t].items()} for t in threads}
     agreement = {k: agree(tokens["ours"], v) for k, v in tokens.items() if k != "ours"}
     return med, agreement, n_new

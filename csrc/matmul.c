@@ -79,7 +79,13 @@
 #ifndef DOT_MAX_N              /* forward with N <= this: dot products, no packing */
 #define DOT_MAX_N 15
 #endif
-#define PARALLEL_MIN_WORK (1 << 18)    /* m*n*k below this: one thread (startup cost) */
+#ifndef PARALLEL_MIN_WORK      /* m*n*k below this: one thread (startup cost) */
+#define PARALLEL_MIN_WORK (1 << 18)
+#endif
+#ifndef DOT_PARALLEL_MIN_WORK  /* the same for the few-row forward: reading W from memory or
+                                * L3 is its bottleneck, and two cores read faster than one */
+#define DOT_PARALLEL_MIN_WORK (1 << 15)
+#endif
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
@@ -233,7 +239,7 @@ static void gemm(const gemm_t *g) {
     int packed = g->b_kmajor ? g->m > UNPACKED_MAX_M : g->m > DOT_MAX_N;
 #ifdef _OPENMP
     int64_t work = (int64_t)g->m * g->n * g->k;
-    #pragma omp parallel if (work >= PARALLEL_MIN_WORK)
+    #pragma omp parallel if (work >= (packed || g->b_kmajor ? PARALLEL_MIN_WORK : DOT_PARALLEL_MIN_WORK))
 #endif
     {
         int tid = 0, nt = 1, i0, i1, j0, j1;

@@ -17,6 +17,8 @@ The base model's evals (a model that only continues text):
                  relation ("X was born in the city of Y."): does the model's next line
                  take the examples' form ("... was born"), and does it name the person's
                  true birth city? In-context learning: no weights change, only the prompt.
+                 It emerges with scale; the speedrun's 5M-parameter model shows none (it
+                 writes the biography's next fact instead), and that is reported as is.
 
 Adding an eval (SFT and RL stages add theirs): write fn(ctx) -> dict with a "table" list
 of (label, value text) rows plus any numbers, and put it in EVALS. ctx is an EvalContext;

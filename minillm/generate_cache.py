@@ -30,11 +30,10 @@ Without the C extension the same steps run on the NumPy twins.
 Shapes: B rows (sequences), T prompt length, C = n_embd, V vocab, NH / NKV query / KV
 heads, HD head dim, S cache capacity, QD = NH*HD, KD = NKV*HD, H SwiGLU hidden size.
 """
-import math
 
 import numpy as np
 
-from minillm.nn import kernels
+from minillm.nn import kernels, kernels_layers
 from minillm.nn.attention import merge_heads, split_qkv
 from minillm.nn.layers import linear_forward, rmsnorm_forward, rope_frequencies, swiglu_forward
 
@@ -84,14 +83,13 @@ class Buffers:
         self.bmax = bmax
         self.x = np.zeros((bmax, C), f32)                     # (B, C) residual stream
         self.h = np.zeros((bmax, C), f32)                     # (B, C) x * rstd, a matmul's input
-        self.ss = np.zeros(bmax, f32)                         # (B,) RMSNorm's root mean square
+        self.ss = np.zeros(bmax, f32)                         # (B,) RMSNorm's 1 / rms
         self.qkv = np.zeros((bmax, (NH + 2 * NKV) * HD), f32)  # (B, QD + 2KD)
         self.q = np.zeros((bmax, NH, HD), f32)                # (B, NH, HD) contiguous query
         self.att = np.zeros((bmax, NH, HD), f32)              # (B, NH, HD) attention output
         self.o = np.zeros((bmax, C), f32)                     # (B, C) a block's residual update
         self.gu = np.zeros((bmax, 2 * H), f32)                # (B, 2H) gate | up
         self.a = np.zeros((bmax, H), f32)                     # (B, H) silu(gate) * up
-        self.t = np.zeros((bmax, H), f32)                     # (B, H) scratch for the sigmoid
         self.logits = np.zeros((bmax, V), f32)                # (B, V)
         self.rot = np.zeros((bmax, HD // 2), np.complex64)    # (B, HD/2) RoPE of each row's position
         self.lengths = np.zeros(bmax, np.int32)               # (B,) cache length after this token
@@ -127,6 +125,7 @@ class DecodeModel:
         for layer in self.layers:
             layer.p = [self.ptr(w) for w in (layer.wqkv, layer.wo, layer.w_gu, layer.w_down)]
         self.head_p = self.ptr(self.head)
+        self.ones_p = self.ptr(self.ones)
         self.buf = None
         self.reserve(max_batch)
 
@@ -135,7 +134,7 @@ class DecodeModel:
         if self.buf is None or self.buf.bmax < batch:
             b = self.buf = Buffers(self.config, batch)
             b.p = {name: self.ptr(getattr(b, name)) for name in
-                   ("x", "h", "qkv", "q", "att", "o", "gu", "a", "logits", "lengths")}
+                   ("x", "h", "ss", "qkv", "q", "att", "o", "gu", "a", "logits", "lengths")}
 
     # ---- prefill: the prompt in one forward pass ----------------------------------------
 
@@ -204,9 +203,10 @@ class DecodeModel:
         v_new = qkv[:, QD + KD:].reshape(B, NKV, HD)
         at = (0, slice(None), int(pos[0])) if B == 1 else (b.rows[:B], slice(None), pos)
         q_p = p["qkv"] if B == 1 else p["q"]                # B = 1: q is qkv's first QD floats
+        ones, eps = self.ones_p, cfg.norm_eps               # RMSNorm weights are folded into the matmuls
         for i, layer in enumerate(self.layers):
             wqkv_p, wo_p, wgu_p, wdown_p = layer.p
-            self._rmsnorm(b.h, x, B)
+            lib.rmsnorm_forward(p["h"], p["ss"], p["x"], ones, B, C, eps)
             lib.matmul_forward(p["qkv"], p["h"], wqkv_p, B, C, QD + 2 * KD)     # qkv (B, QD + 2KD)
             np.multiply(qk, rot, out=qk)                                        # RoPE on q and k
             cache.k[i][at] = k_new[0] if B == 1 else k_new
@@ -216,12 +216,12 @@ class DecodeModel:
             lib.attention_decode(p["att"], q_p, kp[i], vp[i], p["lengths"], B, NH, NKV, S, HD)
             lib.matmul_forward(p["o"], p["att"], wo_p, B, QD, C)                # o (B, C)
             x += b.o[:B]
-            self._rmsnorm(b.h, x, B)
+            lib.rmsnorm_forward(p["h"], p["ss"], p["x"], ones, B, C, eps)
             lib.matmul_forward(p["gu"], p["h"], wgu_p, B, C, 2 * H)             # gu (B, 2H)
-            self._swiglu(B)                                                     # a (B, H)
+            lib.swiglu_forward(p["a"], p["gu"], B, H)                          # a (B, H)
             lib.matmul_forward(p["o"], p["a"], wdown_p, B, H, C)                # o (B, C)
             x += b.o[:B]
-        self._rmsnorm(b.h, x, B)
+        lib.rmsnorm_forward(p["h"], p["ss"], p["x"], ones, B, C, eps)
         lib.matmul_forward(p["logits"], p["h"], self.head_p, B, C, cfg.vocab_size)  # (B, V)
         return b.logits[:B]
 
@@ -229,33 +229,6 @@ class DecodeModel:
         if cache.ptrs is None:
             cache.ptrs = ([self.ptr(k) for k in cache.k], [self.ptr(v) for v in cache.v])
         return cache.ptrs
-
-    def _rmsnorm(self, out, x, B):
-        """out[:B] = x * rstd with rstd = 1 / sqrt(mean(x^2) + eps) per row (the weight is
-        folded into the next matmul)."""
-        C, eps = x.shape[1], self.config.norm_eps
-        if B == 1:
-            x0 = x[0]
-            rstd = 1.0 / math.sqrt(float(np.dot(x0, x0)) / C + eps)
-            np.multiply(x, np.float32(rstd), out=out[:1])
-            return
-        ss = self.buf.ss[:B]
-        np.einsum("bc,bc->b", x, x, out=ss)
-        ss /= C
-        ss += eps
-        np.sqrt(ss, out=ss)
-        np.divide(x, ss[:, None], out=out[:B])
-
-    def _swiglu(self, B):
-        """a = silu(g) * u with silu(g) = g * sigmoid(g), sigmoid via tanh (never overflows)."""
-        b = self.buf
-        H = b.a.shape[1]
-        g, u, a, t = b.gu[:B, :H], b.gu[:B, H:], b.a[:B], b.t[:B]
-        np.multiply(g, 0.5, out=a)                                              # g / 2
-        np.tanh(a, out=t)
-        t += 1.0                                                                # 2 sigmoid(g)
-        a *= t                                                                  # silu(g)
-        a *= u
 
 
 class _NumpyKernels:
@@ -266,6 +239,14 @@ class _NumpyKernels:
     def matmul_forward(out, inp, weight, N, C, OC):
         x = inp.reshape(-1)[:N * C].reshape(N, C)                               # (N, C)
         out.reshape(-1)[:N * OC] = (x @ weight.T).reshape(-1)
+
+    @staticmethod
+    def rmsnorm_forward(out, rstd, inp, weight, N, C, eps):
+        out[:N], rstd[:N] = kernels_layers.rmsnorm_forward_ref(inp[:N], weight, eps)
+
+    @staticmethod
+    def swiglu_forward(out, gu, N, H):
+        out[:N] = kernels_layers.swiglu_forward_ref(gu[:N])
 
     @staticmethod
     def attention_decode(out, q, kcache, vcache, lengths, B, NH, NKV, S, HD):
