@@ -97,7 +97,7 @@ def test_smoke_speedrun_end_to_end(tmp_path, monkeypatch, capsys):
     run = tmp_path / "smoke"
     summary = json.loads((run / "speedrun.json").read_text())
     st = summary["stages"]
-    assert st["clean"]["documents"] > 100 and st["shards"]["tokens"] > 10_000
+    assert st["clean"]["documents"] > 20 and st["shards"]["tokens"] > 10_000    # pages bundle documents
     assert st["pretrain"]["steps"] == speedrun.PROFILES["smoke"]["steps"]
     assert st["pretrain"]["val_loss"] < 6.0                # from ln(512) = 6.24 at the start
     assert 0.0 <= st["evals"]["recall_many"] <= 1.0 and "bits_per_byte" in st["evals"]
