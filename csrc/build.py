@@ -18,7 +18,7 @@ import tempfile
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["runtime.c", "matmul.c", "layers.c", "attention.c", "attention_gemm.c", "attention_backward.c", "attention_decode.c", "bpe_split.c", "bpe.c", "bpe_train.c", "optim.c"]
+SOURCES = ["runtime.c", "matmul.c", "layers.c", "attention.c", "attention_gemm.c", "attention_backward.c", "attention_decode.c", "decode.c", "bpe_split.c", "bpe.c", "bpe_train.c", "optim.c"]
 BASE_FLAGS = ["-O3", "-march=native", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                   "-fno-omit-frame-pointer", "-g"]

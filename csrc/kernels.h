@@ -178,3 +178,44 @@ double sum_squares(const float *x, long long n);
 /* dst (n) = src (accumulate == 0; overwrites dst) or dst + src (accumulate == 1; accumulates
  * into dst); returns sum_squares of the new dst, bit-identical to calling it afterwards. */
 double grad_store(float *dst, const float *src, long long n, int accumulate);
+
+/* ==== one decode step of the whole model (csrc/decode.c; owner: minillm/generate_cache.py) ====
+ * The weights as minillm/generate_cache.py lays them out for inference (run.c's
+ * TransformerWeights): per layer, pointers to fused matrices with the RMSNorm weights
+ * folded into their columns, so the step's RMSNorms multiply by `ones`. QD = NH * HD,
+ * KD = NKV * HD. */
+typedef struct decode_weights {
+    int n_layer, C, NH, NKV, HD, H, V;  /* layers, channels, query / KV heads, head dim (even),
+                                           SwiGLU hidden size, vocab */
+    int P;                              /* positions in the RoPE table */
+    float eps;                          /* RMSNorm epsilon */
+    const float *const *wqkv;           /* n_layer pointers to (QD + 2KD, C): [wq; wk; wv] */
+    const float *const *wo;             /* n_layer pointers to (C, QD) */
+    const float *const *w_gu;           /* n_layer pointers to (2H, C): [w_gate; w_up] */
+    const float *const *w_down;         /* n_layer pointers to (C, H) */
+    const float *head;                  /* (V, C), the final norm folded in */
+    const float *rope;                  /* (P, HD/2, 2): (cos, sin) of pair i's angle at position p */
+    const float *ones;                  /* (C) all 1: the RMSNorm weight */
+} decode_weights;
+
+/* The step's buffers for up to B rows (run.c's RunState); all are overwritten except x. */
+typedef struct decode_buffers {
+    float *x;                           /* (B, C) residual stream: in, the token embeddings */
+    float *h;                           /* (B, C) x * rstd, a matmul's input */
+    float *rstd;                        /* (B) RMSNorm's 1 / rms */
+    float *qkv;                         /* (B, QD + 2KD) queries | keys | values, before RoPE */
+    float *q;                           /* (B, NH, HD) rotated queries */
+    float *att;                         /* (B, NH, HD) attention output */
+    float *o;                           /* (B, C) a block's residual update */
+    float *gu;                          /* (B, 2H) gate | up */
+    float *a;                           /* (B, H) silu(gate) * up */
+    float *logits;                      /* (B, V) out */
+} decode_buffers;
+
+/* Feed one token per row through every layer and the head: row b's new token is at position
+ * lengths[b] - 1; its rotated key and its value are written to kcache[i], vcache[i]
+ * (Bmax >= B rows, (Bmax, NKV, S, HD) each, layer i) at that position, and its query attends
+ * to positions 0 .. lengths[b] - 1 of row b. buf->logits (B, V) gets the logits.
+ * Returns 0, or -1 with nothing written when some lengths[b] is outside 1 .. min(S, P). */
+int decode_step(const decode_buffers *buf, float *const *kcache, float *const *vcache,
+                const decode_weights *w, const int *lengths, int B, int S);

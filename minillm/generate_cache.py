@@ -21,11 +21,13 @@ matters as much as the arithmetic (llama2.c's run.c has none). DecodeModel there
   - fuses projections once: W_qkv = [wq; wk; wv] and W_gu = [w_gate; w_up];
   - precomputes RoPE as a (S, HD/2) table of complex rotations, gathered by position;
   - writes every intermediate into buffers allocated up front (the `Buffers` below,
-    like run.c's RunState), and calls the C kernels through cffi with pointers made once
-    (kernels.matmul_forward would re-check and re-wrap its arguments, ~5 us per call).
-Without the C extension the same steps run on the NumPy twins.
+    like run.c's RunState), with cffi pointers to them made once;
+  - runs the whole step, every layer and the head, as ONE C call (csrc/decode.c's
+    decode_step, which calls the same kernels): a tiny model's step took ~75 us, now ~30.
+The step-by-step sequence in Python (_decode_steps) is decode_step's twin: it runs on the
+C kernels when tests switch use_c_step off, and on the NumPy twins without the extension.
 
-    python -m pytest tests/test_generate_cache.py
+    python -m pytest tests/test_generate.py tests/test_generate_decode_step.py
 
 Shapes: B rows (sequences), T prompt length, C = n_embd, V vocab, NH / NKV query / KV
 heads, HD head dim, S cache capacity, QD = NH*HD, KD = NKV*HD, H SwiGLU hidden size.
@@ -47,7 +49,8 @@ class KVCache:
         self.batch, self.capacity = batch, S
         self.k = [np.zeros(shape, np.float32) for _ in range(config.n_layer)]  # (B, NKV, S, HD) each
         self.v = [np.zeros(shape, np.float32) for _ in range(config.n_layer)]  # (B, NKV, S, HD) each
-        self.ptrs = None        # cffi pointers to k and v, made by DecodeModel on first use
+        self.ptrs = None        # cffi pointers to k and v (lists, and C arrays of them),
+                                # made by DecodeModel on first use
 
     def copy_rows(self, dst, src, length):
         """cache[dst[i], :, :length] = cache[src[i], :, :length] for every layer (the
@@ -119,15 +122,35 @@ class DecodeModel:
         self.ones = np.ones(config.n_embd, np.float32)                           # (C,) folded norms
         self.rope = rope_frequencies(config.context_len, config.head_dim, config.rope_theta)  # (S, HD/2)
         ffi, lib = kernels._load()
-        self.lib = lib if lib is not None else _NumpyKernels()
+        self.ffi, self.lib = ffi, lib if lib is not None else _NumpyKernels()
         self.ptr = (lambda a: ffi.from_buffer("int[]" if a.dtype == np.int32 else "float[]", a)) \
             if lib is not None else (lambda a: a)
         for layer in self.layers:
             layer.p = [self.ptr(w) for w in (layer.wqkv, layer.wo, layer.w_gu, layer.w_down)]
         self.head_p = self.ptr(self.head)
         self.ones_p = self.ptr(self.ones)
+        # With the C library a decode step is one call (csrc/decode.c); the step-by-step
+        # sequence in _decode_steps is its twin (tests switch use_c_step off to compare) and
+        # also serves an extension built before decode.c existed.
+        self.use_c_step = lib is not None and hasattr(lib, "decode_step")
+        self.c_weights = self._c_weights() if self.use_c_step else None
         self.buf = None
         self.reserve(max_batch)
+
+    def _c_weights(self):
+        """csrc/kernels.h's decode_weights for decode_step; the arrays it points to are kept
+        alive on self."""
+        cfg, ffi = self.config, self.ffi
+        self._layer_ptrs = [ffi.new("float *[]", [layer.p[j] for layer in self.layers])
+                            for j in range(4)]                                  # wqkv, wo, w_gu, w_down
+        rope = self.rope.view(np.float32)                                       # (P, HD): (cos, sin) pairs
+        self._rope_p = self.ptr(rope)
+        wqkv, wo, w_gu, w_down = self._layer_ptrs
+        return ffi.new("decode_weights *", {
+            "n_layer": cfg.n_layer, "C": cfg.n_embd, "NH": cfg.n_head, "NKV": cfg.n_kv_head,
+            "HD": cfg.head_dim, "H": cfg.hidden_dim, "V": cfg.vocab_size, "P": rope.shape[0],
+            "eps": cfg.norm_eps, "wqkv": wqkv, "wo": wo, "w_gu": w_gu, "w_down": w_down,
+            "head": self.head_p, "rope": self._rope_p, "ones": self.ones_p})
 
     def reserve(self, batch):
         """Make the decode buffers hold at least `batch` rows."""
@@ -135,6 +158,10 @@ class DecodeModel:
             b = self.buf = Buffers(self.config, batch)
             b.p = {name: self.ptr(getattr(b, name)) for name in
                    ("x", "h", "ss", "qkv", "q", "att", "o", "gu", "a", "logits", "lengths")}
+            if self.c_weights is not None:                                      # decode_step's view
+                fields = {name: b.p[name] for name in
+                          ("x", "h", "qkv", "q", "att", "o", "gu", "a", "logits")}
+                b.c = self.ffi.new("decode_buffers *", {**fields, "rstd": b.p["ss"]})
 
     # ---- prefill: the prompt in one forward pass ----------------------------------------
 
@@ -182,18 +209,35 @@ class DecodeModel:
         """Feed tokens (B,) at positions pos (B,) of cache rows 0..B-1; returns the logits
         (B, V), a view of a buffer that the next call overwrites.
 
-        A lean sequence of kernel calls on fixed buffers: the C kernels take the pointers
-        made in reserve(), NumPy works in place. At B = 1 the query is read straight out
-        of qkv and the cache is written with plain indexing.
+        With the C library the whole step is one call, csrc/decode.c's decode_step (rows
+        may be at different positions: it takes each row's cache length). Without it, or
+        with use_c_step off, _decode_steps runs the same sequence from Python.
         """
         B = len(tokens)
         if B > self.buf.bmax:
             self.reserve(B)
+        if not self.use_c_step:
+            return self._decode_steps(cache, tokens, pos)
+        b = self.buf
+        self.tok_emb.take(tokens, axis=0, out=b.x[:B])                          # (B, C)
+        np.add(pos, 1, out=b.lengths[:B])                                       # (B,) lengths after this token
+        k_arr, v_arr = self._cache_ptrs(cache)[2:]
+        if self.lib.decode_step(b.c, k_arr, v_arr, self.c_weights, b.p["lengths"], B,
+                                cache.capacity):
+            raise ValueError(f"decode positions {list(pos)} outside the cache (capacity "
+                             f"{cache.capacity}, RoPE table {self.rope.shape[0]})")
+        return b.logits[:B]
+
+    def _decode_steps(self, cache, tokens, pos):
+        """decode() as a lean sequence of kernel calls on fixed buffers: the C kernels take
+        the pointers made in reserve(), NumPy works in place. At B = 1 the query is read
+        straight out of qkv and the cache is written with plain indexing."""
+        B = len(tokens)
         b, cfg, lib = self.buf, self.config, self.lib
         p = b.p
         C, NH, NKV, HD, H = cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.head_dim, cfg.hidden_dim
         QD, KD, S = NH * HD, NKV * HD, cache.capacity
-        kp, vp = self._cache_ptrs(cache)
+        kp, vp = self._cache_ptrs(cache)[:2]
         x, qkv = b.x[:B], b.qkv[:B]
         self.tok_emb.take(tokens, axis=0, out=x)                                # (B, C)
         self.rope.take(pos, axis=0, out=b.rot[:B])                              # (B, HD/2)
@@ -226,8 +270,12 @@ class DecodeModel:
         return b.logits[:B]
 
     def _cache_ptrs(self, cache):
+        """(k pointers, v pointers, C arrays of them or None), made once per cache."""
         if cache.ptrs is None:
-            cache.ptrs = ([self.ptr(k) for k in cache.k], [self.ptr(v) for v in cache.v])
+            kp, vp = [self.ptr(k) for k in cache.k], [self.ptr(v) for v in cache.v]
+            arrays = (self.ffi.new("float *[]", kp), self.ffi.new("float *[]", vp)) \
+                if self.c_weights is not None else (None, None)
+            cache.ptrs = (kp, vp) + arrays
         return cache.ptrs
 
 
