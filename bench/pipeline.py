@@ -38,12 +38,15 @@ def make_crawl(size, shards, root):
     from minillm.internet import pages
     from minillm.internet.world import World
     crawl = root / "crawl"
-    if not (crawl / "crawl.json").exists():
+    summary = crawl / "crawl.json"
+    if summary.exists() and json.loads(summary.read_text()).get("version") != pages.CRAWL_VERSION:
+        shutil.rmtree(crawl)                              # made by an older crawl layout
+    if not summary.exists():
         t0 = time.perf_counter()
         world = World.build(seed=0, size=size)
-        summary = pages.crawl(world, crawl, n_shards=shards, seed=0, progress=False)
-        print(f"built the {size} world and its crawl: {summary['pages']} pages, "
-              f"{summary['warc_bytes'] / 1e6:.1f} MB of WARC in {time.perf_counter() - t0:.1f}s -> {crawl}")
+        made = pages.crawl(world, crawl, n_shards=shards, seed=0, progress=False)
+        print(f"built the {size} world and its crawl: {made['pages']} pages, "
+              f"{made['warc_bytes'] / 1e6:.1f} MB of WARC in {time.perf_counter() - t0:.1f}s -> {crawl}")
     return crawl
 
 

@@ -67,6 +67,8 @@ from minillm.internet import noise, sites as S
 from minillm.internet.pages_bundle import PAGE_WORDS, Bundler
 from minillm.internet.warc import WarcWriter, detect_charset, warc_date
 
+CRAWL_VERSION = 2     # 2: pages bundle several documents; a crawl of another version is not reused
+
 # Pages per good or non-English page for each mixed-in kind: the target share / (good + non_english).
 PAGE_SHARE = 0.73
 RATES = {"spam": 0.08 / PAGE_SHARE, "blocklisted": 0.04 / PAGE_SHARE, "junk": 0.04 / PAGE_SHARE,
@@ -405,8 +407,8 @@ def _check_plan(out_dir, world, n_docs, n_shards, seed, lists):
     h = hashlib.sha1(str(n_docs).encode())
     for _, doc in zip(range(200), world.iter_documents()):
         h.update(f"{doc.id}\t{doc.lang}\t{doc.title}\t{len(doc.text)}\n".encode("utf-8"))
-    plan = {"seed": seed, "shards": n_shards, "documents": n_docs, "world": h.hexdigest()[:16],
-            "url_lists": lists.source}
+    plan = {"version": CRAWL_VERSION, "seed": seed, "shards": n_shards, "documents": n_docs,
+            "world": h.hexdigest()[:16], "url_lists": lists.source}
     path = Path(out_dir) / "plan.json"
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
@@ -486,7 +488,7 @@ def summarize(out_dir, n_shards):
         world_copies += rec["subtype"] == "world"
     pages = sum(kinds.values())
     warc_bytes = sum(shard_paths(out_dir, s)[0].stat().st_size for s in range(n_shards))
-    return {"format": "minillm-crawl", "version": 1, "shards": n_shards, "pages": pages,
+    return {"format": "minillm-crawl", "version": CRAWL_VERSION, "shards": n_shards, "pages": pages,
             "kinds": dict(sorted(kinds.items())),
             "shares": {k: round(v / pages, 4) for k, v in sorted(kinds.items())},
             "pages_with_pii": pii, "pii_share_of_good": round(pii_good / max(kinds["good"], 1), 4),
