@@ -6,21 +6,12 @@ Hand-made documents of unique words (no 5-gram in common unless a test wants one
 real sites of data/crawl/sites.json; no world, no crawl, no files written.
 """
 from collections import Counter
-from dataclasses import dataclass
 
 import pytest
 
 from minillm.internet import noise, pages, sites as S
 from minillm.internet.pages_bundle import KIND_LIMITS, OPEN_PAGES, PAGE_WORDS, Bundle, Bundler
-
-
-@dataclass
-class Doc:
-    id: str
-    kind: str
-    lang: str
-    title: str
-    text: str
+from test_pages import Doc      # the stand-in for a world document
 
 
 def _doc(i, kind="howto", lang="en", words=60, text=None):
