@@ -5,8 +5,8 @@
 
 World documents are short (median ~65 words), far shorter than a web page. A page bundle
 is a page being filled: world documents of one site and one language, in the order the
-world yields them. pages.py's Planner turns each closed bundle into one page: the first
-document's title is the headline, its text the opening, and every further document
+world yields them. pages_planner.py's Planner turns each closed bundle into one page: the
+first document's title is the headline, its text the opening, and every further document
 follows as its own title and text -- an encyclopedia page with several entries, a news
 page with several items, a community page with forum threads among members' stories, a
 lesson page with one worksheet among prose.
