@@ -6,13 +6,20 @@
 
 Measured at batch 1 on random weights (the same weights in every implementation):
   decode   tokens/s of greedy generation: a 1-token prompt (token 1, run.c's BOS), then
-           context_len - 1 new tokens (255 for stories15M), each chosen by argmax and fed back
+           context_len - 1 new tokens (255 for stories15M), each chosen by argmax and fed back;
+           timed as run.c's "achieved tok/s" is, from the first new token to the last (the
+           first step, with its cold caches and setup, is not counted: in any of the three)
   prefill  tokens/s of one forward pass over a 128-token prompt that fills the cache
            (per round the median of 3 such passes after a warm-up one)
 Shapes:
   stories15M  llama2.c's stories15M: dim 288, 6 layers, 6 heads, hidden 768, vocab
               32000, seq_len 256, tied embeddings
   speedrun    the model `minillm speedrun` trains by default (minillm/speedrun.py)
+
+Each implementation runs in its own process (minillm and PyTorch in worker processes of
+this script, run.c as itself), so none measures with another library's threads or memory
+in its process; the workers and run.c get the environment as it was before minillm set
+its OpenMP defaults (GOMP_SPINCOUNT).
 
 minillm: Engine.generate(temperature=0, logprobs=False) (the whole engine: sampling,
 bookkeeping, text decoding). PyTorch: tests/torch_ref.py's TorchLlama with the same
@@ -80,9 +87,13 @@ class _Pieces:
 
 
 def minillm_decode(engine, n_new):
-    t = time.perf_counter()
-    [c] = engine.generate([1], temperature=0, max_tokens=n_new, logprobs=False)
-    return len(c.tokens) / (time.perf_counter() - t), c.tokens
+    """Greedy tokens/s, timed as run.c times itself: from the first new token to the last."""
+    stream = engine.stream([1], temperature=0, max_tokens=n_new, logprobs=False)
+    t = None
+    for _ in stream:
+        t = t or time.perf_counter()
+    tokens = stream.completion.tokens
+    return (len(tokens) - 1) / (time.perf_counter() - t), tokens
 
 
 def minillm_prefill(engine, prompt):
@@ -134,14 +145,16 @@ class TorchCached:
         return F.linear(h, m.tok_emb if cfg.tie_embeddings else m.lm_head)[0]
 
     def decode(self, n_new):
+        """Greedy tokens/s, timed from the first new token to the last (as run.c does)."""
         torch = self.torch
         with torch.inference_mode():
-            t = time.perf_counter()
             token, tokens = 1, []
             for pos in range(n_new):
                 token = int(self.forward(torch.tensor([[token]]), pos).argmax())
                 tokens.append(token)
-            return n_new / (time.perf_counter() - t), tokens
+                if pos == 0:
+                    t = time.perf_counter()
+            return (n_new - 1) / (time.perf_counter() - t), tokens
 
     def prefill(self, prompt):
         torch = self.torch
@@ -179,8 +192,8 @@ def write_llama2c_tokenizer(path, vocab_size):
             f.write(struct.pack("<fi", -float(i), len(p)) + p)
 
 
-def runc_decode(runc, model, tokenizer, threads, n_steps):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+def runc_decode(runc, model, tokenizer, threads, n_steps, env):
+    env = dict(env, OMP_NUM_THREADS=str(threads))
     r = subprocess.run([runc, str(model), "-z", str(tokenizer), "-t", "0", "-n", str(n_steps)],
                        capture_output=True, text=True, env=env, timeout=600)
     m = re.search(r"achieved tok/s: ([0-9.]+)", r.stderr)
@@ -199,46 +212,91 @@ def agree(a, b):
     return n
 
 
+class Worker:
+    """One implementation ("minillm" or "torch") on one shape in its own process, asked over
+    a pipe to measure: each runs as it would alone, with no other library's threads or
+    allocator in its process (in one shared process, whichever ran after PyTorch measured
+    a few percent slower)."""
+
+    def __init__(self, kind, shape, env):
+        self.kind = kind
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", kind, "--shape", shape],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, **request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.kind} worker died (exit status {self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def serve(kind, shape):
+    """The worker's side: build the shape's random weights, then answer requests
+    {"op": "decode" | "prefill", "threads": t} with {"tps": tokens/s[, "tokens": ids]}."""
+    config = shapes()[shape]
+    params = random_params(config)
+    if kind == "minillm":
+        from minillm.generate import Engine
+        from minillm.nn import kernels
+        engine = Engine(params, config, _Pieces(config.vocab_size))
+        set_threads, decode = kernels.set_num_threads, lambda n: minillm_decode(engine, n)
+        prefill = lambda prompt: minillm_prefill(engine, prompt)            # noqa: E731
+    else:
+        import torch
+        ref = TorchCached(config, params)
+        set_threads, decode, prefill = torch.set_num_threads, ref.decode, ref.prefill
+    decode(8)                                           # warm up (allocation, first touch)
+    for line in sys.stdin:
+        request = json.loads(line)
+        set_threads(request["threads"])
+        if request["op"] == "decode":
+            tps, tokens = decode(config.context_len - 1)
+            reply = {"tps": tps, "tokens": tokens}
+        else:
+            reply = {"tps": median_of(lambda: prefill(request["prompt"]))}
+        print(json.dumps(reply), flush=True)
+
+
 def median_of(measure, n=3):
     """Median of n calls of measure() after a warm-up call: one prefill takes milliseconds."""
     measure()
     return statistics.median(measure() for _ in range(n))
 
 
-def bench_shape(name, config, threads, rounds, runc, tmp):
-    import torch
-
-    from minillm.generate import Engine
-    from minillm.nn import kernels
-
+def bench_shape(name, config, threads, rounds, runc, tmp, env):
     n_new = config.context_len - 1                  # fill the context
-    params = random_params(config)
-    engine = Engine(params, config, _Pieces(config.vocab_size))
-    ref = TorchCached(config, params)
     runc_files = None
     if runc and name == "stories15M":
         runc_files = (tmp / f"{name}.bin", tmp / f"{name}.tok.bin")
+        params = random_params(config)              # the workers make the same (seeded)
         write_llama2c(runc_files[0], config, params)
         write_llama2c_tokenizer(runc_files[1], config.vocab_size)
     prompt = np.random.default_rng(0).integers(2, config.vocab_size, PREFILL_LEN).tolist()
     out = {t: {"ours": [], "torch": [], "runc": [], "ours_prefill": [], "torch_prefill": []} for t in threads}
     tokens = {}
-    minillm_decode(engine, 8)                       # warm up (allocation, first touch)
-    ref.decode(8)
-    for _ in range(rounds):
-        for t in threads:
-            kernels.set_num_threads(t)
-            torch.set_num_threads(t)
-            r = out[t]
-            tps, tokens["ours"] = minillm_decode(engine, n_new)
-            r["ours"].append(tps)
-            tps, tokens["torch"] = ref.decode(n_new)
-            r["torch"].append(tps)
-            if runc_files:
-                tps, tokens["runc"] = runc_decode(runc, *runc_files, t, n_new + 1)
-                r["runc"].append(tps)
-            r["ours_prefill"].append(median_of(lambda: minillm_prefill(engine, prompt)))
-            r["torch_prefill"].append(median_of(lambda: ref.prefill(prompt)))
+    ours, theirs = Worker("minillm", name, env), Worker("torch", name, env)
+    try:
+        for _ in range(rounds):
+            for t in threads:
+                r = out[t]
+                for key, worker in (("ours", ours), ("torch", theirs)):
+                    reply = worker.ask(op="decode", threads=t)
+                    r[key].append(reply["tps"])
+                    tokens[key] = reply["tokens"]
+                if runc_files:
+                    tps, tokens["runc"] = runc_decode(runc, *runc_files, t, n_new + 1, env)
+                    r["runc"].append(tps)
+                r["ours_prefill"].append(ours.ask(op="prefill", threads=t, prompt=prompt)["tps"])
+                r["torch_prefill"].append(theirs.ask(op="prefill", threads=t, prompt=prompt)["tps"])
+    finally:
+        ours.close()
+        theirs.close()
     med = {t: {k: (statistics.median(v) if v else None) for k, v in out[t].items()} for t in threads}
     agreement = {k: agree(tokens["ours"], v) for k, v in tokens.items() if k != "ours"}
     return med, agreement, n_new
@@ -286,9 +344,14 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="one thread count (default: 1 and 2)")
     parser.add_argument("--runc", help="path of llama2.c's run binary (make runomp), built outside the repo")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per measurement (default 5, quick 2)")
+    parser.add_argument("--worker", choices=("minillm", "torch"), help=argparse.SUPPRESS)  # internal
+    parser.add_argument("--shape", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        return serve(args.worker, args.shape)
     threads = [args.threads] if args.threads else [1, 2]
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(threads)))
+    env = dict(os.environ)      # for the workers and run.c: before minillm sets its OpenMP defaults
     from minillm.nn import kernels
 
     if args.runc and not os.access(args.runc, os.X_OK):
@@ -302,7 +365,7 @@ def main(argv=None):
         for name, config in shapes().items():
             if args.quick and name != "stories15M":
                 continue
-            med, agreement, n_new = bench_shape(name, config, threads, rounds, args.runc, Path(tmp))
+            med, agreement, n_new = bench_shape(name, config, threads, rounds, args.runc, Path(tmp), env)
             for t in threads:
                 results[name, t] = (med[t], agreement)
             print(f"{name}: greedy tokens agree with minillm's for the first "
