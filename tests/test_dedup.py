@@ -33,6 +33,10 @@ def test_normalize_and_exact_key():
     assert a == dedup.exact_key("the cat  sat on the MAT")
     assert a != dedup.exact_key("the cat sat on a mat")
     assert dedup.exact_key("What is 930 - 387?") != dedup.exact_key("What is 828 - 655?")
+    params = dedup.minhash_params()
+    text = "Café ﬁne, the ＣＡＴ sat.\nOn the mat! " * 3    # NFKC folds the ligature and full-width letters
+    key, sig = dedup.fingerprint(text, params)
+    assert key == dedup.exact_key(text) and np.array_equal(sig, dedup.minhash_signature(text, params))
 
 
 def minhash_slow(text, params):
@@ -115,6 +119,8 @@ def test_short_and_empty_texts(text):
     sig = dedup.minhash_signature(text, params)
     assert sig.shape == (112,)
     assert np.all(sig == sig[0]) == (not text.strip())   # empty: no shingles, all max
+    key, same = dedup.fingerprint(text, params)          # the pipeline's one-pass version
+    assert key == dedup.exact_key(text) and np.array_equal(same, sig)
 
 
 def test_signature_check_rejects_chance_band_collisions():

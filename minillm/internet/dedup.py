@@ -51,7 +51,11 @@ def normalize(text):
 
 def exact_key(text):
     """64-bit key of the normalised text (the first 8 bytes of its SHA-1)."""
-    digest = hashlib.sha1(normalize(text).encode("utf-8")).digest()
+    return _key_of(normalize(text))
+
+
+def _key_of(norm):
+    digest = hashlib.sha1(norm.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "little")
 
 
@@ -74,7 +78,10 @@ def shingle_hashes(text, n=NGRAM):
     """Unique 32-bit hashes of the word n-grams of the normalised text, (S,) uint64.
 
     A text shorter than n words is one shingle (all of it)."""
-    words = normalize(text).split()
+    return _shingles_of(normalize(text).split(), n)
+
+
+def _shingles_of(words, n=NGRAM):
     if not words:
         return np.zeros(0, dtype=np.uint64)
     w = np.array([zlib.crc32(x.encode("utf-8")) for x in words], dtype=np.uint64)  # (W,)
@@ -88,13 +95,23 @@ def shingle_hashes(text, n=NGRAM):
 
 def minhash_signature(text, params, chunk=4096):
     """MinHash signature of a text: (112,) uint32. An empty text gets all-max values."""
+    return _signature_of(shingle_hashes(text), params, chunk)
+
+
+def _signature_of(h, params, chunk=4096):
+    """MinHash signature (112,) uint32 of unique shingle hashes h (S,)."""
     a, b = params
-    h = shingle_hashes(text)
     sig = np.full(NUM_HASHES, np.iinfo(np.uint32).max, dtype=np.uint64)   # (H,)
     for i in range(0, len(h), chunk):     # bounded memory: chunk x 112 uint64 at a time
         perm = (h[i:i + chunk, None] * a[None, :] + b[None, :]) % PRIME    # (chunk, H)
         np.minimum(sig, perm.min(axis=0), out=sig)
     return sig.astype(np.uint32)
+
+
+def fingerprint(text, params):
+    """(exact_key(text), minhash_signature(text, params)), normalising the text once."""
+    norm = normalize(text)
+    return _key_of(norm), _signature_of(_shingles_of(norm.split()), params)
 
 
 def band_keys(sigs):

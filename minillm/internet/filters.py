@@ -138,27 +138,35 @@ def _duplicates(items):
     return dup_items, dup_chars
 
 
-def _ngrams(words, n):
-    """(hashes (M,) uint64, character lengths (M,) int64) of the word n-grams " ".join(words[i:i+n]).
+def _word_ids(words):
+    """(ids (W,) uint64, character offsets (W+1,) int64) of a token list, computed once per
+    document for every n-gram order.
 
-    Words get exact integer ids first, so two n-grams share a hash only by a 64-bit
-    polynomial collision (negligible at these sizes)."""
-    m = len(words) - n + 1
-    if m <= 0:
-        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    Words get exact integer ids (by first occurrence), so two n-grams share a hash only by
+    a 64-bit polynomial collision (negligible at these sizes)."""
     vocab = {}
     ids = np.array([vocab.setdefault(w, len(vocab)) for w in words], dtype=np.uint64)    # (W,)
-    ends = np.concatenate([[0], np.cumsum([len(w) for w in words])])                     # (W+1,)
+    ends = np.concatenate([[0], np.cumsum([len(w) for w in words], dtype=np.int64)])     # (W+1,)
+    return ids, ends
+
+
+def _ngrams(table, n):
+    """(hashes (M,) uint64, character lengths (M,) int64) of the word n-grams
+    " ".join(words[i:i+n]), from the _word_ids table of the words."""
+    ids, ends = table
+    m = len(ids) - n + 1
+    if m <= 0:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     h = np.zeros(m, dtype=np.uint64)                                                     # (M,)
     for k in range(n):
         h = h * _POLY + ids[k:k + m] + np.uint64(1)
     return h, ends[n:] - ends[:m] + n - 1
 
 
-def _top_ngram_chars(words, n):
+def _top_ngram_chars(table, n):
     """Characters covered by the most frequent n-gram, counting every occurrence (ties:
-    the n-gram seen first)."""
-    h, length = _ngrams(words, n)
+    the n-gram seen first). `table`: _word_ids(words)."""
+    h, length = _ngrams(table, n)
     if not len(h):
         return 0
     _, first, counts = np.unique(h, return_index=True, return_counts=True)
@@ -166,10 +174,11 @@ def _top_ngram_chars(words, n):
     return int(length[first[counts == top].min()]) * int(top)
 
 
-def _dup_ngram_chars(words, n):
+def _dup_ngram_chars(table, n):
     """Characters in n-grams that repeat an earlier n-gram; a repeat skips ahead n words so
-    overlapping repeats are not double counted (and skipped n-grams are not remembered)."""
-    h, length = _ngrams(words, n)
+    overlapping repeats are not double counted (and skipped n-grams are not remembered).
+    `table`: _word_ids(words)."""
+    h, length = _ngrams(table, n)
     if len(np.unique(h)) == len(h):       # no repeats at all: the common case, no loop
         return 0
     h, length = h.tolist(), length.tolist()
@@ -202,12 +211,12 @@ def gopher_repetition(text, dup_line_frac=0.3, dup_para_frac=0.3, dup_line_char_
         return "dup_line_frac"
     if dup_chars / len(text) > dup_line_char_frac:
         return "dup_line_char_frac"
-    words = words_of(text)
+    table = _word_ids(words_of(text))     # once for all nine n-gram orders
     for n, frac in top_ngrams:
-        if _top_ngram_chars(words, n) / len(text) > frac:
+        if _top_ngram_chars(table, n) / len(text) > frac:
             return f"top_{n}_gram"
     for n, frac in dup_ngrams:
-        if _dup_ngram_chars(words, n) / len(text) > frac:
+        if _dup_ngram_chars(table, n) / len(text) > frac:
             return f"dup_{n}_gram"
     return None
 

@@ -33,6 +33,7 @@ PHONE = re.compile(
     r"(?![\w]|[.,]\d)")
 _DATE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 _YEAR_RANGE = re.compile(r"\d{4}\s*-\s*\d{4}")
+_SEPARATOR = re.compile(r"[ .-]")
 
 PLACEHOLDERS = {"email": "<EMAIL>", "ip": "<IP>", "phone": "<PHONE>"}
 
@@ -52,8 +53,8 @@ def _is_phone(m):
     digits = sum(c.isdigit() for c in s)
     if not 7 <= digits <= 15 or _DATE.fullmatch(s) or _YEAR_RANGE.fullmatch(s):
         return False
-    groups = re.split(r"[ .-]", body)
-    separators = set(re.findall(r"[ .-]", body))
+    groups = _SEPARATOR.split(body)
+    separators = set(_SEPARATOR.findall(body))
     if len(separators) > 1:                # "40.41 3.02": phones keep one separator
         return False
     if any(len(g) == 1 for g in groups[1:]):  # ISBNs and versions have 1-digit groups

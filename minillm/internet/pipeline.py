@@ -137,10 +137,11 @@ def process_shard(warc_path, work_dir, config):
                     removed.write(_removal(doc, *doc.removed))
                 else:
                     t0 = time.perf_counter()
-                    sig = dedup.minhash_signature(doc.text, params)
+                    key, sig = dedup.fingerprint(doc.text, params)
                     sigs.append(sig)
-                    keys.append(np.concatenate([[dedup.exact_key(doc.text)], dedup.band_keys(sig[None])[0], [index]]))
-                    count(funnel, "signatures", 1, doc.nbytes(), 1, doc.nbytes(), time.perf_counter() - t0)
+                    keys.append(np.concatenate([[key], dedup.band_keys(sig[None])[0], [index]]))
+                    nbytes = doc.nbytes()
+                    count(funnel, "signatures", 1, nbytes, 1, nbytes, time.perf_counter() - t0)
                     kept.write({"id": doc.id, "url": url, "lang": doc.lang, "lang_score": doc.lang_score,
                                 "text": doc.text})
             t_read = time.perf_counter()

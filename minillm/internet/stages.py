@@ -107,8 +107,8 @@ def count(funnel, stage, n_in, b_in, n_out, b_out, seconds):
 def run_stages(doc, ctx, funnel, wet=None):
     """Run the per-document stages on `doc`, counting into `funnel`. Returns doc (with
     doc.removed set when a stage dropped it). `wet` (a list) collects the extracted text."""
+    b_in = doc.nbytes()
     for name, stage in STAGES:
-        b_in = doc.nbytes()
         t0 = time.perf_counter()
         reason = stage(doc, ctx)
         dt = time.perf_counter() - t0
@@ -118,5 +118,7 @@ def run_stages(doc, ctx, funnel, wet=None):
             doc.removed = (name, reason)
             count(funnel, name, 1, b_in, 0, 0, dt)
             return doc
-        count(funnel, name, 1, b_in, 1, doc.nbytes(), dt)
+        b_out = doc.nbytes()
+        count(funnel, name, 1, b_in, 1, b_out, dt)
+        b_in = b_out            # the next stage's input
     return doc

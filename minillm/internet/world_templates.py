@@ -102,7 +102,11 @@ class Template:
                 raise ValueError(f"{{{r1}.*}} needs {{{r1}}} in the same template: {self.text!r}")
         self.pronoun_ok = self.text.startswith(("{S} ", "{S's} ")) or "{S's}" in self.text
         self.anchor = max(_SLOT.split(self.text)[::2], key=len)  # longest literal piece
-        self.regex = re.compile(self._pattern())
+
+    @functools.cached_property
+    def regex(self):
+        """The parser's pattern, compiled on first use (building a world never reads it)."""
+        return re.compile(self._pattern())
 
     def _slot(self, tok):
         if tok in ("S", "S's"):
