@@ -38,7 +38,6 @@ import json
 import os
 import re
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -166,30 +165,15 @@ class TorchCached:
 
 # ---- llama2.c's run.c ------------------------------------------------------------------
 
-def write_llama2c(path, config, params):
-    """The legacy llama2.c .bin (FORMATS.md): a 7-int32 header, then each kind of tensor
-    stacked over layers, the two unused RoPE tables, and the classifier when untied."""
-    c, L = config, config.n_layer
-    vocab = c.vocab_size if c.tie_embeddings else -c.vocab_size
-    with open(path, "wb") as f:
-        f.write(struct.pack("<7i", c.n_embd, c.hidden_dim, L, c.n_head, c.n_kv_head, vocab, c.context_len))
-        f.write(params["tok_emb"].tobytes())
-        for name in ("attn_norm", "wq", "wk", "wv", "wo", "mlp_norm", "w_gate", "w_down", "w_up"):
-            for i in range(L):
-                f.write(np.ascontiguousarray(params[f"blocks.{i}.{name}"], np.float32).tobytes())
-        f.write(params["final_norm"].tobytes())
-        f.write(np.zeros(2 * c.context_len * c.head_dim // 2, np.float32).tobytes())
-        if not c.tie_embeddings:
-            f.write(params["lm_head"].tobytes())
+def write_runc_files(model_path, tok_path, config, params):
+    """run.c's inputs: the model in its legacy .bin (minillm export's writer, with the ids
+    left where they are rather than moved to run.c's layout) and a tokenizer.bin whose
+    token i prints as "[i]", so that run.c's output spells out the ids it generated."""
+    from minillm.export_llama2c import pack_tokenizer_bin, write_model_bin
 
-
-def write_llama2c_tokenizer(path, vocab_size):
-    """tokenizer.bin: u32 max token length, then per token f32 score, i32 length, bytes."""
-    pieces = [f"[{i}]".encode() for i in range(vocab_size)]
-    with open(path, "wb") as f:
-        f.write(struct.pack("<I", max(map(len, pieces))))
-        for i, p in enumerate(pieces):
-            f.write(struct.pack("<fi", -float(i), len(p)) + p)
+    write_model_bin(model_path, config, params, np.arange(config.vocab_size))
+    pieces = [(f"[{i}]".encode(), -float(i)) for i in range(config.vocab_size)]
+    Path(tok_path).write_bytes(pack_tokenizer_bin(pieces))
 
 
 def runc_decode(runc, model, tokenizer, threads, n_steps, env):
@@ -275,8 +259,7 @@ def bench_shape(name, config, threads, rounds, runc, tmp, env):
     if runc and name == "stories15M":
         runc_files = (tmp / f"{name}.bin", tmp / f"{name}.tok.bin")
         params = random_params(config)              # the workers make the same (seeded)
-        write_llama2c(runc_files[0], config, params)
-        write_llama2c_tokenizer(runc_files[1], config.vocab_size)
+        write_runc_files(*runc_files, config, params)
     prompt = np.random.default_rng(0).integers(2, config.vocab_size, PREFILL_LEN).tolist()
     out = {t: {"ours": [], "torch": [], "runc": [], "ours_prefill": [], "torch_prefill": []} for t in threads}
     tokens = {}

@@ -24,7 +24,7 @@ COMMANDS = {
     "clean": ("minillm.internet.pipeline", "run the FineWeb-style cleaning pipeline over WARCs"),
     "tokenizer": ("minillm.tokenizer", "train / use the byte-level BPE tokenizer"),
     "pretrain": ("minillm.train", "pretrain the transformer (the base model)"),
-    "sample": ("minillm.generate", "sample text from a checkpoint"),
+    "sample": ("minillm.generate_cli", "sample text from a checkpoint"),
     "eval": ("minillm.evals", "evaluate a checkpoint on the mini-world's probes"),
     "speedrun": ("minillm.speedrun", "run every stage end to end"),
     "export": ("minillm.export", "export a checkpoint to GGUF, Hugging Face or llama2.c"),

@@ -86,8 +86,12 @@ def tokenizer_bin(tok, order):
         else:
             text, score = f"<unused{new}>".encode(), SPECIAL_SCORE
         pieces.append((text, score))
-    max_len = max(len(t) for t, _ in pieces)
-    out = [struct.pack("<I", max_len)]
+    return pack_tokenizer_bin(pieces)
+
+
+def pack_tokenizer_bin(pieces):
+    """tokenizer.bin's bytes for pieces [(token bytes, score)] in id order."""
+    out = [struct.pack("<I", max(len(t) for t, _ in pieces))]
     out += [struct.pack("<fi", score, len(text)) + text for text, score in pieces]
     return b"".join(out)
 
@@ -119,14 +123,19 @@ def model_bin_parts(config, params, order):
     return parts
 
 
-def export_llama2c(path, config, params, tok):
-    """Write model.bin at `path` and tokenizer.bin beside it; returns both paths."""
-    path = Path(path)
-    order = llama2c_order(tok, config.vocab_size)
+def write_model_bin(path, config, params, order):
+    """Write the .bin (model_bin_parts) at `path`, atomically."""
     parts = model_bin_parts(config, params, order)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         for part in parts:
             f.write(part if isinstance(part, bytes) else np.ascontiguousarray(part, "<f4").tobytes())
+
+
+def export_llama2c(path, config, params, tok):
+    """Write model.bin at `path` and tokenizer.bin beside it; returns both paths."""
+    path = Path(path)
+    order = llama2c_order(tok, config.vocab_size)
+    write_model_bin(path, config, params, order)
     tok_path = path.with_name("tokenizer.bin")
     with atomic_path(tok_path) as tmp:
         tmp.write_bytes(tokenizer_bin(tok, order))

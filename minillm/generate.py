@@ -12,7 +12,8 @@
 
 Reading order: this file (the engine: prompts, the generation loop, stopping, tools,
 streaming), generate_cache.py (the KV cache, prefill and the decode step),
-generate_sampling.py (temperature, top-k, top-p, seeds, log-probabilities).
+generate_sampling.py (temperature, top-k, top-p, seeds, log-probabilities),
+generate_cli.py (`minillm sample`).
 
 How a batch runs. Each distinct prompt is prefilled once (one forward pass over its tokens,
 prompts of similar length batched together, padded on the right); a prompt asked for n
@@ -361,17 +362,3 @@ class Stream:
         for _, piece in self._events:
             if piece:
                 yield piece
-
-
-# ---- the command line: minillm sample ---------------------------------------------------
-
-def add_arguments(parser):
-    from minillm.generate_cli import add_arguments as add
-
-    add(parser)
-
-
-def run(args):
-    from minillm.generate_cli import run as run_
-
-    return run_(args)

@@ -44,6 +44,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from minillm.common import UserError, read_json
+from minillm.export_hf import BLOCK_NAMES, half_to_interleaved
 
 # GPT-2's split pattern after HF's Digits(individual_digits=True) has cut every digit out:
 # a digit is a chunk of its own, and whitespace just before a digit is not followed by
@@ -51,11 +52,8 @@ from minillm.common import UserError, read_json
 GPT2_DIGITS_PATTERN = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"""
                        r"""|\s+(?![^\s\p{N}])|\s+""")
 
-WEIGHT_NAMES = {"self_attn.q_proj.weight": "wq", "self_attn.k_proj.weight": "wk",
-                "self_attn.v_proj.weight": "wv", "self_attn.o_proj.weight": "wo",
-                "mlp.gate_proj.weight": "w_gate", "mlp.up_proj.weight": "w_up",
-                "mlp.down_proj.weight": "w_down", "input_layernorm.weight": "attn_norm",
-                "post_attention_layernorm.weight": "mlp_norm"}
+# a block's Hugging Face tensor name (after "layers.N.") -> ours: the export's table reversed
+WEIGHT_NAMES = {theirs: ours for ours, theirs in BLOCK_NAMES.items()}
 
 
 # ---- config.json ---------------------------------------------------------------------
@@ -145,7 +143,6 @@ def load_hf_params(src, config):
     """Our params dict (float32, interleaved RoPE rows) from the checkpoint's safetensors."""
     import numpy as np
 
-    from minillm.export_hf import half_to_interleaved
     from minillm.nn.checkpoint import load_safetensors
     from minillm.nn.gpt import param_shapes
 
@@ -223,7 +220,7 @@ def _check_bpe(doc, where):
 def tokenizer_from_hf(doc, where, vocab_size):
     """(our Tokenizer keeping the source's ids, list of notes) from a tokenizer.json dict."""
     from minillm.tokenizer import Tokenizer
-    from minillm.tokenizer_interop import bytes_to_unicode, from_hf_string
+    from minillm.tokenizer_interop import bytes_to_unicode
 
     model = _check_bpe(doc, where)
     pattern = split_pattern(doc.get("pre_tokenizer"), where)
@@ -248,9 +245,10 @@ def tokenizer_from_hf(doc, where, vocab_size):
     specials = {t["content"]: int(t["id"]) for t in doc.get("added_tokens") or [] if int(t["id"]) not in made}
     orphans = sorted(set(vocab.values()) - made - set(specials.values()))
     names = {i: s for s, i in vocab.items()}
+    byte_of = {c: b for b, c in table.items()}          # GPT-2 alphabet character -> byte
     for i in orphans:                                  # tokens no merge makes: never produced by encode
         try:
-            specials.setdefault(from_hf_string(names[i]).decode("utf-8"), i)
+            specials.setdefault(bytes(byte_of[c] for c in names[i]).decode("utf-8"), i)
         except (KeyError, UnicodeDecodeError):
             raise UserError(f"{where}: token {names[i]!r} (id {i}) is neither a byte, a merge nor "
                             "an added token, and is not text") from None
