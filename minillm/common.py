@@ -49,7 +49,7 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # subtle: mkstemp makes 0600; give the usual mode
+    os.chmod(tmp, 0o666 & ~current_umask())  # subtle: mkstemp makes 0600; give the usual mode
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
@@ -61,7 +61,8 @@ def atomic_path(path):
         raise
 
 
-def _umask():
+def current_umask():
+    """The process umask (reading it means setting it: set it straight back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -207,6 +207,8 @@ class Tokenizer:
         return self.decode_bytes([i])
 
     def _special_set(self, spec, what):
+        if not spec:                        # the common case, on every encode()
+            return set()
         if spec == "all":
             return set(self.special_tokens)
         names = set(spec)

@@ -47,11 +47,6 @@ def to_hf_string(data):
     return "".join(table[b] for b in data)
 
 
-def from_hf_string(text):
-    inverse = {c: b for b, c in bytes_to_unicode().items()}
-    return bytes(inverse[c] for c in text)
-
-
 def _token_bytes(tok):
     """id -> bytes for every non-special token; refuses two tokens with the same bytes."""
     ids = tok.byte_ids + tok.merge_ids

@@ -32,7 +32,9 @@ from pathlib import Path
 
 import regex
 
+from minillm import tokenizer_fast
 from minillm.common import UserError
+from minillm.tokenizer import SPECIAL_TOKENS, Tokenizer, clean_text, resolve_pattern, split_text
 
 BLOCK_BYTES = 1 << 20          # file read size
 BATCH_BYTES = 1 << 20          # documents handed to C per call
@@ -120,22 +122,16 @@ class ChunkCounter:
     """Counts distinct pre-split chunks, in C (named patterns: split in C too) or Python."""
 
     def __init__(self, pattern, pattern_name, use_c):
-        from minillm.tokenizer import split_text
-
         self.split = lambda text: split_text(self.compiled, text, pattern_name)
         self.compiled = regex.compile(pattern)
         self.name = pattern_name
         self.trainer = None
         if use_c:
-            from minillm.tokenizer_fast import FastTrainer
-
-            self.trainer = FastTrainer()
+            self.trainer = tokenizer_fast.FastTrainer()
         self.counts = Counter()            # str chunk -> count (Python split)
         self.batch, self.batch_bytes, self.total_bytes = [], 0, 0
 
     def add(self, text):
-        from minillm.tokenizer import clean_text
-
         data = clean_text(text)
         self.total_bytes += len(data)
         if self.trainer is not None and self.name:
@@ -232,9 +228,6 @@ def train(source, vocab_size, pattern="gpt4", *, special_tokens=None, progress=F
     first, fewer merges are learned and vocab_size is smaller (the statistics say so).
     """
     from tqdm import tqdm
-
-    from minillm import tokenizer_fast
-    from minillm.tokenizer import SPECIAL_TOKENS, Tokenizer, resolve_pattern
 
     specials = list(SPECIAL_TOKENS if special_tokens is None else special_tokens)
     n_merges = int(vocab_size) - 256 - len(specials)

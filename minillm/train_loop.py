@@ -74,14 +74,13 @@ def setup_run(config):
         step=0, tokens_seen=0, val_losses={}, skipped=[], t_start=t_start,
         out=config.out_dir(), metrics=config.metrics_path())
     if config.resume:
-        params = _restore(s, config.resume)
+        params, opt_state = _restore(s, config.resume)
     else:
-        params = gpt.init_params(model, config.seed)
+        params, opt_state = gpt.init_params(model, config.seed), None
         _trim_metrics(s.metrics, config.stage, 0)
     s.opt = AdamW(params, betas=config.betas, weight_decay=config.weight_decay)
-    if config.resume:
-        s.opt.load_state(*s.opt_state)
-        del s.opt_state
+    if opt_state is not None:
+        s.opt.load_state(*opt_state)
     s.params = params
     s.first_step = s.step
     return s
@@ -90,6 +89,7 @@ def setup_run(config):
 def _open_data(config):
     """(loader source, tokenizer or None, vocab_size or None) for config.data."""
     from minillm.data import is_shard
+    from minillm.tokenizer import Tokenizer
 
     if not config.data:
         raise UserError("no training data: pass --data (a token-shard directory or a text file)")
@@ -99,25 +99,15 @@ def _open_data(config):
     tok_path = Path(config.tokenizer) if config.tokenizer else None
     if tok_path is None and path.is_dir() and (path.parent / "tokenizer.json").exists():
         tok_path = path.parent / "tokenizer.json"
-    tokenizer = _load_tokenizer(tok_path) if tok_path else None
+    tokenizer = Tokenizer.load(tok_path) if tok_path else None     # a missing file: UserError
     if path.is_file() and not is_shard(path) and tokenizer is not None:
         ids = tokenizer.encode_ordinary(path.read_text(encoding="utf-8", errors="replace"))
         return np.asarray(ids, dtype=np.int32), tokenizer, tokenizer.vocab_size
     return path, tokenizer, (tokenizer.vocab_size if tokenizer is not None else None)
 
 
-def _load_tokenizer(path):
-    try:
-        from minillm.tokenizer import Tokenizer
-    except ImportError:
-        raise UserError("--tokenizer needs minillm.tokenizer, which this version lacks") from None
-    if not path.exists():
-        raise UserError(f"tokenizer not found: {path}")
-    return Tokenizer.load(path)
-
-
 def _restore(s, ckpt_dir):
-    """Load weights, optimizer and trainer state of a checkpoint into s; returns params."""
+    """Load the trainer state of a checkpoint into s; returns (params, optimizer state)."""
     from minillm.nn.checkpoint import load_checkpoint, load_training_state
 
     model, params, meta = load_checkpoint(ckpt_dir)
@@ -128,13 +118,12 @@ def _restore(s, ckpt_dir):
     if opt_state is None or trainer is None:
         raise UserError(f"{ckpt_dir} has no optimizer/trainer state; it cannot be resumed "
                         "(it was saved for inference only)")
-    s.opt_state = opt_state
     s.step, s.tokens_seen = int(trainer["step"]), int(trainer["tokens_seen"])
     s.val_losses = {int(k): v for k, v in trainer.get("val_losses", {}).items()}
     s.skipped = list(trainer.get("skipped_steps", []))
     s.loader.restore(trainer["loader"])
     _trim_metrics(s.metrics, s.config.stage, s.step)
-    return params
+    return params, opt_state
 
 
 def _trim_metrics(path, stage, step):
@@ -247,13 +236,15 @@ def evaluate(s, batches=0):
 
     loader = s.val_loader
     loader.restore(dict(loader.state(), epoch=0, pos=0))
-    n = loader.n_windows // loader.B if not batches else min(batches, max(1, loader.n_windows // loader.B))
+    n = max(1, loader.n_windows // loader.B)
+    if batches:
+        n = min(batches, n)
     total = 0.0
-    for _ in range(max(1, n)):
+    for _ in range(n):
         x, y = loader.next_batch()
         loss, _ = gpt.forward(s.params, s.model, x, y, grad=False)
         total += float(loss)
-    return total / max(1, n)
+    return total / n
 
 
 def save(s):

@@ -23,7 +23,10 @@ def _save(path, config=CONFIG, **kw):
     return params
 
 
-def _one_line_error(excinfo, *words):
+def _load_fails(path, *words):
+    """load_checkpoint(path) raises a one-line UserError that contains every word."""
+    with pytest.raises(UserError) as excinfo:
+        load_checkpoint(path)
     msg = str(excinfo.value)
     assert "\n" not in msg
     for w in words:
@@ -99,19 +102,13 @@ def test_interrupted_swap_names_the_surviving_copy(tmp_path):
     _save(tmp_path / "ck")
     os.makedirs(tmp_path / ".ck.old-abc")
     os.replace(tmp_path / "ck", tmp_path / ".ck.old-abc" / "ckpt")   # died between renames
-    with pytest.raises(UserError) as e:
-        load_checkpoint(tmp_path / "ck")
-    _one_line_error(e, ".ck.old-abc", "move it")
+    _load_fails(tmp_path / "ck", ".ck.old-abc", "move it")
 
 
 def test_missing_or_incomplete_checkpoint(tmp_path):
-    with pytest.raises(UserError) as e:
-        load_checkpoint(tmp_path / "nope")
-    _one_line_error(e, "not found")
+    _load_fails(tmp_path / "nope", "not found")
     (tmp_path / "half").mkdir()
-    with pytest.raises(UserError) as e:
-        load_checkpoint(tmp_path / "half")
-    _one_line_error(e, "not a complete checkpoint")
+    _load_fails(tmp_path / "half", "not a complete checkpoint")
 
 
 def test_truncated_weights(tmp_path):
@@ -119,13 +116,9 @@ def test_truncated_weights(tmp_path):
     f = tmp_path / "ck" / "model.safetensors"
     data = f.read_bytes()
     f.write_bytes(data[:-100])
-    with pytest.raises(UserError) as e:
-        load_checkpoint(tmp_path / "ck")
-    _one_line_error(e, "truncated")
+    _load_fails(tmp_path / "ck", "truncated")
     f.write_bytes(data[:5])
-    with pytest.raises(UserError) as e:
-        load_checkpoint(tmp_path / "ck")
-    _one_line_error(e, "truncated")
+    _load_fails(tmp_path / "ck", "truncated")
 
 
 def test_corrupt_header_and_config(tmp_path):
@@ -134,18 +127,12 @@ def test_corrupt_header_and_config(tmp_path):
     data = bytearray(f.read_bytes())
     data[8:20] = b"\xff" * 12                              # garbage inside the JSON header
     f.write_bytes(bytes(data))
-    with pytest.raises(UserError) as e:
-        load_checkpoint(tmp_path / "ck")
-    _one_line_error(e, "corrupt")
+    _load_fails(tmp_path / "ck", "corrupt")
     f.write_bytes(struct.pack("<Q", 10 ** 12) + bytes(data[8:]))   # absurd header length
-    with pytest.raises(UserError) as e:
-        load_checkpoint(tmp_path / "ck")
-    _one_line_error(e, "not a safetensors file")
+    _load_fails(tmp_path / "ck", "not a safetensors file")
     _save(tmp_path / "ck2")
     (tmp_path / "ck2" / "config.json").write_text('{"format": "minillm-checkpoint", "vers')
-    with pytest.raises(UserError) as e:
-        load_checkpoint(tmp_path / "ck2")
-    _one_line_error(e, "not valid JSON")
+    _load_fails(tmp_path / "ck2", "not valid JSON")
 
 
 def test_weights_that_do_not_match_the_config(tmp_path):
@@ -153,14 +140,10 @@ def test_weights_that_do_not_match_the_config(tmp_path):
     cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
     cfg["model"]["hidden_dim"] = 48
     (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(UserError) as e:
-        load_checkpoint(tmp_path / "ck")
-    _one_line_error(e, "w_gate", "(48, 24)")
+    _load_fails(tmp_path / "ck", "w_gate", "(48, 24)")
     cfg["model"]["hidden_dim"], cfg["model"]["n_layer"] = 40, 3
     (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(UserError) as e:
-        load_checkpoint(tmp_path / "ck")
-    _one_line_error(e, "missing", "blocks.2.")
+    _load_fails(tmp_path / "ck", "missing", "blocks.2.")
 
 
 # ---- safetensors layout and interop -----------------------------------------------------

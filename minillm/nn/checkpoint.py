@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minillm.common import UserError, atomic_path, read_json, write_json
+from minillm.common import UserError, atomic_path, current_umask, read_json, write_json
 
 FORMAT, VERSION = "minillm-checkpoint", 1
 
@@ -174,9 +174,7 @@ def save_checkpoint(path, config, params, *, tokenizer=None, meta=None, optimize
            "tokens_seen": 0}
     doc.update(meta or {})
     tmp, old = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent)), None
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)                   # mkdtemp makes it private (0700)
+    os.chmod(tmp, 0o777 & ~current_umask())                # mkdtemp makes it private (0700)
     try:
         save_safetensors(tmp / "model.safetensors", params, {"format": "pt"})
         if tokenizer is not None:

@@ -86,7 +86,6 @@ class AdamW:
         self.t = 0                                  # completed (non-skipped) updates
         # decayed parameters first, so decay applies to a prefix of the buffer
         names = sorted(params, key=lambda n: not decays(n, params[n]))
-        self.names = names
         self.layout, offset = {}, 0
         for name in names:
             shape = params[name].shape
