@@ -67,6 +67,12 @@ def random_params(config, seed=0):
 
     params = init_params(config, seed)
     params["tok_emb"][1] = 0.0      # token 1 (run.c's BOS, which stops it) is never the argmax
+    # subtle: at init scale a tied model's logits are dominated by the input token's own
+    # embedding, so greedy decoding repeats one token and "the tokens agree" would prove
+    # little; 4x larger block weights make it wander over ~250 distinct tokens in 255 steps
+    for name, w in params.items():
+        if name.startswith("blocks.") and w.ndim == 2:
+            w *= 4.0
     return params
 
 
