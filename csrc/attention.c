@@ -41,31 +41,8 @@
 #include "attention_internal.h"
 #include "attention_simd.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #define PREFILL_ROWS_MIN 4 /* fewer new queries than this: row kernel instead of tiles */
 #define PREFILL_PARALLEL_MIN (1L << 17)  /* multiply-adds worth waking the threads for */
-
-static int imin(int a, int b) { return a < b ? a : b; }
-static int imax(int a, int b) { return a > b ? a : b; }
-
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* The online-softmax step of forward_tile for rows [i0, nq) and one key tile: s (rows, KT)
  * holds raw scores; turns them into p = e^(s*scale - m') (0 past each row's keys) and
@@ -133,7 +110,7 @@ static void attention_tiled(float *restrict out, float *restrict lse, const floa
     int group = NH / NKV, L = pos0 + Tq, ntiles = (Tq + QT - 1) / QT;
     size_t psize = att_packed_size(L, HD), nitems = (size_t)B * NH * ntiles;
     size_t kt_size = att_round((size_t)B * NKV * psize);
-    float *kt = att_workspace(kt_size + (size_t)max_threads() * QT * KT);
+    float *kt = att_workspace(kt_size + (size_t)minillm_get_num_threads() * QT * KT);
     if (!kt) {   /* out of memory: the row kernel needs no scratch */
         #pragma omp parallel for collapse(3) schedule(dynamic, 16)
         for (int b = 0; b < B; b++)
@@ -159,7 +136,7 @@ static void attention_tiled(float *restrict out, float *restrict lse, const floa
         size_t row = (size_t)bh * Tq + i0, kv = (size_t)b * NKV + kvh;
         forward_tile(out + row * HD, lse ? lse + row : NULL, q + row * HD, kt + kv * psize,
                      v + kv * S * HD, nq, pos0 + i0, HD,
-                     scratch + (size_t)thread_id() * QT * KT);
+                     scratch + (size_t)att_thread_id() * QT * KT);
     }
     att_workspace_done(kt);
 }

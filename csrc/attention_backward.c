@@ -15,13 +15,6 @@
 #include "attention_internal.h"
 #include "attention_simd.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static int imin(int a, int b) { return a < b ? a : b; }
-static int imax(int a, int b) { return a > b ? a : b; }
-
 /* Everything one call shares: inputs, outputs, the packed K^T and V^T, D = rowsum(dO * O). */
 struct bwd {
     float *dq, *dk, *dv;
@@ -122,25 +115,10 @@ static void backward_query_tile(const struct bwd *a, int b, int h, int qt, float
         backward_pair(a, b, h, qt, ktile, s, NULL, NULL, 1);
 }
 
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-/* Both passes over the shared state a; s: max_threads() scratch blocks of `per` floats. */
+/* Both passes over the shared state a; s: one scratch block of `per` floats per thread. */
 static void backward_passes(const struct bwd *a, int B, float *s, size_t per) {
-    const int nkv = B * a->NKV, nqt = a->ntiles, nkt = (a->T + KT - 1) / KT, th = max_threads();
+    const int nkv = B * a->NKV, nqt = a->ntiles, nkt = (a->T + KT - 1) / KT;
+    const int th = minillm_get_num_threads();
     /* Fused costs 5 products per pair against 7 for two passes, but only has B*NKV items:
      * take it when its less balanced split still wins, ceil(n/th)*5 <= n*7/th. */
     if (5L * th * ((nkv + th - 1) / th) <= 7L * nkv) {
@@ -150,18 +128,18 @@ static void backward_passes(const struct bwd *a, int B, float *s, size_t per) {
             size_t dq0 = ((size_t)b * a->NH + (size_t)kvh * a->group) * a->T * a->HD;
             memset(a->dq + dq0, 0, sizeof(float) * a->group * a->T * a->HD);
             for (int ktile = 0; ktile < nkt; ktile++)
-                backward_key_tile(a, b, kvh, ktile, s + thread_id() * per, 1);
+                backward_key_tile(a, b, kvh, ktile, s + att_thread_id() * per, 1);
         }
         return;
     }
     #pragma omp parallel for schedule(dynamic, 1)
     for (int item = 0; item < nkv * nkt; item++)     /* pass 1: dk, dv */
         backward_key_tile(a, item / nkt / a->NKV, item / nkt % a->NKV, item % nkt,
-                          s + thread_id() * per, 0);
+                          s + att_thread_id() * per, 0);
     #pragma omp parallel for schedule(dynamic, 1)
     for (int item = 0; item < B * a->NH * nqt; item++) {  /* pass 2: dq, heaviest first */
         int bh = item / nqt, qt = nqt - 1 - item % nqt;
-        backward_query_tile(a, bh / a->NH, bh % a->NH, qt, s + thread_id() * per);
+        backward_query_tile(a, bh / a->NH, bh % a->NH, qt, s + att_thread_id() * per);
     }
 }
 
@@ -176,7 +154,7 @@ void attention_backward(float *restrict dq, float *restrict dk, float *restrict 
     size_t psize = att_packed_size(T, HD), nkv = (size_t)B * NKV, rows = (size_t)B * NH * T;
     size_t per = att_round(2 * (size_t)QT * KT + 2 * (size_t)KT * HD);   /* p, ds, dk, dv */
     size_t pk = att_round(nkv * psize), pd = att_round(rows);
-    float *kt = att_workspace(2 * pk + pd + per * max_threads());
+    float *kt = att_workspace(2 * pk + pd + per * minillm_get_num_threads());
     if (kt) {
         float *vt = kt + pk, *D = vt + pk, *s = D + pd;
         size_t group_rows = (size_t)(NH / NKV) * T;        /* query rows per KV head */

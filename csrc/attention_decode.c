@@ -27,8 +27,6 @@
                                          * flushed L2), and two cores read them faster */
 #endif
 
-static int imin(int a, int b) { return a < b ? a : b; }
-
 /* s[0 .. last] = q . k[j] for keys k[0 .. last] (rows of stride HD), 0 <= last < VW: each
  * key's products stay in its own vector and vhsum_lanes adds the VW vectors at once (no
  * per-key reduction). Inlined with HD and last constants for whole blocks of the common head

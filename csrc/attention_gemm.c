@@ -20,9 +20,6 @@
 #include "attention_internal.h"
 #include "attention_simd.h"
 
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
-
 #if VW == 16
 #define NVMAX 4
 static const int RMAX[NVMAX + 1] = {0, 12, 12, 8, 6};
@@ -190,11 +187,11 @@ void att_workspace_done(float *ws) {
 size_t att_round(size_t nfloats) { return (nfloats + 15) / 16 * 16; }
 
 int att_split_rows(int *start, int *cols, int i0, int nq, int p0, int j0, int nk) {
-    int full = MIN(nq, MAX(i0, j0 + nk - 1 - p0)), c = 0;
+    int full = imin(nq, imax(i0, j0 + nk - 1 - p0)), c = 0;
     for (int a = i0; a < nq; c++) {
-        int b = a < full ? MIN(a + CHUNK, full) : nq;
+        int b = a < full ? imin(a + CHUNK, full) : nq;
         start[c] = a;
-        cols[c] = MIN(nk, p0 + b - j0);
+        cols[c] = imin(nk, p0 + b - j0);
         a = b;
     }
     start[c] = nq;

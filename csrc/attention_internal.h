@@ -15,6 +15,10 @@
 
 #include <stddef.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 /* Tile sizes (-DKT=... -DQT=... to experiment; KT a multiple of 16). 32, 64 and 128 in
  * either role measured within noise of each other; 64 x 64 keeps a tile pair's blocks
  * (Q rows, K^T, V, S: 16 KiB each at HD = 64) near L1. */
@@ -25,6 +29,19 @@
 #define QT 64   /* query rows per tile: the unit of parallel work */
 #endif
 #define CHUNK 16   /* rows (or keys) per chunk on a diagonal tile */
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+
+/* The calling thread's index inside a parallel region (0 without OpenMP): which per-thread
+ * scratch block it uses.  The thread count is minillm_get_num_threads() (runtime.c). */
+static inline int att_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* C (R, N) = [C +] A' B where A'[r][k] = A[k*sak + r*sar] and B (K, N) has row stride ldb.
  * Row stride of C is ldc.  accumulate = 0 overwrites C, 1 adds to it.  Any R, N, K >= 0.

@@ -4,7 +4,8 @@
  * One `vec` holds VW floats: 16 with AVX-512, 8 with AVX2+FMA, 1 in the scalar fallback.
  * The level is chosen at build time by -march=native (csrc/build.py), like runtime.c's
  * minillm_simd_level(). Every operation the kernels need is here, so attention.c and
- * attention_backward.c read the same on every machine:
+ * attention_backward.c read the same on every machine (matmul_simd.h borrows its masks,
+ * transpose and horizontal sum too):
  *
  *   vzero() vset1(x) vload(p) vstore(p, a)     plain loads/stores (unaligned)
  *   vfirst(n)                                  a mask of the first n lanes (n may exceed VW)

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "bpe_hash.h"
 
 /* ---- the merge table: pair (a, b) -> rank ------------------------------------------ */
 
@@ -33,12 +34,6 @@ struct bpe_model {
 };
 
 static inline uint64_t pair_key(int a, int b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }
-
-static inline uint64_t mix64(uint64_t k) {       /* murmur3's finalizer */
-    k ^= k >> 33; k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33; k *= 0xc4ceb9fe1a85ec53ULL;
-    return k ^ (k >> 33);
-}
 
 static inline int rank_of(const bpe_model *m, int a, int b) {
     uint64_t key = pair_key(a, b);
@@ -181,12 +176,6 @@ struct bpe_cache {
 bpe_cache *bpe_cache_new(void) { return calloc(1, sizeof(bpe_cache)); }
 
 void bpe_cache_free(bpe_cache *c) { free(c); }
-
-static inline uint64_t hash_bytes(const unsigned char *s, int n) {   /* FNV-1a, then mixed */
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (int i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
-    return mix64(h);
-}
 
 /* ids for text[0..n) written to out (capacity n); returns how many, or -1 out of memory. */
 static int encode_chunk(int *out, const bpe_model *m, bpe_cache *cache, const unsigned char *s, int n) {

@@ -22,18 +22,7 @@
 #include <string.h>
 
 #include "kernels.h"
-
-static inline uint64_t mix64(uint64_t k) {
-    k ^= k >> 33; k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33; k *= 0xc4ceb9fe1a85ec53ULL;
-    return k ^ (k >> 33);
-}
-
-static inline uint64_t hash_bytes(const unsigned char *s, long long n) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (long long i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
-    return mix64(h);
-}
+#include "bpe_hash.h"
 
 static int grow(void **p, long long *cap, long long need, size_t elem) {
     if (need <= *cap) return 0;

@@ -28,6 +28,7 @@
  * Lanes past nr are masked: never loaded, never stored, so any nr is safe.
  */
 #include <stddef.h>
+#include "attention_simd.h"   /* the shared vector vocabulary: vfirst, vtranspose, vhsum */
 
 #define MM_INLINE static inline __attribute__((always_inline))
 
@@ -44,8 +45,7 @@ MM_INLINE void tile_avx512(const int MR_, const int KMAJOR_, int nr, int kc,
                            const float *restrict b, ptrdiff_t ldb,
                            float *restrict c, ptrdiff_t ldc, int accumulate) {
     /* columns 0..15 live in acc0, 16..31 in acc1; m0/m1 mask the lanes < nr */
-    __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    __mmask16 m0 = vfirst(nr), m1 = vfirst(nr - 16);
     ptrdiff_t off1 = nr > 16 ? 16 : 0;  /* subtle: with m1 == 0 stay in bounds anyway */
     __m512 acc0[MM_MR], acc1[MM_MR];
     #pragma GCC unroll 16
@@ -95,43 +95,13 @@ static void mm_tile(int mr, int nr, int kc, const float *restrict a, ptrdiff_t l
 
 /* dst[0:n] = src[0:n] for n <= 16 (one masked load and store) */
 MM_INLINE void mm_copy_short(float *restrict dst, const float *restrict src, int n) {
-    __mmask16 m = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
+    __mmask16 m = vfirst(n);
     _mm512_mask_storeu_ps(dst, m, _mm512_maskz_loadu_ps(m, src));
 }
 
-/* Transpose 16 rows of 16 floats in registers: afterwards r[q] holds element q of every
- * row. Three rounds of shuffles, each interleaving twice as large pieces as the last. */
-MM_INLINE void transpose16(__m512 r[16]) {
-    __m512 t[16], u[16], v[16];
-    for (int i = 0; i < 8; i++) {   /* per 128-bit chunk: [a0 b0 a1 b1], [a2 b2 a3 b3] */
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int q = 0; q < 4; q++) {   /* u[4q+e], chunk c: element 4c+e of rows 4q..4q+3 */
-        __m512d t0 = _mm512_castps_pd(t[4 * q]), t1 = _mm512_castps_pd(t[4 * q + 1]);
-        __m512d t2 = _mm512_castps_pd(t[4 * q + 2]), t3 = _mm512_castps_pd(t[4 * q + 3]);
-        u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-        u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-        u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-        u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
-    }
-    for (int e = 0; e < 4; e++) {   /* gather the 128-bit chunks of the same column */
-        v[e] = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
-        v[4 + e] = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xDD);
-        v[8 + e] = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
-        v[12 + e] = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xDD);
-    }
-    for (int e = 0; e < 4; e++) {
-        r[e] = _mm512_shuffle_f32x4(v[e], v[8 + e], 0x88);
-        r[8 + e] = _mm512_shuffle_f32x4(v[e], v[8 + e], 0xDD);
-        r[4 + e] = _mm512_shuffle_f32x4(v[4 + e], v[12 + e], 0x88);
-        r[12 + e] = _mm512_shuffle_f32x4(v[4 + e], v[12 + e], 0xDD);
-    }
-}
-
 /* Pack a transposed sliver: dst[p*MM_NR + j] = src[j*lds + p] for p < kc, j < nr, and 0
- * for nr <= j < MM_NR. Blocks of 16 x 16 go through transpose16; the ragged end of p
- * is copied one float at a time. */
+ * for nr <= j < MM_NR. Blocks of 16 x 16 go through vtranspose (attention_simd.h); the
+ * ragged end of p is copied one float at a time. */
 static void mm_pack_bt(float *restrict dst, const float *restrict src, ptrdiff_t lds,
                        int kc, int nr) {
     int p0 = 0;
@@ -140,7 +110,7 @@ static void mm_pack_bt(float *restrict dst, const float *restrict src, ptrdiff_t
             __m512 r[16];
             for (int j = 0; j < 16; j++)
                 r[j] = j0 + j < nr ? _mm512_loadu_ps(src + (j0 + j) * lds + p0) : _mm512_setzero_ps();
-            transpose16(r);
+            vtranspose(r);
             for (int q = 0; q < 16; q++) _mm512_storeu_ps(dst + (p0 + q) * MM_NR + j0, r[q]);
         }
     for (int p = p0; p < kc; p++)
@@ -182,7 +152,7 @@ MM_INLINE void dot_tile_avx512(const int NX, int nx, int nw, int C,
     __m512 acc[16];
     for (int t = 0; t < 16; t++) acc[t] = _mm512_setzero_ps();
     for (int c0 = 0; c0 < C; c0 += 16) {
-        __mmask16 m = C - c0 >= 16 ? 0xFFFF : (__mmask16)((1u << (C - c0)) - 1);
+        __mmask16 m = vfirst(C - c0);
         __m512 xv[4];
         for (int i = 0; i < NX; i++) xv[i] = _mm512_maskz_loadu_ps(m, xr[i] + c0);
         for (int j = 0; j < NW; j++) {
@@ -214,7 +184,7 @@ MM_INLINE void dot_row_avx512(int nw, int C, const float *restrict x, const floa
                 acc[4 * j + u] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(wr[j] + c0 + 16 * u), acc[4 * j + u]);
         }
     for (; c0 < C; c0 += 16) {        /* the last < 64 floats, masked */
-        __mmask16 m = C - c0 >= 16 ? 0xFFFF : (__mmask16)((1u << (C - c0)) - 1);
+        __mmask16 m = vfirst(C - c0);
         __m512 xv = _mm512_maskz_loadu_ps(m, x + c0);
         for (int j = 0; j < 4; j++)
             acc[4 * j] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, wr[j] + c0), acc[4 * j]);
@@ -254,17 +224,11 @@ static void mm_dot_block(int ni, int nj, int C, const float *restrict x, ptrdiff
 #define MM_MR 6
 #define MM_NR 16
 
-/* lanes 0..n-1 of a 256-bit mask vector (n may be <= 0 or >= 8) */
-MM_INLINE __m256i mask8(int n) {
-    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
-}
-
 MM_INLINE void tile_avx2(const int MR_, const int KMAJOR_, int nr, int kc,
                          const float *restrict a, ptrdiff_t lda,
                          const float *restrict b, ptrdiff_t ldb,
                          float *restrict c, ptrdiff_t ldc, int accumulate) {
-    __m256i m0 = mask8(nr), m1 = mask8(nr - 8);
+    __m256i m0 = vfirst(nr), m1 = vfirst(nr - 8);
     ptrdiff_t off1 = nr > 8 ? 8 : 0;   /* subtle: with m1 all off stay in bounds anyway */
     __m256 acc0[MM_MR], acc1[MM_MR];
     #pragma GCC unroll 8
@@ -318,14 +282,7 @@ static void mm_pack_bt(float *restrict dst, const float *restrict src, ptrdiff_t
 }
 
 /* Dot products (see the AVX-512 section): tiles of 2 x 4 accumulators of 8 lanes, each
- * summed horizontally at the end. */
-
-MM_INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+ * summed horizontally (vhsum) at the end. */
 
 static void dot_tile_avx2(int nx, int nw, int C, const float *restrict x, ptrdiff_t ldx,
                           const float *restrict w, ptrdiff_t ldw, float *restrict out, ptrdiff_t ldo) {
@@ -335,7 +292,7 @@ static void dot_tile_avx2(int nx, int nw, int C, const float *restrict x, ptrdif
     __m256 acc[8];
     for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
     for (int c0 = 0; c0 < C; c0 += 8) {
-        __m256i m = mask8(C - c0);
+        __m256i m = vfirst(C - c0);
         __m256 wv[4];
         for (int j = 0; j < 4; j++) wv[j] = _mm256_maskload_ps(wr[j] + c0, m);
         for (int i = 0; i < 2; i++) {
@@ -344,7 +301,7 @@ static void dot_tile_avx2(int nx, int nw, int C, const float *restrict x, ptrdif
         }
     }
     for (int i = 0; i < nx; i++)
-        for (int j = 0; j < nw; j++) out[i * ldo + j] = hsum8(acc[4 * i + j]);
+        for (int j = 0; j < nw; j++) out[i * ldo + j] = vhsum(acc[4 * i + j]);
 }
 
 static void mm_dot_block(int ni, int nj, int C, const float *restrict x, ptrdiff_t ldx,

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minillm.nn import kernels
 from minillm.nn.kernels import _check, _check_output, _load, _ptr
+from minillm.nn.kernels import c_available, load_error  # noqa: F401  (nn/optim.py asks here)
 
 CHUNK = 65536          # floats per NumPy ufunc call: 256 KB per array, cache-resident
 
@@ -40,29 +40,6 @@ class AdamWCoefs:
     eps_hat: float
     step_size: float
     decay: float
-
-
-def _load_optim():
-    """(ffi, lib) when the loaded extension has csrc/optim.c's kernels, else (None, None)
-    (subtle: an extension built before optim.c existed loads, but lacks them)."""
-    ffi, lib = _load()
-    if lib is None or not hasattr(lib, "adamw_update"):
-        return None, None
-    return ffi, lib
-
-
-def c_available():
-    """True when the C extension with these kernels is loaded (MINILLM_NO_C=1: off)."""
-    return _load_optim()[1] is not None
-
-
-def load_error():
-    """Why these C kernels are not in use, or None."""
-    if _load()[1] is None:
-        return kernels.load_error()
-    if not c_available():
-        return f"{kernels.library_path()} has no optimizer kernels (built before csrc/optim.c)"
-    return None
 
 
 # ---- the AdamW update ------------------------------------------------------------------
@@ -103,7 +80,7 @@ def adamw_update(p, m, v, g, n_decay, c):
         _check_output(name, arrays[i], g.shape, *(arrays[:i] + arrays[i + 1:]))
     if not 0 <= n_decay <= g.size:
         raise ValueError(f"n_decay must be in 0..{g.size}, got {n_decay}")
-    ffi, lib = _load_optim()
+    ffi, lib = _load()
     if lib is None:
         return adamw_update_ref(p, m, v, g, n_decay, c)
     lib.adamw_update(_ptr(ffi, p, True), _ptr(ffi, m, True), _ptr(ffi, v, True), _ptr(ffi, g),
@@ -124,7 +101,7 @@ def sum_squares_ref(x):
 def sum_squares(x):
     """Sum of x^2 (any shape, float32) in double, independent of the thread count."""
     _check("x", x)
-    ffi, lib = _load_optim()
+    ffi, lib = _load()
     if lib is None:
         return sum_squares_ref(x)
     return lib.sum_squares(_ptr(ffi, x), x.size)
@@ -143,7 +120,7 @@ def grad_store(dst, src, accumulate):
     """grad_store_ref in one pass (csrc/optim.c); returns what sum_squares(dst) would."""
     _check("src", src)
     _check_output("dst", dst, src.shape, src)
-    ffi, lib = _load_optim()
+    ffi, lib = _load()
     if lib is None:
         return grad_store_ref(dst, src, accumulate)
     return lib.grad_store(_ptr(ffi, dst, True), _ptr(ffi, src), src.size, int(bool(accumulate)))
