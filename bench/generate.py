@@ -30,7 +30,7 @@ with a tokenizer.bin whose token i prints as "[i]", so the token ids it generate
 read back from its output and compared with ours; its own "achieved tok/s" line is the
 number. Without --runc, run.c is reported as not measured. Token 1's embedding row is
 zeroed so that no implementation meets run.c's BOS stop early. Rounds of the
-implementations alternate; medians are reported. Threads: kernels.set_num_threads,
+implementations alternate; medians are reported. Threads: clib.set_num_threads,
 torch.set_num_threads, OMP_NUM_THREADS for run.c.
 """
 import argparse
@@ -102,7 +102,7 @@ def minillm_decode(engine, n_new):
 
 
 def minillm_prefill(engine, prompt):
-    from minillm.generate_cache import KVCache
+    from minillm.generate.cache import KVCache
 
     cache = KVCache(engine.config, 1)
     t = time.perf_counter()
@@ -175,7 +175,7 @@ def write_runc_files(model_path, tok_path, config, params):
     """run.c's inputs: the model in its legacy .bin (minillm export's writer, with the ids
     left where they are rather than moved to run.c's layout) and a tokenizer.bin whose
     token i prints as "[i]", so that run.c's output spells out the ids it generated."""
-    from minillm.export_llama2c import pack_tokenizer_bin, write_model_bin
+    from minillm.hub.llama2c import pack_tokenizer_bin, write_model_bin
 
     write_model_bin(model_path, config, params, np.arange(config.vocab_size))
     pieces = [(f"[{i}]".encode(), -float(i)) for i in range(config.vocab_size)]
@@ -232,10 +232,10 @@ def serve(kind, shape):
     config = shapes()[shape]
     params = random_params(config)
     if kind == "minillm":
-        from minillm.generate import Engine
-        from minillm.nn import kernels
+        from minillm.generate.engine import Engine
+        from minillm import clib
         engine = Engine(params, config, _Pieces(config.vocab_size))
-        set_threads, decode = kernels.set_num_threads, lambda n: minillm_decode(engine, n)
+        set_threads, decode = clib.set_num_threads, lambda n: minillm_decode(engine, n)
         prefill = lambda prompt: minillm_prefill(engine, prompt)            # noqa: E731
     else:
         import torch
@@ -341,13 +341,13 @@ def main(argv=None):
     threads = [args.threads] if args.threads else [1, 2]
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(threads)))
     env = dict(os.environ)      # for the workers and run.c: before minillm sets its OpenMP defaults
-    from minillm.nn import kernels
+    from minillm import clib
 
     if args.runc and not os.access(args.runc, os.X_OK):
         parser.error(f"--runc {args.runc} is not an executable")
     rounds = args.rounds or (2 if args.quick else 5)
     print(f"bench/generate.py: threads {threads}, {'quick' if args.quick else 'full'}, C kernels "
-          f"{'on' if kernels.c_available() else 'OFF'} ({kernels.simd_level()}), load average "
+          f"{'on' if clib.c_available() else 'OFF'} ({clib.simd_level()}), load average "
           f"{os.getloadavg()[0]:.1f}, run.c {'at ' + args.runc if args.runc else 'not measured (no --runc)'}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,8 +5,8 @@
 
 For B=8, NH=NKV=8, HD in {32, 64}, T in {64, 256, 1024} it prints forward+backward
 milliseconds of
-    ours    kernels.attention_forward + kernels.attention_backward
-    numpy   kernels.attention_forward_ref + attention_backward_ref (plain NumPy, BLAS matmuls,
+    ours    KA.attention_forward + KA.attention_backward
+    numpy   KA.attention_forward_ref + attention_backward_ref (plain NumPy, BLAS matmuls,
             the (B, NH, T, T) scores materialised)
     torch   torch.nn.functional.scaled_dot_product_attention(is_causal=True), forward and
             torch.autograd.grad of it (when torch is installed; torch.set_num_threads(threads))
@@ -74,12 +74,12 @@ def bench_training(np, K, torch, rng, HD, T, with_numpy, reps, min_seconds):
     q, k, v, dout = (rng.standard_normal((B, NH, T, HD), dtype=np.float32) for _ in range(4))
 
     def ours():
-        out, lse = K.attention_forward(q, k, v)
-        K.attention_backward(dout, q, k, v, out, lse)
+        out, lse = KA.attention_forward(q, k, v)
+        KA.attention_backward(dout, q, k, v, out, lse)
 
     def numpy_ref():
-        out, lse = K.attention_forward_ref(q, k, v)
-        K.attention_backward_ref(dout, q, k, v, out, lse)
+        out, lse = KA.attention_forward_ref(q, k, v)
+        KA.attention_backward_ref(dout, q, k, v, out, lse)
 
     fns = [ours, numpy_ref if with_numpy else None,
            torch_fwd_bwd(torch, q, k, v, dout) if torch else None]
@@ -97,13 +97,13 @@ def bench_decode(np, K, rng, L, reps, min_seconds):
     q = rng.standard_normal((b, nh, hd), dtype=np.float32)                # (B, NH, HD)
     kc, vc = (rng.standard_normal((b, nh, L, hd), dtype=np.float32) for _ in range(2))
     lengths = np.full(b, L, np.int32)
-    ffi, lib = K._load()
+    ffi, lib = clib._load()
     out = np.empty_like(q)
     ptrs = [ffi.from_buffer("float[]", x) for x in (out, q, kc, vc)]
     plen = ffi.from_buffer("int[]", lengths)
     raw = lambda: lib.attention_decode(*ptrs, plen, b, nh, nh, L, hd)
-    wrapped = lambda: K.attention_decode(q, kc, vc, lengths)
-    ref = lambda: K.attention_decode_ref(q, kc, vc, lengths)
+    wrapped = lambda: KA.attention_decode(q, kc, vc, lengths)
+    ref = lambda: KA.attention_decode_ref(q, kc, vc, lengths)
     t_raw, t_wrap, t_ref = median_times([raw, wrapped, ref], reps, min_seconds)
     return {"kind": "decode", "B": b, "NH": nh, "HD": hd, "L": L, "ours_us": t_raw * 1e6,
             "wrapper_us": t_wrap * 1e6, "numpy_us": t_ref * 1e6}
@@ -131,18 +131,19 @@ def run(quick, threads):
     """Measure every shape; return (rows, targets). Prints progress to stderr."""
     import numpy as np
 
-    from minillm.nn import kernels as K
+    from minillm import clib
+    from minillm.nn.kernels import attention as KA
 
-    if not K.c_available():
-        raise SystemExit(f"the C kernels are not loaded ({K.load_error()}); nothing to measure")
+    if not clib.c_available():
+        raise SystemExit(f"the C kernels are not loaded ({clib.load_error()}); nothing to measure")
     try:
         import torch
         torch.set_num_threads(threads)
     except ImportError:
         torch = None
-    K.set_num_threads(threads)
+    clib.set_num_threads(threads)
     blas = openblas_threads(threads)
-    print(f"threads: ours {K.get_num_threads()} ({K.simd_level()}), NumPy/OpenBLAS "
+    print(f"threads: ours {clib.get_num_threads()} ({clib.simd_level()}), NumPy/OpenBLAS "
           f"{blas if blas is not None else 'unknown'}, torch "
           f"{torch.get_num_threads() if torch else 'not installed'}", file=sys.stderr)
     rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ then, for information, a few decoding forwards (N = 1, a matrix-vector product: 
 inference hot path, timed as the raw C call that generation makes), and ends with one JSON
 line of targets: per product, the median ratio >= 0.9 and the smallest ratio >= 0.7.
 
-Threads: our kernels use kernels.set_num_threads(threads). OpenBLAS reads
+Threads: our kernels use clib.set_num_threads(threads). OpenBLAS reads
 OPENBLAS_NUM_THREADS when NumPy is first imported, so the __main__ path sets it before
 importing NumPy; run() also sets it at run time through OpenBLAS's own
 openblas_set_num_threads (found with ctypes) and prints the count NumPy really uses.
@@ -121,11 +121,11 @@ def shape_pairs(np, K, rng, N, C, OC):
     dinp, dinp_ref = np.empty((N, C), np.float32), np.empty((N, C), np.float32)
     dw, dw_ref = np.zeros((OC, C), np.float32), np.empty((OC, C), np.float32)
     return {
-        "forward": (lambda: K.matmul_forward(inp, w, out=out),
+        "forward": (lambda: KM.matmul_forward(inp, w, out=out),
                     lambda: np.matmul(inp, w.T, out=out_ref)),
-        "backward_input": (lambda: K.matmul_backward_input(dout, w, dinp=dinp),
+        "backward_input": (lambda: KM.matmul_backward_input(dout, w, dinp=dinp),
                            lambda: np.matmul(dout, w, out=dinp_ref)),
-        "backward_weight": (lambda: K.matmul_backward_weight(dout, inp, dweight=dw),
+        "backward_weight": (lambda: KM.matmul_backward_weight(dout, inp, dweight=dw),
                             lambda: np.matmul(dout.T, inp, out=dw_ref)),
     }
 
@@ -133,7 +133,7 @@ def shape_pairs(np, K, rng, N, C, OC):
 def decode_pair(np, K, rng, C, OC):
     """One decoding forward (N = 1): the C call as minillm/generate_cache.py makes it (cffi
     pointers made once, no wrapper checks) against NumPy's x @ W.T."""
-    ffi, lib = K._load()
+    ffi, lib = clib._load()
     x = rng.standard_normal((1, C), dtype=np.float32)                   # (1, C)
     w = rng.standard_normal((OC, C), dtype=np.float32)                  # (OC, C)
     out, out_ref = np.empty((1, OC), np.float32), np.empty((1, OC), np.float32)
@@ -176,13 +176,14 @@ def run(quick, threads):
     samples; each row pools the samples of all passes."""
     import numpy as np
 
-    from minillm.nn import kernels as K
+    from minillm import clib
+    from minillm.nn.kernels import matmul as KM
 
-    if not K.c_available():
-        raise SystemExit(f"the C kernels are not loaded ({K.load_error()}); nothing to measure")
-    K.set_num_threads(threads)
+    if not clib.c_available():
+        raise SystemExit(f"the C kernels are not loaded ({clib.load_error()}); nothing to measure")
+    clib.set_num_threads(threads)
     blas = openblas_threads(threads)
-    print(f"threads: ours {K.get_num_threads()} ({K.simd_level()}), NumPy/OpenBLAS "
+    print(f"threads: ours {clib.get_num_threads()} ({clib.simd_level()}), NumPy/OpenBLAS "
           f"{blas if blas is not None else 'unknown (OPENBLAS_NUM_THREADS=' + os.environ.get('OPENBLAS_NUM_THREADS', 'unset') + ')'}",
           file=sys.stderr)
     settle = max(1.2 * openblas_spin_seconds(), 0.005) if threads > 1 else 0.0

@@ -14,7 +14,7 @@ One "step" is what a training step spends after backward, on the same number of 
 Both decay the same parameters (nn/optim.decays). Shapes (bench/train.py's):
     nanogpt   4 layers, n_embd 128, vocab 256      (0.87M parameters)
     speedrun  depth 6, n_embd 384, vocab 4096      (13.8M parameters)
-Threads: kernels.set_num_threads and torch.set_num_threads (OPENBLAS_NUM_THREADS for the
+Threads: clib.set_num_threads and torch.set_num_threads (OPENBLAS_NUM_THREADS for the
 NumPy path's dot products, set before NumPy loads). The three implementations run in
 alternating samples, each after a pause that lets the other libraries' idle threads stop
 spinning; the median milliseconds per step is reported, with the fastest sample in
@@ -89,7 +89,8 @@ def bench_shape(config, threads, samples, calls):
     import numpy as np
     import torch
 
-    from minillm.nn import gpt, kernels
+    from minillm.nn import gpt
+    from minillm import clib
 
     params = gpt.init_params(config, seed=0)
     rng = np.random.default_rng(0)
@@ -99,7 +100,7 @@ def bench_shape(config, threads, samples, calls):
            "C": make_ours(params, grads, True)}
     rows = {}
     for t in threads:
-        kernels.set_num_threads(t)
+        clib.set_num_threads(t)
         torch.set_num_threads(t)
         rows[t] = time_steps(fns, samples, calls)
     return sum(a.size for a in params.values()), rows
@@ -113,11 +114,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     threads = args.threads or [os.cpu_count() or 1]
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(threads)))  # before NumPy loads BLAS
-    from minillm.nn import kernels
-    if not kernels.c_available():
-        sys.exit(f"bench/optim.py: the C kernels are not loaded ({kernels.load_error()})")
+    from minillm import clib
+    if not clib.c_available():
+        sys.exit(f"bench/optim.py: the C kernels are not loaded ({clib.load_error()})")
     print(f"bench/optim.py: threads {threads}, {'quick' if args.quick else 'full'}, "
-          f"kernels {kernels.library_path()}, load average {os.getloadavg()[0]:.1f}")
+          f"kernels {clib.library_path()}, load average {os.getloadavg()[0]:.1f}")
     plan = {"nanogpt": (5, 10) if args.quick else (9, 20), "speedrun": (5, 3)}
     results = {}
     for name, config in shapes().items():

@@ -35,8 +35,8 @@ STAGES = ["read", "url_filter", "extract", "langid", "gopher_repetition", "gophe
 
 def make_crawl(size, shards, root):
     """The crawl of World.build(seed=0, size) in root/crawl (reused when already complete)."""
-    from minillm.internet import pages
-    from minillm.internet.world import World
+    from minillm.crawl import pages
+    from minillm.world.world import World
     crawl = root / "crawl"
     summary = crawl / "crawl.json"
     if summary.exists() and json.loads(summary.read_text()).get("version") != pages.CRAWL_VERSION:

@@ -46,8 +46,8 @@ def load_documents():
 
 
 def train_ours(docs, repeats):
-    from minillm import tokenizer_fast
-    from minillm.tokenizer import Tokenizer
+    from minillm.tokenizer import fast as tokenizer_fast
+    from minillm.tokenizer.bpe import Tokenizer
 
     if not tokenizer_fast.available():
         sys.exit("bench/tokenizer.py: the C tokenizer is not built (see csrc/build.py)")
@@ -59,7 +59,7 @@ def train_ours(docs, repeats):
 def train_hf(docs, repeats):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from minillm.tokenizer import GPT4_PATTERN, SPECIAL_TOKENS
+    from minillm.tokenizer.bpe import GPT4_PATTERN, SPECIAL_TOKENS
 
     def run():
         hf = Tokenizer(models.BPE())
@@ -82,7 +82,7 @@ def train_rustbpe(docs, repeats):
         import rustbpe
     except ImportError:
         return None
-    from minillm.tokenizer import GPT4_PATTERN, SPECIAL_TOKENS
+    from minillm.tokenizer.bpe import GPT4_PATTERN, SPECIAL_TOKENS
 
     def run():
         tok = rustbpe.Tokenizer()
@@ -94,7 +94,7 @@ def train_rustbpe(docs, repeats):
 
 
 def bench_encoding(tok, text, docs, threads, repeats):
-    from minillm.tokenizer_interop import to_tiktoken
+    from minillm.tokenizer.interop import to_tiktoken
 
     enc = to_tiktoken(tok)
     n = len(text.encode("utf-8"))

@@ -11,7 +11,7 @@ random tokens, for
               (minillm/speedrun.py's PROFILES["default"])
 PyTorch runs tests/torch_ref.py's TorchLlama (F.scaled_dot_product_attention) loaded with
 the same weights, with torch.optim.AdamW(fused=True) when this torch supports it on CPU,
-else foreach=True. Both use --threads (torch.set_num_threads, kernels.set_num_threads,
+else foreach=True. Both use --threads (torch.set_num_threads, clib.set_num_threads,
 OPENBLAS_NUM_THREADS). Rounds of minillm steps and torch steps alternate, so a noisy
 neighbour hurts both alike; the median step time is reported, with minillm's split into
 forward / backward / optimizer.
@@ -146,7 +146,7 @@ def summarize(splits, tokens):
 
 def quality_run(threads, out_dir):
     """nanoGPT's CPU recipe on tinyshakespeare with minillm's pretrain loop."""
-    from minillm.train import TrainConfig, train
+    from minillm.pretrain.train import TrainConfig, train
 
     config = TrainConfig(data=str(SHAKESPEARE), out=str(out_dir / "base"), n_layer=4, n_head=4,
                          n_embd=128, context_len=64, batch_size=12, steps=2000, lr=1e-3,
@@ -161,9 +161,9 @@ def quality_run(threads, out_dir):
 
 RSS_SCRIPT = """
 import sys, numpy as np
-from minillm.data import write_shard
+from minillm.pretrain.shards import write_shard
 from minillm.speedrun import PROFILES
-from minillm.train import TrainConfig, train
+from minillm.pretrain.train import TrainConfig, train
 d, p = sys.argv[1], PROFILES["default"]
 write_shard(d + "/shard.bin", np.random.default_rng(0).integers(0, p["vocab_size"], 200_000), p["vocab_size"])
 over = {k: p[k] for k in ("n_embd", "n_head", "n_kv_head", "hidden_dim") if k in p}
@@ -206,12 +206,12 @@ def main(argv=None):
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))   # before NumPy loads BLAS
     import torch
 
-    from minillm.nn import kernels
-    kernels.set_num_threads(threads)
+    from minillm import clib
+    clib.set_num_threads(threads)
     torch.set_num_threads(threads)
     load = os.getloadavg()[0]
     print(f"bench/train.py: {threads} threads, {'quick' if args.quick else 'full'}, C kernels "
-          f"{'on' if kernels.c_available() else 'OFF'} ({kernels.simd_level()}), load average {load:.1f}")
+          f"{'on' if clib.c_available() else 'OFF'} ({clib.simd_level()}), load average {load:.1f}")
 
     rows, kind = {}, "?"
     plan = {"nanogpt": (2, 10) if args.quick else (3, 20), "speedrun": (3, 3)}

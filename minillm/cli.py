@@ -18,17 +18,17 @@ from minillm.common import UserError
 # provides add_arguments(parser) and run(args), or add_<name>_arguments and run_<name>.
 COMMANDS = {
     "info": ("minillm.cli", "show how this installation is set up"),
-    "world": ("minillm.internet.world", "build / inspect the mini-world (the generated internet)"),
-    "crawl": ("minillm.internet.pages", "render the mini-world as a web crawl in WARC files"),
+    "world": ("minillm.world.world", "build / inspect the mini-world (the generated internet)"),
+    "crawl": ("minillm.crawl.pages", "render the mini-world as a web crawl in WARC files"),
     "download": ("minillm.internet.download", "download a real corpus (resumable, checksummed)"),
     "clean": ("minillm.internet.pipeline", "run the FineWeb-style cleaning pipeline over WARCs"),
-    "tokenizer": ("minillm.tokenizer", "train / use the byte-level BPE tokenizer"),
-    "pretrain": ("minillm.train", "pretrain the transformer (the base model)"),
-    "sample": ("minillm.generate_cli", "sample text from a checkpoint"),
-    "eval": ("minillm.evals", "evaluate a checkpoint on the mini-world's probes"),
+    "tokenizer": ("minillm.tokenizer.bpe", "train / use the byte-level BPE tokenizer"),
+    "pretrain": ("minillm.pretrain.train", "pretrain the transformer (the base model)"),
+    "sample": ("minillm.generate.cli", "sample text from a checkpoint"),
+    "eval": ("minillm.evals.base", "evaluate a checkpoint on the mini-world's probes"),
     "speedrun": ("minillm.speedrun", "run every stage end to end"),
-    "export": ("minillm.export", "export a checkpoint to GGUF, Hugging Face or llama2.c"),
-    "import": ("minillm.export:import", "import a Hugging Face Llama checkpoint"),
+    "export": ("minillm.hub.export", "export a checkpoint to GGUF, Hugging Face or llama2.c"),
+    "import": ("minillm.hub.export:import", "import a Hugging Face Llama checkpoint"),
 }
 
 
@@ -42,16 +42,16 @@ def run(args):
 
     import minillm
     from minillm.common import runs_dir
-    from minillm.nn import kernels
+    from minillm import clib
 
     print(f"minillm {minillm.__version__}  (python {sys.version.split()[0]}, numpy {np.__version__})")
-    if kernels.c_available():
-        print(f"C kernels:    loaded ({kernels.library_path()})")
-        print(f"OpenMP:       {'yes' if kernels.has_openmp() else 'no'}, "
-              f"{kernels.get_num_threads()} threads (MINILLM_THREADS)")
-        print(f"SIMD:         {kernels.simd_level()}")
+    if clib.c_available():
+        print(f"C kernels:    loaded ({clib.library_path()})")
+        print(f"OpenMP:       {'yes' if clib.has_openmp() else 'no'}, "
+              f"{clib.get_num_threads()} threads (MINILLM_THREADS)")
+        print(f"SIMD:         {clib.simd_level()}")
     else:
-        print(f"C kernels:    not loaded ({kernels.load_error()}); using the NumPy references")
+        print(f"C kernels:    not loaded ({clib.load_error()}); using the NumPy references")
     print(f"NumPy BLAS:   {_numpy_blas()}")
     print(f"runs:         {runs_dir().resolve()}  (MINILLM_RUNS)")
 

@@ -62,15 +62,15 @@ def model_config(profile, vocab_size):
 # ---- the stages: each returns its key numbers; done(run) says whether it can be skipped --
 
 def stage_world(run, p):
-    from minillm.internet.world import World
+    from minillm.world.world import World
 
     stats = World.build(seed=p["world_seed"], size=p["world"]).save(run / "world")
     return {"documents": stats.get("documents"), "entities": stats["entities"], "facts": stats["facts"]}
 
 
 def stage_crawl(run, p):
-    from minillm.internet.pages import crawl
-    from minillm.internet.world import World
+    from minillm.crawl.pages import crawl
+    from minillm.world.world import World
 
     s = crawl(World.load(run / "world"), run / "crawl", p["crawl_shards"], seed=p["world_seed"], progress=False)
     return {"pages": s["pages"], "warc_mb": round(s["warc_bytes"] / 1e6, 2)}
@@ -85,7 +85,7 @@ def stage_clean(run, p):
 
 
 def stage_tokenizer(run, p):
-    from minillm.tokenizer import Tokenizer
+    from minillm.tokenizer.bpe import Tokenizer
 
     tok = Tokenizer.train(sorted((run / "clean").glob("*.jsonl.gz")), p["vocab_size"])
     tok.save(run / "tokenizer.json")
@@ -100,7 +100,7 @@ def stage_shards(run, p):
 
 
 def stage_pretrain(run, p):
-    from minillm.train import TrainConfig, train
+    from minillm.pretrain.train import TrainConfig, train
 
     base = run / "base"
     cfg = TrainConfig(data=str(run / "shards"), out=str(base), tokenizer=str(run / "tokenizer.json"),
@@ -118,7 +118,7 @@ def stage_pretrain(run, p):
 
 
 def stage_evals(run, p):
-    from minillm.evals import context_for, format_table, run_evals
+    from minillm.evals.base import context_for, format_table, run_evals
 
     ctx = context_for(run / "base", limit=p["eval_limit"])
     results = run_evals(ctx)
@@ -147,8 +147,8 @@ SAMPLE_PROMPTS = ["Once upon a time", "{person} was born in", "The capital of {c
 
 
 def stage_samples(run, p):
-    from minillm.generate import Engine
-    from minillm.internet.world import World
+    from minillm.generate.engine import Engine
+    from minillm.world.world import World
 
     world = World.load(run / "world")
     famous = {}
@@ -185,7 +185,7 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
     """Run (or resume) every stage; returns the summary dict (also runs/<name>/speedrun.json)."""
     import shutil
 
-    from minillm.nn import kernels
+    from minillm import clib
 
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
@@ -195,7 +195,7 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
     if threads:
-        kernels.set_num_threads(threads)
+        clib.set_num_threads(threads)
     summary_path = run / "speedrun.json"
     summary = read_json(summary_path, "speedrun summary") if summary_path.exists() else {}
     if summary.get("profile") not in (None, profile):

@@ -40,7 +40,7 @@ TEXTS = [
 
 @lru_cache(maxsize=None)
 def tokenizer(vocab_size=420):
-    from minillm.tokenizer import Tokenizer
+    from minillm.tokenizer.bpe import Tokenizer
 
     return Tokenizer.train(CORPUS, vocab_size)
 
@@ -80,3 +80,28 @@ def greedy(params, config, ids, n):
         margins.append(float(top2[1] - top2[0]))
         ids.append(int(np.argmax(logits)))
     return ids[len(ids) - n:], margins
+
+
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def hf_tokenizer(kind="smollm2", vocab_size=400):
+    """A byte-level BPE trained by the tokenizers library: specials first, its own id order."""
+    import tokenizers
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    bl = pre_tokenizers.ByteLevel
+    pre = {"gpt2": bl(add_prefix_space=False, use_regex=True),
+           "smollm2": pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                               bl(add_prefix_space=False, use_regex=True)]),
+           "llama3": pre_tokenizers.Sequence([
+               pre_tokenizers.Split(tokenizers.Regex(LLAMA3_REGEX), behavior="isolated"),
+               bl(add_prefix_space=False, use_regex=False)])}[kind]
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer, tok.decoder = pre, decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=bl.alphabet())
+    tok.train_from_iterator([CORPUS], trainer)
+    return tok

@@ -28,8 +28,8 @@ def _info(target):
     # over PYTHONPATH; drop it so the installed copy is the one tested.
     code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
             "if '_editable' not in type(f).__module__ and 'editable' not in repr(f)]; "
-            "from minillm.nn import kernels as K; from minillm.common import data_path; "
-            "print(K.c_available(), K.simd_level(), data_path('README.md').is_file() "
+            "from minillm import clib; from minillm.common import data_path; "
+            "print(clib.c_available(), clib.simd_level(), data_path('README.md').is_file() "
             "and any(data_path('crawl', 'templates').glob('*.html')))")
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, cwd=target, timeout=120)

@@ -23,7 +23,7 @@ its thresholds as keyword defaults taken from the paper that published them:
 
 The pipeline runs every rule with its published thresholds (the functions' defaults). The
 mini-world's documents are short (median ~65 words), but the crawl bundles several of
-them on one page (minillm.internet.pages), so a page is several hundred words as on the
+them on one page (minillm.crawl.pages), so a page is several hundred words as on the
 real web, and the published rules keep ~99% of its good pages (the rest are pages heavy
 in forum threads or templated stories that FineWeb's short-line and Gopher's repetition
 rules would drop on the real web too). Parameters other than the defaults remain for

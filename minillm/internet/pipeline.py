@@ -328,8 +328,8 @@ def _rounded(row):
 def write_token_shards(clean_dir, tokenizer_path, shards_dir, batch=256):
     """The last stage: clean/*.jsonl.gz -> token shards (<|bos|> before each document).
     Web text is encoded with special tokens disallowed: "<|bos|>" in a page is plain text."""
-    from minillm.data import ShardWriter
-    from minillm.tokenizer import Tokenizer
+    from minillm.pretrain.shards import ShardWriter
+    from minillm.tokenizer.bpe import Tokenizer
     tok = Tokenizer.load(tokenizer_path)
     paths = sorted(Path(clean_dir).glob("*.jsonl.gz"))
     if not paths:

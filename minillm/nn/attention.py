@@ -1,7 +1,7 @@
 """Multi-head causal self-attention with grouped key/value heads (GQA), forward and backward.
 
     q = rope(x Wq^T), k = rope(x Wk^T), v = x Wv^T      split into heads
-    out = softmax(q k^T / sqrt(HD) + causal mask) v     (kernels.attention_forward)
+    out = softmax(q k^T / sqrt(HD) + causal mask) v     (KA.attention_forward)
     y = merge_heads(out) Wo^T
 
 NH query heads share NKV key/value heads: query head h reads KV head h // (NH // NKV).
@@ -23,8 +23,10 @@ QD = NH*HD, KD = NKV*HD.
 """
 import numpy as np
 
-from minillm.nn import kernels
-from minillm.nn import kernels_layers as KL
+from minillm.nn.kernels import attention as KA
+from minillm.nn.kernels import layers as KL
+from minillm.nn.kernels import attention as KA
+from minillm.nn.kernels import layers as KL
 from minillm.nn.layers import linear_backward, linear_forward
 
 
@@ -62,14 +64,14 @@ def split_heads(y, n_head):
 
 def _attend(q, k, v):
     if q.dtype == np.float32:
-        return kernels.attention_forward(q, k, v)
-    return kernels.attention_forward_ref(q, k, v)
+        return KA.attention_forward(q, k, v)
+    return KA.attention_forward_ref(q, k, v)
 
 
 def _attend_backward(dout, q, k, v, out, lse):
     if q.dtype == np.float32:
-        return kernels.attention_backward(dout, q, k, v, out, lse)
-    return kernels.attention_backward_ref(dout, q, k, v, out, lse)
+        return KA.attention_backward(dout, q, k, v, out, lse)
+    return KA.attention_backward_ref(dout, q, k, v, out, lse)
 
 
 def attention_forward(x, wq, wk, wv, wo, n_head, n_kv_head, freqs):

@@ -21,8 +21,10 @@ HD head dim, OC output channels.
 """
 import numpy as np
 
-from minillm.nn import kernels
-from minillm.nn import kernels_layers as KL
+from minillm.nn.kernels import layers as KL
+from minillm.nn.kernels import matmul as KM
+from minillm.nn.kernels import layers as KL
+from minillm.nn.kernels import matmul as KM
 
 
 def _rows(x):
@@ -56,12 +58,12 @@ def embedding_backward(dout, cache, dweight=None):
 def linear_forward(x, w, out=None):
     """y (..., OC) = x (..., C) @ w (OC, C)^T, written into `out` when given."""
     if x.dtype == np.float32:
-        y = kernels.matmul_forward(x, w, out)                           # (..., OC)
+        y = KM.matmul_forward(x, w, out)                           # (..., OC)
     elif out is None:
-        y = kernels.matmul_forward_ref(x, w)                            # (..., OC)
+        y = KM.matmul_forward_ref(x, w)                            # (..., OC)
     else:
         y = out
-        y[...] = kernels.matmul_forward_ref(x, w)
+        y[...] = KM.matmul_forward_ref(x, w)
     return y, (x, w)
 
 
@@ -72,11 +74,11 @@ def linear_backward(dy, cache, dw=None, dx=None):
     """
     x, w = cache
     if dy.dtype == np.float32:
-        dx = kernels.matmul_backward_input(dy, w, dx)                   # (..., C)
-        dw = kernels.matmul_backward_weight(dy, x, dw)                  # (OC, C)
+        dx = KM.matmul_backward_input(dy, w, dx)                   # (..., C)
+        dw = KM.matmul_backward_weight(dy, x, dw)                  # (OC, C)
         return dx, dw
-    dx_new = kernels.matmul_backward_input_ref(dy, w)                   # (..., C)
-    dw_new = kernels.matmul_backward_weight_ref(dy, x)                  # (OC, C)
+    dx_new = KM.matmul_backward_input_ref(dy, w)                   # (..., C)
+    dw_new = KM.matmul_backward_weight_ref(dy, x)                  # (OC, C)
     if dx is not None:
         dx[...] = dx_new
     dw = dw_new if dw is None else np.add(dw, dw_new, out=dw)

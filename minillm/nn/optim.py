@@ -10,7 +10,7 @@ One flat buffer. AdamW touches every parameter with the same elementwise formula
 optimizer copies all parameters into ONE float32 vector and puts views of it back into the
 caller's dict (`params[name]` becomes a view; the dict is updated in place, its keys are
 unchanged). Gradients, first and second moments live in vectors laid out the same way, and
-a step is two passes over memory, both in C (csrc/optim.c, wrapped by nn/kernels_optim.py):
+a step is two passes over memory, both in C (csrc/optim.c, wrapped by nn/KO.py):
     accumulate()  copies (or adds) each gradient into the flat buffer and sums its squares
                   in the same pass, so the global norm costs no extra read;
     step()        clips with that norm, then ONE fused AdamW pass: read p, g, m, v and
@@ -42,7 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minillm.nn import kernels_optim
+from minillm import clib
+from minillm.nn.kernels import optim as KO
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 ALIGN = 16             # each parameter starts on a 64-byte boundary of the flat buffer
@@ -79,10 +80,10 @@ class AdamW:
     def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0, use_c=None):
         self.b1, self.b2 = float(betas[0]), float(betas[1])
         self.eps, self.weight_decay = float(eps), float(weight_decay)
-        self.use_c = kernels_optim.c_available() if use_c is None else bool(use_c)
-        if self.use_c and not kernels_optim.c_available():
+        self.use_c = clib.c_available() if use_c is None else bool(use_c)
+        if self.use_c and not clib.c_available():
             raise ValueError(f"use_c=True but the C kernels are not loaded "
-                             f"({kernels_optim.load_error()})")
+                             f"({clib.load_error()})")
         self.t = 0                                  # completed (non-skipped) updates
         # decayed parameters first, so decay applies to a prefix of the buffer
         names = sorted(params, key=lambda n: not decays(n, params[n]))
@@ -131,12 +132,12 @@ class AdamW:
         """dst = src or dst += src; returns the new dst's sum of squares (C path) or None."""
         if self.use_c and isinstance(src, np.ndarray) and src.dtype == np.float32 \
                 and src.shape == dst.shape and src.flags.c_contiguous:
-            return kernels_optim.grad_store(dst, src, add)      # one pass: store and sum
+            return KO.grad_store(dst, src, add)      # one pass: store and sum
         if add:                                 # NumPy path, or another dtype or layout
             dst += src
         else:
             np.copyto(dst, src)
-        return kernels_optim.sum_squares(dst) if self.use_c else None
+        return KO.sum_squares(dst) if self.use_c else None
 
     def zero_grad(self):
         """Forget the accumulated gradient (the next accumulate() starts a new sum)."""
@@ -146,9 +147,9 @@ class AdamW:
     def grad_norm(self, scale=1.0):
         """Global L2 norm of scale * (accumulated gradient); nan if not finite in float32."""
         if self.use_c:      # per parameter, as accumulate() sums: the same bits
-            total = math.fsum(kernels_optim.sum_squares(g) for g in self.grads.values())
+            total = math.fsum(KO.sum_squares(g) for g in self.grads.values())
         else:
-            total = kernels_optim.sum_squares_ref(self.flat_g)
+            total = KO.sum_squares_ref(self.flat_g)
         return _norm(total, scale)
 
     # ---- the update ---------------------------------------------------------------
@@ -186,14 +187,14 @@ class AdamW:
         #   p -= lr * m_hat / (sqrt(v_hat) + eps)
         #      = (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2))
         # The constants are computed here in float64 and rounded to float32 once.
-        coefs = kernels_optim.AdamWCoefs(
+        coefs = KO.AdamWCoefs(
             b1=b1, b2=b2,
             g1=(1.0 - b1) * gscale,             # m = b1 m + (1 - b1) (s g)
             g2=(1.0 - b2) * gscale * gscale,    # v = b2 v + (1 - b2) (s g)^2
             eps_hat=self.eps * math.sqrt(bc2),
             step_size=lr * math.sqrt(bc2) / bc1,
             decay=1.0 - lr * self.weight_decay)  # decoupled: p *= 1 - lr wd, before the step
-        update = kernels_optim.adamw_update if self.use_c else kernels_optim.adamw_update_ref
+        update = KO.adamw_update if self.use_c else KO.adamw_update_ref
         update(self.flat_p, self.flat_m, self.flat_v, self.flat_g, self.n_decay, coefs)
 
     # ---- state for checkpoints ------------------------------------------------------

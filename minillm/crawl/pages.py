@@ -1,0 +1,349 @@
+"""Render the mini-world as a web crawl: WARC shards like Common Crawl's, plus the truth.
+
+    minillm crawl                                    # runs/default/world -> runs/default/crawl
+    minillm crawl --world DIR --out DIR --shards 8 --seed 0
+    minillm crawl --world-size smoke --out /tmp/crawl   # build a world in memory first
+
+World documents are short (median ~65 words), so a page bundles several of them
+(pages_bundle.py: which site a document goes to, which documents share a page, when a
+page is full -- 250-600 words): an encyclopedia page with several entries, a news page
+with several items, a community page with forum threads among members' stories, a lesson
+page with one worksheet among prose. Each site (sites.py) has its own template,
+navigation, cookie banner, ads, comments, sidebars and charset. The Planner
+(pages_planner.py) turns each bundle into a page and mixes in what a real crawl is full of
+(noise.py); this file orders the pages into shards and writes them. Page shares
+the default aims at:
+
+    good            ~69%   pages of English documents; ~10% of them carry PII (e-mail
+                           addresses, phone numbers, IP addresses) in their text
+    non_english      ~2%   pages of the world's fr/de/es documents (whatever share the
+                           world has), on French (ISO-8859-1), German (windows-1252) and
+                           Spanish sites
+    spam             ~8%   keyword stuffing, spun copy, doorway pages on spam hosts
+    blocklisted      ~4%   hosts FineWeb's URL filter bans
+    junk             ~4%   word salad, lorem ipsum, data dumps
+    boilerplate      ~3%   404s, paywalls, login stubs, tag pages: chrome and no content
+    duplicate        ~4%   exact copies: the same page under a mirror URL, or syndicated
+                           word for word on an aggregator
+    near_duplicate   ~4%   syndicated copies with small edits (synonyms, an attribution
+                           line, a dropped closing paragraph): word 5-gram Jaccard 0.82-0.97
+
+A copy always comes after its original in (shard, position) order -- the order a
+"keep the first" deduplicator uses -- in the same shard a few pages later or at the
+start of the next one.
+
+Output (`out/`):
+    crawl-00000.warc.gz ...   per page a request, a response and a metadata record, each
+                              record its own gzip member, after one warcinfo record
+    truth/crawl-00000.jsonl.gz  the ground truth, one JSON line per page -- never read by
+                              the pipeline, only by its scoring (`load_truth`):
+        url, record_id (of the response), shard, index (the page's position among the
+        shard's responses), kind (above), subtype, lang, site, doc_ids (the world
+        documents on the page, in order), doc_kinds (their kinds), doc_id (the first),
+        duplicate_of / near_duplicate_of (url of the original), jaccard, pii [{type,
+        value}], blocked (the URL filter rule that bans it), charset, main_text (what an
+        ideal extractor returns: per document its title, blank line, its paragraphs, the
+        documents joined by a blank line; "" has no content)
+    crawl.json                what was written: pages per kind, shares, bytes, seconds
+    plan.json                 seed, shards, a fingerprint of the world: a rerun keeps
+                              finished shards only if these match
+
+Everything is a function of (world, seed, shards): rerunning gives identical bytes. Shards
+are written one after another, atomically; a rerun skips finished shards. Memory: the
+open pages (at most pages_bundle.OPEN_PAGES per site) and the duplicate index of the pages so far.
+"""
+import contextlib
+import datetime as dt
+import gzip
+import hashlib
+import io
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from minillm.common import UserError, atomic_path, runs_dir, write_json
+from minillm.crawl import noise, sites as S
+from minillm.crawl.bundle import PAGE_WORDS, Bundler
+from minillm.crawl.planner import CRAWL_START, Planner
+from minillm.internet.warc import WarcWriter, detect_charset, warc_date
+
+CRAWL_VERSION = 2     # 2: pages bundle several documents; a crawl of another version is not reused
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def plan(docs, n_docs, seed, n_shards, lists):
+    """Yield (shard, Page) for the whole crawl, shard after shard, in write order.
+
+    World document j belongs to shard j * n_shards // n_docs (contiguous blocks); a page
+    goes to the shard of the document that completes it (Bundler), so a page begun near a
+    shard's end may hold documents of the shard before.
+    Copies wait in `pending` until `delay` more documents have gone by; a copy made near a
+    shard's end may move to the start of the next shard, never to an earlier one.
+    """
+    yield from _label_repeats(_plan(docs, n_docs, seed, n_shards, lists))
+
+
+def _label_repeats(stream):
+    """Mark world pages that repeat an earlier page (exact, or Jaccard >= 0.8) as
+    duplicates of it: the world writes many documents from one template, so two pages
+    can still say the same. English pages change kind; other languages keep kind
+    non_english and only get the pointer."""
+    index = noise.DupIndex()
+    for shard, page in stream:
+        if page.kind in ("good", "non_english"):
+            how, orig, jac = index.check_and_add(page.url, page.main_text)
+            if how == "exact":
+                page.duplicate_of, page.subtype = orig, "world"
+                page.kind = "duplicate" if page.kind == "good" else page.kind
+            elif how == "near":
+                page.near_duplicate_of, page.jaccard, page.subtype = orig, jac, "world"
+                page.kind = "near_duplicate" if page.kind == "good" else page.kind
+        yield shard, page
+
+
+def _plan(docs, n_docs, seed, n_shards, lists):
+    planner = Planner(seed, lists)
+    # subtle: PAGE_WORDS is looked up here, at call time: a test may patch pages.PAGE_WORDS
+    bundler = Bundler(seed, planner.all.sites, PAGE_WORDS)
+    pending = [[] for _ in range(n_shards)]     # per shard: [(release at doc j, page)]
+
+    def emit(bundles, j, shard):
+        """The pages of closed `bundles` (at document j) now; their copies into `pending`."""
+        for bundle in bundles:
+            pages, copies = planner.page(bundle)
+            yield from ((shard, p) for p in pages)
+            for delay, copy in copies:
+                end = (shard + 1) * n_docs / n_shards
+                target = shard if shard == n_shards - 1 or j + delay < end else shard + 1
+                copy.crawled = CRAWL_START + dt.timedelta(seconds=(j + delay) * 53 + 29)
+                pending[target].append((j + delay, copy))
+
+    current, j = 0, -1
+    for j, doc in enumerate(docs):
+        shard = j * n_shards // n_docs
+        while current < shard:                  # close the previous shard(s)
+            yield from ((current, p) for _, p in pending[current])
+            pending[current] = []
+            current += 1
+        yield from emit(bundler.add(doc, j), j, shard)
+        ready = [p for r, p in pending[shard] if r <= j]
+        pending[shard] = [(r, p) for r, p in pending[shard] if r > j]
+        yield from ((shard, p) for p in ready)
+    yield from emit(bundler.flush(), j, current)
+    for s in range(current, n_shards):
+        yield from ((s, p) for _, p in pending[s])
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def render(page, seed):
+    """Page -> (body bytes, HTTP headers)."""
+    rng = S.Rng(seed, "render", page.render_key or page.url)
+    main = S.article_html(page.title, page.text)
+    if page.subtype == "tag":  # a tag page lists links to posts, nothing else
+        main += '\n<ul class="post-list">' + S.links_html(page.related, "/posts/") + "</ul>"
+    html = S.render_page(page.site, rng, title=page.title, main_html=main, date=page.published,
+                         related=page.related, n_comments=page.n_comments, description=" ".join(page.text[:200].split()),
+                         canonical=page.canonical, source_name=page.source_name, keywords=page.keywords)
+    return S.encode_page(page.site, html, page.crawled)
+
+
+def truth_record(page, shard, index, record_id):
+    return {"url": page.url, "record_id": record_id, "shard": shard, "index": index, "kind": page.kind,
+            "subtype": page.subtype, "lang": page.lang, "site": page.site.host, "doc_id": page.doc_id,
+            "doc_ids": list(page.doc_ids), "doc_kinds": list(page.doc_kinds),
+            "duplicate_of": page.duplicate_of, "near_duplicate_of": page.near_duplicate_of,
+            "jaccard": page.jaccard, "pii": page.pii, "blocked": page.blocked,
+            "charset": page.site.charset, "main_text": page.main_text}
+
+
+def write_page(w, page, seed):
+    """Request, response and metadata records for one page; returns the response's id."""
+    body, headers = render(page, seed)
+    host = page.url.split("/")[2]
+    when = warc_date(page.crawled)
+    req = w.write_request(page.url, [("Host", host), ("User-Agent", "minillm-crawler/1.0"),
+                                     ("Accept", "text/html,application/xhtml+xml"), ("Accept-Language", "en;q=0.9,*;q=0.5")],
+                          date=when)
+    resp = w.write_response(page.url, body, headers, date=when, concurrent_to=req)
+    w.write_metadata(page.url, [("fetchTimeMs", str(40 + len(body) % 400)),
+                                ("charset-detected", detect_charset(body, dict(headers)["Content-Type"]).upper())],
+                     date=when, concurrent_to=resp)
+    return resp, len(body)
+
+
+def shard_paths(out_dir, shard):
+    out_dir = Path(out_dir)
+    return out_dir / f"crawl-{shard:05d}.warc.gz", out_dir / "truth" / f"crawl-{shard:05d}.jsonl.gz"
+
+
+def _finished(out_dir, shard):
+    warc, truth = shard_paths(out_dir, shard)
+    return warc.exists() and truth.exists()
+
+
+@contextlib.contextmanager
+def _shard_writer(out_dir, shard, seed, n_shards):
+    """(WarcWriter, truth file) for one shard. Both land atomically, the WARC last, so a
+    shard whose WARC exists is complete."""
+    warc, truth = shard_paths(out_dir, shard)
+    with contextlib.ExitStack() as stack:
+        w = stack.enter_context(WarcWriter(warc, seed=f"{seed}/{shard}"))
+        tmp = stack.enter_context(atomic_path(truth))
+        raw = stack.enter_context(open(tmp, "wb"))
+        # subtle: no file name or time in the gzip header, so reruns give identical bytes
+        gz = stack.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6))
+        t = stack.enter_context(io.TextIOWrapper(gz, encoding="utf-8"))
+        w.write_warcinfo({"software": "minillm crawl", "isPartOf": f"minillm-crawl-seed{seed}",
+                          "description": f"mini-world crawl, shard {shard + 1} of {n_shards}",
+                          "format": "WARC File Format 1.1"}, filename=warc.name, date=warc_date(CRAWL_START))
+        yield w, t
+
+
+def count_documents(world):
+    """How many documents the world has (a pass over them unless the world knows)."""
+    for attr in ("num_documents", "n_documents"):
+        n = getattr(world, attr, None)
+        n = n() if callable(n) else n
+        if isinstance(n, int) and n > 0:
+            return n
+    return sum(1 for _ in world.iter_documents())
+
+
+def _check_plan(out_dir, world, n_docs, n_shards, seed, lists):
+    """Finished shards may only be kept if they were made from the same world, seed,
+    shard count and URL lists: plan.json records those; a mismatch is the user's call."""
+    h = hashlib.sha1(str(n_docs).encode())
+    for _, doc in zip(range(200), world.iter_documents()):
+        h.update(f"{doc.id}\t{doc.lang}\t{doc.title}\t{len(doc.text)}\n".encode("utf-8"))
+    plan = {"version": CRAWL_VERSION, "seed": seed, "shards": n_shards, "documents": n_docs,
+            "world": h.hexdigest()[:16], "url_lists": lists.source}
+    path = Path(out_dir) / "plan.json"
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old != plan and any(_finished(out_dir, s) for s in range(old.get("shards", 0))):
+            diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in plan.items() if old.get(k) != v)
+            raise UserError(f"{out_dir} holds a crawl made with other settings ({diff}); "
+                            "delete it or choose another --out")
+    write_json(path, plan)
+
+
+def crawl(world, out_dir, n_shards=8, seed=0, progress=True, url_filter=None):
+    """Write the crawl of `world` to `out_dir` (see the module docstring); returns the
+    summary also written to crawl.json. Finished shards of an earlier run are kept."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    n_docs = count_documents(world)
+    if n_docs == 0:
+        raise UserError("the world has no documents to crawl")
+    n_shards = max(1, min(n_shards, n_docs))
+    lists = noise.url_lists(url_filter)
+    _check_plan(out_dir, world, n_docs, n_shards, seed, lists)
+    done = {s for s in range(n_shards) if _finished(out_dir, s)}
+    docs = tqdm(world.iter_documents(), total=n_docs, desc="crawl", unit="doc", disable=not progress)
+    stack, current, index = None, None, 0
+    try:
+        for shard, page in plan(docs, n_docs, seed, n_shards, lists):
+            if shard != current:
+                if stack is not None:
+                    stack.close()
+                stack, current, index = None, shard, 0
+                if shard not in done:
+                    stack = contextlib.ExitStack()
+                    w, t = stack.enter_context(_shard_writer(out_dir, shard, seed, n_shards))
+            if stack is None:
+                continue
+            record_id, _ = write_page(w, page, seed)
+            t.write(json.dumps(truth_record(page, shard, index, record_id), ensure_ascii=False) + "\n")
+            index += 1
+        if stack is not None:
+            stack.close()
+    except BaseException as e:
+        if stack is not None:
+            stack.__exit__(type(e), e, e.__traceback__)
+        raise
+    for s in range(n_shards):
+        if s not in done and not _finished(out_dir, s):
+            # a tiny world's shard may get no page at all (its documents' pages closed
+            # later): it is written empty, so every shard exists
+            with _shard_writer(out_dir, s, seed, n_shards):
+                pass
+        if not _finished(out_dir, s):
+            raise UserError(f"shard {s} was not written; rerun `minillm crawl`")
+    summary = summarize(out_dir, n_shards)
+    summary.update(seed=seed, shards_resumed=len(done), url_lists=lists.source,
+                   seconds=round(time.perf_counter() - t0, 2))
+    write_json(out_dir / "crawl.json", summary)
+    return summary
+
+
+def load_truth(crawl_dir):
+    """Iterate the ground-truth records of a crawl (all shards, in order)."""
+    for path in sorted((Path(crawl_dir) / "truth").glob("crawl-*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
+
+
+def summarize(out_dir, n_shards):
+    kinds, pii, pii_good, world_copies = Counter(), 0, 0, 0
+    for rec in load_truth(out_dir):
+        kinds[rec["kind"]] += 1
+        pii += bool(rec["pii"])
+        pii_good += bool(rec["pii"]) and rec["kind"] == "good"
+        world_copies += rec["subtype"] == "world"
+    pages = sum(kinds.values())
+    warc_bytes = sum(shard_paths(out_dir, s)[0].stat().st_size for s in range(n_shards))
+    return {"format": "minillm-crawl", "version": CRAWL_VERSION, "shards": n_shards, "pages": pages,
+            "kinds": dict(sorted(kinds.items())),
+            "shares": {k: round(v / pages, 4) for k, v in sorted(kinds.items())},
+            "pages_with_pii": pii, "pii_share_of_good": round(pii_good / max(kinds["good"], 1), 4),
+            "world_repeats": world_copies,
+            "warc_bytes": warc_bytes}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser):
+    parser.add_argument("--run", default="default", help="run name: defaults below live in runs/<run>/")
+    parser.add_argument("--world", help="world directory (default runs/<run>/world)")
+    parser.add_argument("--world-size", help="build the world in memory at this size instead "
+                                             "(smoke | small | default | large)")
+    parser.add_argument("--world-seed", type=int, default=0, help="seed for --world-size")
+    parser.add_argument("--out", help="output directory (default runs/<run>/crawl)")
+    parser.add_argument("--shards", type=int, default=8, help="number of WARC files")
+    parser.add_argument("--seed", type=int, default=0, help="crawl seed (sites, noise, edits)")
+    parser.add_argument("--url-filter", help="directory with FineWeb's URL word lists")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args):
+    from minillm.world import world as W
+
+    if args.shards < 1:
+        raise UserError("--shards must be at least 1")
+    base = runs_dir() / args.run
+    if args.world_size:
+        size = int(args.world_size) if args.world_size.isdigit() else args.world_size
+        world, source = W.World.build(seed=args.world_seed, size=size), f"built ({args.world_size})"
+    else:
+        world_dir = Path(args.world) if args.world else base / "world"
+        if not world_dir.exists():
+            raise UserError(f"no world at {world_dir}; run `minillm world build --out {world_dir}` "
+                            "or pass --world-size smoke")
+        world, source = W.World.load(world_dir), str(world_dir)
+    out = Path(args.out) if args.out else base / "crawl"
+    s = crawl(world, out, args.shards, args.seed, progress=not args.no_progress, url_filter=args.url_filter)
+    shares = ", ".join(f"{k} {v:.1%}" for k, v in s["shares"].items())
+    print(f"crawl: {s['pages']} pages from world {source} in {s['seconds']:.1f}s, "
+          f"{s['warc_bytes'] / 1e6:.1f} MB in {s['shards']} shards ({s['shards_resumed']} kept from an earlier run)")
+    print(f"  {shares}")
+    print(f"  WARCs: {out}/crawl-*.warc.gz   truth: {out}/truth/   summary: {out}/crawl.json")

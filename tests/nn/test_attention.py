@@ -1,0 +1,93 @@
+"""The attention sublayer of minillm/nn/attention.py: forward against a per-head loop written
+from the definition, backward against float64 central finite differences (grouped KV heads),
+the float32 C-kernel path against float64, causality and the head layouts.
+
+    python -m pytest tests/test_attention_layer.py
+"""
+import numpy as np
+import pytest
+
+from gradcheck import assert_grad_close, numeric_grad
+from minillm.nn import attention as A
+from minillm.nn.layers import rope_frequencies
+from refs import rope_by_the_formula
+
+B, T, C, NH, NKV, HD = 2, 7, 13, 4, 2, 6
+
+
+def make(rng, n_kv=NKV, dtype=np.float64):
+    x = rng.standard_normal((B, T, C))
+    ws = [rng.standard_normal(shape) * 0.3 for shape in
+          [(NH * HD, C), (n_kv * HD, C), (n_kv * HD, C), (C, NH * HD)]]
+    return [a.astype(dtype) for a in [x] + ws]
+
+
+def attention_by_definition(x, wq, wk, wv, wo, n_kv):
+    """Loop over heads: softmax(q k^T / sqrt(HD), causal) v with RoPE'd q, k; float64."""
+    q = (x @ wq.T).reshape(B, T, NH, HD).transpose(0, 2, 1, 3)
+    k = (x @ wk.T).reshape(B, T, n_kv, HD).transpose(0, 2, 1, 3)
+    v = (x @ wv.T).reshape(B, T, n_kv, HD).transpose(0, 2, 1, 3)
+    q, k = rope_by_the_formula(q, 10000.0), rope_by_the_formula(k, 10000.0)
+    y = np.zeros((B, T, NH, HD))
+    for b in range(B):
+        for h in range(NH):
+            kv = h // (NH // n_kv)
+            s = q[b, h] @ k[b, kv].T / np.sqrt(HD)
+            s[np.triu_indices(T, 1)] = -np.inf
+            p = np.exp(s - s.max(1, keepdims=True))
+            y[b, :, h] = (p / p.sum(1, keepdims=True)) @ v[b, kv]
+    return y.reshape(B, T, NH * HD) @ wo.T
+
+
+@pytest.mark.parametrize("n_kv", [NH, NKV, 1])
+def test_forward_is_the_definition(rng, n_kv):
+    args = make(rng, n_kv)
+    y, _ = A.attention_forward(*args, NH, n_kv, rope_frequencies(T, HD, dtype=np.float64))
+    np.testing.assert_allclose(y, attention_by_definition(*args, n_kv), rtol=1e-10, atol=1e-12)
+
+
+def test_backward_matches_finite_differences(rng):
+    args = make(rng)
+    freqs = rope_frequencies(T, HD, dtype=np.float64)
+    R = rng.standard_normal((B, T, C))
+    grads = A.attention_backward(R, A.attention_forward(*args, NH, NKV, freqs)[1])
+    loss = lambda: float((A.attention_forward(*args, NH, NKV, freqs)[0] * R).sum())
+    for name, a, g in zip(["x", "wq", "wk", "wv", "wo"], args, grads):
+        assert g.shape == a.shape, name
+        assert_grad_close(g, numeric_grad(loss, a), rtol=1e-6)
+
+
+def test_float32_kernel_path_matches_float64(rng):
+    args64 = make(rng)
+    args32 = [a.astype(np.float32) for a in args64]
+    R = rng.standard_normal((B, T, C))
+    y64, c64 = A.attention_forward(*args64, NH, NKV, rope_frequencies(T, HD, dtype=np.float64))
+    y32, c32 = A.attention_forward(*args32, NH, NKV, rope_frequencies(T, HD))
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-5)
+    for g32, g64 in zip(A.attention_backward(R.astype(np.float32), c32), A.attention_backward(R, c64)):
+        assert g32.dtype == np.float32 and g32.flags.c_contiguous
+        np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-4)
+
+
+def test_causal_future_tokens_do_not_leak(rng):
+    x, *ws = make(rng)
+    freqs = rope_frequencies(T, HD, dtype=np.float64)
+    y, _ = A.attention_forward(x, *ws, NH, NKV, freqs)
+    x2 = x.copy()
+    x2[:, 4:] += 1.0
+    y2, _ = A.attention_forward(x2, *ws, NH, NKV, freqs)
+    np.testing.assert_allclose(y2[:, :4], y[:, :4], rtol=1e-12)
+    assert not np.allclose(y2[:, 4:], y[:, 4:])
+
+
+def test_split_qkv_and_merge_heads_layouts(rng):
+    qkv = rng.standard_normal((B, T, (NH + 2 * NKV) * HD)).astype(np.float32)
+    no_rotation = np.ones((T, HD // 2), np.complex64)
+    q, k, v = A.split_qkv(qkv, NH, NKV, no_rotation)
+    assert q.shape == (B, NH, T, HD) and k.shape == v.shape == (B, NKV, T, HD)
+    assert q.flags.c_contiguous and k.flags.c_contiguous and v.flags.c_contiguous
+    np.testing.assert_array_equal(q[1, 2, 3], qkv[1, 3, 2 * HD:3 * HD])
+    np.testing.assert_array_equal(k[1, 1, 3], qkv[1, 3, (NH + 1) * HD:(NH + 2) * HD])
+    np.testing.assert_array_equal(v[0, 1, 6], qkv[0, 6, (NH + NKV + 1) * HD:])
+    np.testing.assert_array_equal(A.merge_heads(q), qkv[..., :NH * HD])

@@ -1,0 +1,102 @@
+"""The kernel wrappers: argument checks, the NumPy fallback, thread control.
+
+The kernels' numerics are in test_kernels_matmul.py and test_kernels_attention.py.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minillm import clib
+from minillm.nn.kernels import attention as KA
+from minillm.nn.kernels import matmul as KM
+
+
+def test_c_extension_is_loaded():
+    # The suite must exercise the C kernels, not silently the references.
+    if os.environ.get("MINILLM_NO_C") == "1":
+        pytest.skip("MINILLM_NO_C=1 forces the NumPy references")
+    assert clib.c_available(), clib.load_error()
+    assert clib.simd_level() in ("avx512", "avx2", "scalar")
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((3, 5), np.float64), "float32"),
+    (np.zeros((5, 3), np.float32).T, "C-contiguous"),
+    (np.zeros((3, 4), np.float32), "last dimension"),
+    ([[0.0] * 5] * 3, "numpy array"),
+])
+def test_matmul_rejects_bad_input(bad, message):
+    w = np.zeros((2, 5), np.float32)
+    with pytest.raises(ValueError, match=message):
+        KM.matmul_forward(bad, w)
+
+
+def test_output_must_not_alias_input(rng):
+    x = rng.standard_normal((4, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        KM.matmul_forward(x, x.copy(), out=x)
+    with pytest.raises(ValueError, match="overlap"):
+        KM.matmul_backward_weight(x, x.copy(), dweight=x)
+
+
+def test_attention_rejects_bad_heads(rng):
+    q = rng.standard_normal((1, 3, 4, 8), dtype=np.float32)
+    kv = rng.standard_normal((1, 2, 4, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match="multiple"):
+        KA.attention_forward(q, kv, kv)
+    with pytest.raises(ValueError, match="shape"):
+        KA.attention_forward(q, kv[:, :, :3].copy(), kv)
+
+
+def test_decode_rejects_bad_lengths(rng):
+    q = rng.standard_normal((2, 2, 8), dtype=np.float32)
+    cache = np.zeros((2, 2, 5, 8), np.float32)
+    for lengths in ([0, 3], [3, 6], [3]):
+        with pytest.raises(ValueError, match="lengths"):
+            KA.attention_decode(q, cache, cache, lengths)
+
+
+def test_threads_can_be_set():
+    before = clib.get_num_threads()
+    clib.set_num_threads(1)
+    assert clib.get_num_threads() == 1 or not clib.has_openmp()
+    clib.set_num_threads(before)
+    with pytest.raises(ValueError):
+        clib.set_num_threads(0)
+
+
+def _in_subprocess(code, **env):
+    full_env = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_no_c_forces_references():
+    out = _in_subprocess("from minillm import clib; print(clib.c_available(), clib.simd_level())",
+                         MINILLM_NO_C="1")
+    assert out == "False numpy"
+
+
+def test_minillm_threads_env():
+    if not clib.has_openmp():
+        pytest.skip("built without OpenMP: one thread only")
+    out = _in_subprocess("from minillm import clib; print(clib.get_num_threads())",
+                         MINILLM_THREADS="1")
+    assert out == "1"
+
+
+def test_fallback_matches_reference(rng):
+    # The wrappers' NumPy path (MINILLM_NO_C=1) returns the same results as the C path.
+    code = (
+        "import numpy as np; from minillm.nn.kernels import matmul as KM\n"
+        "r = np.random.default_rng(0)\n"
+        "x = r.standard_normal((5, 7), dtype=np.float32); w = r.standard_normal((3, 7), dtype=np.float32)\n"
+        "dw = np.ones((3, 7), np.float32); KM.matmul_backward_weight(x @ w.T, x, dweight=dw)\n"
+        "print(float(KM.matmul_forward(x, w).sum()), float(dw.sum()))"
+    )
+    a = [float(s) for s in _in_subprocess(code, MINILLM_NO_C="1").split()]
+    b = [float(s) for s in _in_subprocess(code).split()]
+    np.testing.assert_allclose(a, b, rtol=1e-5)

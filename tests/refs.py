@@ -1,0 +1,15 @@
+"""By-the-formula references shared by several test files."""
+import numpy as np
+
+
+def rope_by_the_formula(x, theta, pos0=0):
+    """FORMATS.md: pairs (x[2i], x[2i+1]) rotate by pos * theta_i, theta_i = base^(-2i/hs)."""
+    out = np.empty_like(x)
+    T, hs = x.shape[-2:]
+    for t in range(T):
+        for i in range(hs // 2):
+            angle = (pos0 + t) * theta ** (-2 * i / hs)
+            a, b = x[..., t, 2 * i], x[..., t, 2 * i + 1]
+            out[..., t, 2 * i] = a * np.cos(angle) - b * np.sin(angle)
+            out[..., t, 2 * i + 1] = a * np.sin(angle) + b * np.cos(angle)
+    return out
