@@ -23,6 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+from minillm.tokenizer import fast as tokenizer_fast
+from minillm.tokenizer.bpe import GPT4_PATTERN, SPECIAL_TOKENS
+from minillm.tokenizer.interop import to_tiktoken
+from minillm.tokenizer.train import train_tokenizer
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MINILLM_SHARED_DATA", ROOT.parent / "shared" / "data")) / "text"
 VOCAB = 4096
@@ -46,20 +51,15 @@ def load_documents():
 
 
 def train_ours(docs, repeats):
-    from minillm.tokenizer import fast as tokenizer_fast
-    from minillm.tokenizer.bpe import Tokenizer
-
     if not tokenizer_fast.available():
         sys.exit("bench/tokenizer.py: the C tokenizer is not built (see csrc/build.py)")
     tokenizer_fast.class_table()
-    seconds, tok = best_time(lambda: Tokenizer.train(docs, VOCAB), repeats)
+    seconds, tok = best_time(lambda: train_tokenizer(docs, VOCAB), repeats)
     return seconds, tok, lambda text: len(tok.encode_ordinary(text)), len(tok.merges)
 
 
 def train_hf(docs, repeats):
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    from minillm.tokenizer.bpe import GPT4_PATTERN, SPECIAL_TOKENS
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers  # the reference
 
     def run():
         hf = Tokenizer(models.BPE())
@@ -82,7 +82,6 @@ def train_rustbpe(docs, repeats):
         import rustbpe
     except ImportError:
         return None
-    from minillm.tokenizer.bpe import GPT4_PATTERN, SPECIAL_TOKENS
 
     def run():
         tok = rustbpe.Tokenizer()
@@ -94,8 +93,6 @@ def train_rustbpe(docs, repeats):
 
 
 def bench_encoding(tok, text, docs, threads, repeats):
-    from minillm.tokenizer.interop import to_tiktoken
-
     enc = to_tiktoken(tok)
     n = len(text.encode("utf-8"))
     t_ours, ours = best_time(lambda: tok.encode_ordinary(text), repeats)

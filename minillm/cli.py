@@ -22,7 +22,7 @@ COMMANDS = {
     "crawl": ("minillm.crawl.pages", "render the mini-world as a web crawl in WARC files"),
     "download": ("minillm.internet.download", "download a real corpus (resumable, checksummed)"),
     "clean": ("minillm.internet.pipeline", "run the FineWeb-style cleaning pipeline over WARCs"),
-    "tokenizer": ("minillm.tokenizer.bpe", "train / use the byte-level BPE tokenizer"),
+    "tokenizer": ("minillm.tokenizer.cli", "train / use the byte-level BPE tokenizer"),
     "pretrain": ("minillm.pretrain.train", "pretrain the transformer (the base model)"),
     "sample": ("minillm.generate.cli", "sample text from a checkpoint"),
     "eval": ("minillm.evals.base", "evaluate a checkpoint on the mini-world's probes"),

@@ -85,9 +85,9 @@ def stage_clean(run, p):
 
 
 def stage_tokenizer(run, p):
-    from minillm.tokenizer.bpe import Tokenizer
+    from minillm.tokenizer.train import train_tokenizer
 
-    tok = Tokenizer.train(sorted((run / "clean").glob("*.jsonl.gz")), p["vocab_size"])
+    tok = train_tokenizer(sorted((run / "clean").glob("*.jsonl.gz")), p["vocab_size"])
     tok.save(run / "tokenizer.json")
     return {"vocab_size": tok.vocab_size}
 

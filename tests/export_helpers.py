@@ -40,9 +40,9 @@ TEXTS = [
 
 @lru_cache(maxsize=None)
 def tokenizer(vocab_size=420):
-    from minillm.tokenizer.bpe import Tokenizer
+    from minillm.tokenizer.train import train_tokenizer
 
-    return Tokenizer.train(CORPUS, vocab_size)
+    return train_tokenizer(CORPUS, vocab_size)
 
 
 def model(tok, *, tie=False, n_kv_head=2, n_embd=64, n_head=4, hidden_dim=96, n_layer=2,

@@ -1,37 +1,31 @@
-"""Step 2 — the byte-level BPE tokenizer: text <-> token ids.
+"""Step 2: the byte-level BPE Tokenizer: text <-> token ids, with the merges naive.py learns.
 
-A model reads integers, not text. Byte-level BPE (GPT-2, GPT-4, Llama 3) starts from the
-256 possible bytes of UTF-8 as tokens 0..255, so any string can be encoded, and then
-learns merges: "the pair (a, b) becomes new token 256 + r". Before merging, text is
-pre-split by a regex into chunks (words, numbers, punctuation runs, whitespace) and merges
-never cross a chunk boundary, so " dog" and "dog." do not grow tokens like "g." .
+Byte-level BPE (GPT-2, GPT-4, Llama 3) starts from the 256 bytes of UTF-8 as tokens, so any
+string can be encoded, then applies learned merges "(a, b) becomes 256 + r". Text is first
+pre-split by a regex (GPT4_PATTERN, GPT2_PATTERN) and merges never cross a chunk boundary.
 
     ids:  0..255            the raw bytes
           256 .. 256+M-1    the M merges, in the order they were learned (rank r -> 256 + r)
           after the merges  SPECIAL_TOKENS, fixed ids (<|bos|> first)
-    vocab_size = 256 + M + len(SPECIAL_TOKENS), so Tokenizer.train(vocab_size=V) learns
-    M = V - 256 - 11 merges (V = 1024 -> 757 merges, specials at 1013..1023).
+    vocab_size = 256 + M + len(SPECIAL_TOKENS)
 
-Reading order: this file (encode / decode / special tokens / tokenizer.json), then
-tokenizer_train.py (how merges are learned), tokenizer_fast.py + csrc/bpe*.c (the same
-in C), tokenizer_interop.py (tiktoken, Hugging Face, GPT-2 files), tokenizer_cli.py.
+Special tokens follow tiktoken's rules: "<|bos|>" typed in text is plain text (so a web page
+can never inject a control token) unless allowed_special names it. Lone surrogates become
+U+FFFD; every other string round-trips exactly. encode runs in C (fast.py) when built.
 
-    minillm tokenizer train --input ../shared/data/text/taylorswift.txt --vocab-size 1024 --out runs/demo/tokenizer.json
     minillm tokenizer show --tokenizer runs/demo/tokenizer.json --demo
 
-Special tokens follow tiktoken's rules: in `encode(text)` the text "<|bos|>" is plain text
-(a few ordinary tokens), so a user or a web page can never inject a control token; pass
-allowed_special to turn it into the control token, or disallowed_special to raise instead.
-Strings with lone surrogates (not valid Unicode) are encoded with each one replaced by
-U+FFFD, as tiktoken does; every other string round-trips exactly.
+Read next: train.py (learning merges fast), fast.py + csrc/bpe*.c, interop.py, cli.py.
 """
 import numbers
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import regex
 
-from minillm.common import UserError, read_json, write_json
+from minillm.common import UserError, num_cores, read_json, write_json
+from minillm.tokenizer import fast
 
 SPECIAL_TOKENS = ["<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_start|>",
                   "<|assistant_end|>", "<|python_start|>", "<|python_end|>", "<|search_start|>",
@@ -42,6 +36,12 @@ SPECIAL_TOKENS = ["<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_star
 GPT4_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}|"""
                 r""" ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""")
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# GPT-2's split pattern after HF's Digits(individual_digits=True) has cut every digit out:
+# a digit is a chunk of its own, and whitespace just before a digit is not followed by
+# "\S" inside its piece (the piece ends there), hence the lookahead (?![^\s\p{N}]).
+# Imported Hugging Face tokenizers (SmolLM2) use it; it is not one of the named PATTERNS.
+GPT2_DIGITS_PATTERN = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"""
+                       r"""|\s+(?![^\s\p{N}])|\s+""")
 PATTERNS = {"gpt4": GPT4_PATTERN, "gpt2": GPT2_PATTERN}
 
 FORMAT = "minillm-tokenizer"
@@ -136,15 +136,7 @@ class Tokenizer:
             vocab[i] = s.encode("utf-8")
         return vocab
 
-    # ---- training, files -------------------------------------------------------------
-
-    @classmethod
-    def train(cls, source, vocab_size, pattern="gpt4", **kwargs):
-        """Learn merges from `source`: a str (one document), a pathlib.Path (a text or
-        .jsonl(.gz) file), or an iterable of those. See tokenizer_train.train."""
-        from minillm.tokenizer.train import train
-
-        return train(source, vocab_size, pattern, **kwargs)
+    # ---- files -----------------------------------------------------------------------
 
     def to_dict(self):
         d = {"format": FORMAT, "version": VERSION, "pattern": self.pattern,
@@ -248,26 +240,23 @@ class Tokenizer:
 
     def _fast_model(self):
         if self._fast is None:
-            from minillm.tokenizer import fast as tokenizer_fast
-
-            if self._use_c is False or not tokenizer_fast.available():
+            if self._use_c is False or not fast.available():
                 if self._use_c:
                     raise RuntimeError("the C tokenizer was requested but the extension is not built")
                 self._fast = False
             else:
-                self._fast = tokenizer_fast.FastModel(self.byte_ids, self.merges, self.merge_ids,
-                                                      self.pattern_name)
+                self._fast = fast.FastModel(self.byte_ids, self.merges, self.merge_ids, self.pattern_name)
         return self._fast
 
     def encode_ordinary(self, text):
         """text -> ids, with no special tokens at all."""
-        fast = self._fast_model()
-        if fast and fast.pattern:
-            return fast.encode_docs([clean_text(text)])[0]
+        c_model = self._fast_model()
+        if c_model and c_model.pattern:
+            return c_model.encode_docs([clean_text(text)])[0]
         text = clean_text(text).decode("utf-8")
         chunks = [c.encode("utf-8") for c in split_text(self._compiled, text, self.pattern_name)]
-        if fast:
-            return fast.encode_chunks(chunks)
+        if c_model:
+            return c_model.encode_chunks(chunks)
         ids = []
         for chunk in chunks:
             ids.extend(self._encode_chunk(chunk))
@@ -296,21 +285,17 @@ class Tokenizer:
         tokens allowed, the documents are shared among `num_threads` threads (default
         MINILLM_THREADS or all cores) that run the C encoder without the GIL."""
         texts = list(texts)
-        fast = self._fast_model()
-        if allowed_special or disallowed_special or not (fast and fast.pattern):
+        c_model = self._fast_model()
+        if allowed_special or disallowed_special or not (c_model and c_model.pattern):
             return [self.encode(t, allowed_special, disallowed_special) for t in texts]
-        from minillm.common import num_cores
-
         threads = max(1, min(num_threads or int(os.environ.get("MINILLM_THREADS", 0)) or num_cores(),
                              len(texts)))
         docs = [clean_text(t) for t in texts]
         if threads == 1:
-            return fast.encode_docs(docs)
+            return c_model.encode_docs(docs)
         step = -(-len(docs) // threads)
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(threads) as pool:
-            parts = pool.map(fast.encode_docs, [docs[i:i + step] for i in range(0, len(docs), step)])
+            parts = pool.map(c_model.encode_docs, [docs[i:i + step] for i in range(0, len(docs), step)])
             return [ids for part in parts for ids in part]
 
     # ---- decode ----------------------------------------------------------------------
@@ -342,16 +327,3 @@ class Tokenizer:
         return (f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
                 f"pattern={self.pattern_name or 'custom'}, special_tokens={len(self.special_tokens)})")
 
-
-# ---- CLI: `minillm tokenizer train | encode | decode | show | stats | export` -----------
-
-def add_arguments(parser):
-    from minillm.tokenizer.cli import add_arguments as add
-
-    add(parser)
-
-
-def run(args):
-    from minillm.tokenizer.cli import run as run_
-
-    return run_(args)

@@ -1,14 +1,18 @@
 """`minillm tokenizer train | encode | decode | show | stats | export`.
 
-    minillm tokenizer train --input ../shared/data/text/taylorswift.txt --vocab-size 1024 --out runs/demo/tokenizer.json
+    minillm tokenizer train --input corpus.txt --vocab-size 1024 --out runs/demo/tokenizer.json
     minillm tokenizer encode --tokenizer runs/demo/tokenizer.json "Hello world"
     minillm tokenizer decode --tokenizer runs/demo/tokenizer.json 15496 995
     minillm tokenizer show --tokenizer runs/demo/tokenizer.json --demo
-    minillm tokenizer stats --tokenizer runs/demo/tokenizer.json ../shared/data/text/*.txt
+    minillm tokenizer stats --tokenizer runs/demo/tokenizer.json corpus.txt more.txt
     minillm tokenizer export --tokenizer runs/demo/tokenizer.json --format hf --out runs/demo/hf/tokenizer.json
 
 --tokenizer takes our tokenizer.json, a directory holding one (a run or a checkpoint), or
 a directory with GPT-2's vocab.json + merges.txt. It defaults to runs/default/tokenizer.json.
+`show --demo` prints the lecture's examples of what tokens do to spelling, numbers, other
+languages and code. minillm/cli.py calls add_arguments(parser) and run(args) below.
+
+Read next: the next stage, minillm/nn/ (the transformer that reads these ids).
 """
 import os
 import sys
@@ -16,6 +20,9 @@ import time
 from pathlib import Path
 
 from minillm.common import UserError, atomic_write, runs_dir
+from minillm.tokenizer.bpe import Tokenizer
+from minillm.tokenizer.interop import load_gpt2, save_hf, save_tiktoken
+from minillm.tokenizer.train import iter_documents, train_tokenizer
 
 DEMO = [
     ("How many r's are in strawberry?",
@@ -45,9 +52,6 @@ def default_tokenizer_path():
 
 def load_any(path):
     """Our tokenizer.json, a directory with one, or a directory with GPT-2's vocab.json + merges.txt."""
-    from minillm.tokenizer.bpe import Tokenizer
-    from minillm.tokenizer.interop import load_gpt2
-
     path = Path(path)
     if path.is_dir():
         if (path / "tokenizer.json").is_file():
@@ -118,12 +122,10 @@ def _expand_inputs(items):
 
 
 def run_train(args):
-    from minillm.tokenizer.train import train
-
     out = args.out or default_tokenizer_path()
     files = _expand_inputs(args.input)
     t0 = time.perf_counter()
-    tok = train(files, args.vocab_size, args.pattern, progress=True, use_c=False if args.python else None)
+    tok = train_tokenizer(files, args.vocab_size, args.pattern, progress=True, use_c=False if args.python else None)
     seconds = time.perf_counter() - t0
     tok.save(out)
     s = tok.training
@@ -229,8 +231,6 @@ def run_show(args):
 
 
 def run_stats(args):
-    from minillm.tokenizer.train import iter_documents
-
     tok = load_any(args.tokenizer or default_tokenizer_path())
     files = _expand_inputs(args.files)
     print(f"{tok}")
@@ -250,11 +250,9 @@ def run_stats(args):
 
 
 def run_export(args):
-    from minillm.tokenizer import interop
-
     tok = load_any(args.tokenizer or default_tokenizer_path())
     try:
-        path = (interop.save_hf if args.format == "hf" else interop.save_tiktoken)(tok, args.out)
+        path = (save_hf if args.format == "hf" else save_tiktoken)(tok, args.out)
     except ValueError as e:
         raise UserError(str(e)) from None
     print(f"wrote {args.format} tokenizer to {path}")

@@ -1,43 +1,35 @@
 """The tokenizer's C fast path (csrc/bpe_split.c, bpe.c, bpe_train.c): pre-split, merge, train.
 
-minillm/tokenizer.py and minillm/tokenizer_train.py call this module when the C extension
-is loaded and fall back to their pure-Python twins otherwise (or with MINILLM_NO_C=1);
-tests/test_tokenizer_fast.py checks that both give identical chunks, ids and merges.
+bpe.py's Tokenizer and train.py use this module when the C extension is loaded and their
+pure-Python twins otherwise (or with MINILLM_NO_C=1): `available()` is the one rule, asked
+once per Tokenizer or training run. tests/tokenizer/test_fast.py checks that both paths give
+identical chunks, ids and merges.
 
 The C pre-splitter matches GPT-4's and GPT-2's patterns by hand. It needs to know, for
 every code point, whether it is a letter (\\p{L}), a number (\\p{N}) or whitespace (\\s);
-`class_table()` asks the `regex` package itself, once per process (~20 ms), so the C
-split agrees with the Python split by construction.
+`class_table()` asks the `regex` package itself, once per process, so the C split agrees
+with the Python split by construction.
 
 Threads: every C call releases the GIL, and each thread gets its own chunk cache, so
 `encode_docs` called from several threads runs in parallel.
+
+Read next: interop.py (tiktoken, Hugging Face and GPT-2's files), then cli.py.
 """
-import os
 import threading
 
 import numpy as np
 import regex
 
+from minillm.clib import _load
+
 PATTERN_CODES = {"gpt4": 1, "gpt2": 2}      # the patterns csrc/bpe_split.c matches by hand
-_state = {"table": None, "table_ptr": None, "checked": False, "ffi": None, "lib": None}
+_state = {"table": None, "table_ptr": None}
 _lock = threading.Lock()
 
 
-def c_lib():
-    """(ffi, lib) when the loaded extension has the BPE functions, else (None, None)."""
-    if not _state["checked"]:
-        _state["checked"] = True
-        if os.environ.get("MINILLM_NO_C") != "1":
-            from minillm import clib
-
-            ffi, lib = clib._load()
-            if lib is not None and hasattr(lib, "bpe_trainer_merge"):
-                _state["ffi"], _state["lib"] = ffi, lib
-    return _state["ffi"], _state["lib"]
-
-
 def available():
-    return c_lib()[1] is not None
+    """True when the C extension is loaded (not disabled by MINILLM_NO_C=1)."""
+    return _load()[1] is not None
 
 
 def class_table():
@@ -53,7 +45,7 @@ def class_table():
                     table[m.start():m.end()] |= bit
             table[0] = 0                                 # U+0000 stood in for the surrogates
             table[0xD800:0xE000] = 0
-            ffi, _ = c_lib()
+            ffi, _ = _load()
             # the pointer first: _table_ptr reads both without the lock once "table" is set
             _state["table_ptr"] = ffi.from_buffer("unsigned char[]", table) if ffi else None
             _state["table"] = table
@@ -75,7 +67,7 @@ def _ends_of(chunks):
 
 def split(data, pattern):
     """Split UTF-8 bytes with the C pre-splitter; returns the list of byte chunks."""
-    ffi, lib = c_lib()
+    ffi, lib = _load()
     if not data:
         return []
     ends = np.empty(len(data), dtype=np.int64)  # (n,) capacity: one chunk per byte at most
@@ -91,7 +83,7 @@ class FastModel:
     """A C merge table for one tokenizer, plus a chunk cache per thread."""
 
     def __init__(self, byte_ids, merges, merge_ids, pattern_name):
-        ffi, lib = c_lib()
+        ffi, lib = _load()
         self.ffi, self.lib = ffi, lib
         self.pattern = PATTERN_CODES.get(pattern_name, 0)   # 0: split in Python first
         byte_ids = np.ascontiguousarray(byte_ids, dtype=np.int32)  # (256,)
@@ -159,7 +151,7 @@ class FastTrainer:
                -3: "a pre-split chunk is over 2 GB"}
 
     def __init__(self):
-        self.ffi, self.lib = c_lib()
+        self.ffi, self.lib = _load()
         self.ptr = self.ffi.gc(self.lib.bpe_trainer_new(), self.lib.bpe_trainer_free)
 
     def _check(self, code):

@@ -3,21 +3,17 @@
     minillm tokenizer export --tokenizer runs/demo/tokenizer.json --format hf --out runs/demo/hf/tokenizer.json
     minillm tokenizer export --tokenizer runs/demo/tokenizer.json --format tiktoken --out runs/demo/minillm.tiktoken
 
-- tiktoken describes a BPE by its mergeable ranks, {token bytes: rank}, and merges at
-  encode time whichever adjacent pair concatenates to the lowest-ranked token. Our ids
-  are ranks (bytes 0..255 first, then merges in order), so the ranks are just
-  {token_bytes(i): i}; tests check that tiktoken then gives our ids exactly.
-- Hugging Face's byte-level BPE works on strings, not bytes: its ByteLevel step maps every
-  byte to a printable character first (GPT-2's table, bytes_to_unicode below: printable
-  Latin-1 bytes map to themselves, the other 68 to U+0100..U+0143, so a space is "Ġ").
-  The vocab and merges are written in that alphabet; the pre-tokenizer is our split
-  regex (Split, "isolated") followed by ByteLevel without its own regex. Special tokens
-  go in added_tokens. (Hugging Face always matches added tokens in the input text, so the
-  exported tokenizer treats "<|bos|>" typed in text as the control token; ours does not.)
-- GPT-2 published vocab.json ({token string: id}, in that alphabet) and merges.txt (one
-  "a b" merge per line, in rank order). load_gpt2 turns them into a Tokenizer whose byte
-  and merge ids are GPT-2's own, with GPT-2's split pattern, and <|endoftext|> (or any
-  token that is neither a byte nor a merge) as a special token.
+- tiktoken: a BPE is its mergeable ranks {token bytes: rank}. Our ids are ranks (bytes
+  first, then merges in order), so the ranks are {token_bytes(i): i}.
+- Hugging Face works on strings: ByteLevel maps every byte to a printable character
+  (GPT-2's bytes_to_unicode: printable Latin-1 bytes stay, the other 68 go to U+0100..,
+  so a space is "Ġ"). The pre-tokenizer is our regex (Split, "isolated") then ByteLevel
+  without its own regex; specials go in added_tokens, which Hugging Face always matches
+  in text (so "<|bos|>" typed in text becomes the control token there, not here).
+- GPT-2's vocab.json + merges.txt: load_gpt2 keeps GPT-2's own byte and merge ids and
+  split pattern; any token that is neither a byte nor a merge is a special token.
+
+Read next: cli.py.
 """
 import base64
 import json
@@ -25,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from minillm.common import UserError, atomic_write, write_json
+from minillm.tokenizer.bpe import Tokenizer
 
 
 @lru_cache(maxsize=1)
@@ -69,7 +66,7 @@ def to_tiktoken_ranks(tok):
 def to_tiktoken(tok, name="minillm"):
     """A tiktoken.Encoding with our ranks, pattern and special tokens (tiktoken must be installed)."""
     try:
-        import tiktoken
+        import tiktoken  # an optional peer, needed only here
     except ImportError:
         raise UserError("tiktoken is not installed (pip install tiktoken)") from None
     return tiktoken.Encoding(name, pat_str=tok.pattern, mergeable_ranks=to_tiktoken_ranks(tok),
@@ -113,21 +110,10 @@ def save_hf(tok, path):
     return Path(path)
 
 
-def to_hf(tok):
-    """A tokenizers.Tokenizer built from to_hf_json (tokenizers must be installed)."""
-    try:
-        from tokenizers import Tokenizer as HFTokenizer
-    except ImportError:
-        raise UserError("tokenizers is not installed (pip install tokenizers)") from None
-    return HFTokenizer.from_str(json.dumps(to_hf_json(tok)))
-
-
 # ---- GPT-2's vocab.json + merges.txt -------------------------------------------------
 
 def load_gpt2(vocab_path, merges_path, **kwargs):
     """A Tokenizer that splits and merges exactly like GPT-2, with GPT-2's ids."""
-    from minillm.tokenizer.bpe import Tokenizer
-
     try:
         vocab = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
         lines = Path(merges_path).read_text(encoding="utf-8").splitlines()

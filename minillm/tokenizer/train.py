@@ -1,25 +1,21 @@
-"""Learning BPE merges: count distinct chunks, then merge with incremental pair counts.
+"""Learning BPE merges fast: naive.py's loop, with the work of each merge made incremental.
 
-    tok = Tokenizer.train(Path("../shared/data/text/taylorswift.txt"), vocab_size=1024)
-    minillm tokenizer train --input ../shared/data/text/taylorswift.txt --vocab-size 1024 --out runs/demo/tokenizer.json
+    train_tokenizer(Path("corpus.txt"), vocab_size=1024) -> a Tokenizer
+    minillm tokenizer train --input corpus.txt --vocab-size 1024 --out runs/demo/tokenizer.json
 
-1. Count. Documents are pre-split with the pattern and only the distinct chunks are kept,
-   each with how often it occurs: 100 MB of English is a few hundred thousand distinct
-   chunks, so memory follows the chunk vocabulary, not the corpus. Files are read in
-   1 MB blocks cut just after a newline that has non-space characters on both sides;
-   for GPT-4's and GPT-2's patterns no chunk spans such a cut, so blocks split exactly
-   as the whole file would (tests check this). Custom patterns get the same cuts.
-2. Merge. Each distinct chunk is a "word": a list of ids (its bytes) with a weight.
-   count[(a, b)] is the weighted number of adjacent (a, b) in all words, where[(a, b)]
-   the words that contain it. A merge rewrites only where[(a, b)] and updates the counts
-   of the pairs around it, so a merge costs the words it touches, not the corpus (minbpe's
-   full recount per merge takes ~20 minutes on tiny shakespeare at vocab 4096).
-   The best pair comes from a heap with lazy updates (see csrc/bpe_train.c).
-   Tie-break: highest count first; among equal counts the smallest pair (a, b), compared
-   as ids (a first). Counting is of adjacent positions, so "aaa" holds (a, a) twice.
+1. Count. Documents are pre-split and only the distinct chunks are kept, each with how
+   often it occurs, so memory follows the chunk vocabulary, not the corpus. Files are read
+   in 1 MB blocks cut just after a newline with non-space characters on both sides: for
+   GPT-4's and GPT-2's patterns no chunk spans such a cut (tests check this).
+2. Merge. count[(a, b)] is the weighted number of adjacent (a, b) in all distinct chunks,
+   where[(a, b)] the chunks that contain it. A merge rewrites only where[(a, b)] and
+   updates the counts around it, and the best pair comes from a heap with lazy updates.
+   Tie-break as in naive.py: highest count first, then the smallest pair (a, b).
 
-csrc/bpe_train.c runs both phases in C; train_merges_py below is its readable twin and
-gives identical merges (tests/test_tokenizer_fast.py). The C path is single-threaded.
+csrc/bpe_train.c (through fast.py) runs both phases in C, single-threaded;
+train_merges_py is its Python twin. Both give naive.py's merges (tests/tokenizer/test_naive.py).
+
+Read next: fast.py.
 """
 import codecs
 import gzip
@@ -31,10 +27,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import regex
+from tqdm import tqdm
 
-from minillm.tokenizer import fast as tokenizer_fast
 from minillm.common import UserError
+from minillm.tokenizer import fast
 from minillm.tokenizer.bpe import SPECIAL_TOKENS, Tokenizer, clean_text, resolve_pattern, split_text
+from minillm.tokenizer.naive import merge_pair
 
 BLOCK_BYTES = 1 << 20          # file read size
 BATCH_BYTES = 1 << 20          # documents handed to C per call
@@ -127,7 +125,7 @@ class ChunkCounter:
         self.name = pattern_name
         self.trainer = None
         if use_c:
-            self.trainer = tokenizer_fast.FastTrainer()
+            self.trainer = fast.FastTrainer()
         self.counts = Counter()            # str chunk -> count (Python split)
         self.batch, self.batch_bytes, self.total_bytes = [], 0, 0
 
@@ -203,41 +201,28 @@ def train_merges_py(chunk_counts, n_merges, on_merge=None):
     return merges, merge_counts
 
 
-def merge_pair(ids, pair, new):
-    """Replace each (non-overlapping, left to right) occurrence of pair in ids by new."""
-    out, k = [], 0
-    while k < len(ids):
-        if k + 1 < len(ids) and (ids[k], ids[k + 1]) == pair:
-            out.append(new)
-            k += 2
-        else:
-            out.append(ids[k])
-            k += 1
-    return out
-
-
 # ---- the whole thing -----------------------------------------------------------------
 
-def train(source, vocab_size, pattern="gpt4", *, special_tokens=None, progress=False,
-          use_c=None, block_bytes=BLOCK_BYTES):
+def train_tokenizer(source, vocab_size, pattern="gpt4", *, special_tokens=None, progress=False,
+                    use_c=None, block_bytes=BLOCK_BYTES):
     """Train a Tokenizer with vocab_size ids in all: 256 bytes + merges + special tokens.
 
-    source: str / Path / iterable of them (see iter_documents). progress: show tqdm bars.
+    source: a str (one document), a pathlib.Path (a text or .jsonl(.gz) file), or an
+    iterable of those (see iter_documents). pattern: "gpt4", "gpt2" or a regex.
+    progress: show tqdm bars.
     use_c: True / False forces the C or the Python trainer; None picks C when built.
     The result's .training dict has the run's statistics. If the text runs out of pairs
     first, fewer merges are learned and vocab_size is smaller (the statistics say so).
     """
-    from tqdm import tqdm
-
     specials = list(SPECIAL_TOKENS if special_tokens is None else special_tokens)
     n_merges = int(vocab_size) - 256 - len(specials)
     if n_merges < 0:
         raise UserError(f"vocab size {vocab_size} is too small: it must hold the 256 bytes and "
                         f"{len(specials)} special tokens (at least {256 + len(specials)})")
     pattern, name = resolve_pattern(pattern)
-    if use_c and not tokenizer_fast.available():
+    if use_c and not fast.available():
         raise RuntimeError("the C trainer was requested but the extension is not built")
-    use_c = tokenizer_fast.available() if use_c is None else use_c
+    use_c = fast.available() if use_c is None else use_c
     t0 = time.perf_counter()
     counter = ChunkCounter(pattern, name, use_c)
     with tqdm(total=_known_size(source), unit="B", unit_scale=True, desc="counting chunks",

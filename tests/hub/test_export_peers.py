@@ -220,9 +220,9 @@ def test_llama_cpp_tokenizes_random_text_like_us(tmp_path, llama_cpp, pattern):
     two Unicode databases calls unassigned, e.g. U+0383, U+13FFB, U+143D4.)"""
     import random
 
-    from minillm.tokenizer.bpe import Tokenizer
+    from minillm.tokenizer.train import train_tokenizer
 
-    tok = Tokenizer.train(CORPUS, 420, pattern=pattern)
+    tok = train_tokenizer(CORPUS, 420, pattern=pattern)
     config, params = model(tok)
     export_gguf(tmp_path / "m.gguf", config, params, tok)
     llm = llama_cpp.Llama(model_path=str(tmp_path / "m.gguf"), vocab_only=True, verbose=False)

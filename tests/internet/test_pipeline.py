@@ -249,12 +249,12 @@ def test_real_common_crawl_excerpt(shared_data, tmp_path):
 
 def test_token_shards_stage(crawl, tmp_path):
     from minillm.pretrain.shards import read_shard, shard_paths
-    from minillm.tokenizer.bpe import Tokenizer
+    from minillm.tokenizer.train import train_tokenizer
     crawl_dir, _ = crawl
     out = tmp_path / "clean"
     pipeline.clean(crawl_dir, out, workers=1, config=CONFIG)
     docs = read_all(out.glob("*.jsonl.gz"))
-    tok = Tokenizer.train([d["text"] for d in docs], vocab_size=300)
+    tok = train_tokenizer([d["text"] for d in docs], vocab_size=300)
     tok.save(tmp_path / "tokenizer.json")
     n_docs, n_tokens = pipeline.write_token_shards(out, tmp_path / "tokenizer.json", tmp_path / "shards")
     tokens = np.concatenate([np.asarray(read_shard(p)) for p in shard_paths(tmp_path / "shards")])

@@ -248,14 +248,15 @@ def test_trains_on_token_shards(tmp_path):
 
 
 def test_text_file_with_a_tokenizer(text_file, tmp_path):
-    from minillm.tokenizer import bpe as tokenizer
+    from minillm.tokenizer.bpe import Tokenizer
+    from minillm.tokenizer.train import train_tokenizer
 
-    tok = tokenizer.Tokenizer.train([text_file.read_text()[:20000]], vocab_size=300)
+    tok = train_tokenizer([text_file.read_text()[:20000]], vocab_size=300)
     tok.save(tmp_path / "tokenizer.json")
     r = train(tiny(text_file, tmp_path / "ck", steps=3, eval_every=0,
                    tokenizer=str(tmp_path / "tokenizer.json")))
     config, _, meta = load_checkpoint(tmp_path / "ck")
     assert config.vocab_size == tok.vocab_size and meta["data"]["kind"] == "tokens"
-    saved = tokenizer.Tokenizer.load(tmp_path / "ck" / "tokenizer.json")
+    saved = Tokenizer.load(tmp_path / "ck" / "tokenizer.json")
     assert saved.encode_ordinary("the of and") == tok.encode_ordinary("the of and")
     assert r.steps == 3

@@ -1,7 +1,8 @@
-"""The tokenizer's C path (csrc/bpe_split.c, bpe.c, bpe_train.c) against its Python twin.
+"""fast.py, the tokenizer's C path (csrc/bpe_split.c, bpe.c, bpe_train.c), against its
+Python twin: the same chunks as the regex, the same ids, the same merges.
 
 Run against a private build with
-    MINILLM_KERNELS_PATH=runs/build-<you> python -m pytest tests/test_tokenizer_fast.py
+    MINILLM_KERNELS_PATH=runs/build-<you> python -m pytest tests/tokenizer/test_fast.py
 """
 import os
 from pathlib import Path
@@ -14,12 +15,12 @@ from hypothesis import strategies as st
 
 from minillm.tokenizer import fast
 from minillm.tokenizer.bpe import PATTERNS, Tokenizer
-from minillm.tokenizer.train import train
+from minillm.tokenizer.train import train_tokenizer
 
 if os.environ.get("MINILLM_NO_C") == "1":
     pytest.skip("MINILLM_NO_C=1 disables the C tokenizer", allow_module_level=True)
-if not fast.available():   # test_tokenizer.py::test_c_tokenizer_is_built fails loudly for this
-    pytest.skip("the loaded C extension has no BPE functions; rebuild it", allow_module_level=True)
+if not fast.available():   # test_bpe.py::test_c_tokenizer_is_built fails loudly for this
+    pytest.skip("the C extension is not built", allow_module_level=True)
 
 TRICKY = list("aAzZ'sSdDmMtTlLvVrReE \t\n\r\x0b\x0c0123456789!?.,-_()'\"ſKéüß漢字١٢³½Ⅻ́\u00a0\u1680"
               "\u2000\u2028\u2029\u3000\u0085\x1c\x1f") + ["'ll", "'VE", "'Re", "\r\n", "  ", "'ſ"]
@@ -64,7 +65,7 @@ def pair():
     """The same tokenizer on the C path and on the Python path."""
     text = ("abracadabra " * 50 + "the theme then there their 12345 67890\n" * 30 +
             "mississippi  \n\n" * 20 + "naïve café 東京 " * 20)
-    c = Tokenizer.train(text, 600, use_c=True)
+    c = train_tokenizer(text, 600, use_c=True)
     return c, Tokenizer(c.merges, c.pattern, c.special_tokens, use_c=False)
 
 
@@ -97,8 +98,8 @@ def test_cache_returns_the_same_ids_on_repeats(pair):
 
 def test_custom_pattern_c_equals_python():
     text = "word1 word22 x333 " * 40 + "tail"
-    c = Tokenizer.train(text, 320, pattern=r"[a-z]+|\d", use_c=True)
-    py = Tokenizer.train(text, 320, pattern=r"[a-z]+|\d", use_c=False)
+    c = train_tokenizer(text, 320, pattern=r"[a-z]+|\d", use_c=True)
+    py = train_tokenizer(text, 320, pattern=r"[a-z]+|\d", use_c=False)
     assert c.merges == py.merges
     assert c.encode(text) == py.encode(text)
     assert c.decode(c.encode(text)) == text
@@ -107,8 +108,8 @@ def test_custom_pattern_c_equals_python():
 @pytest.mark.parametrize("name", ["gpt4", "gpt2"])
 def test_trainer_c_equals_python_on_taylorswift(shared_data, name):
     path = Path(shared_data / "text" / "taylorswift.txt")
-    c = train(path, 1024, name, use_c=True)
-    py = train(path, 1024, name, use_c=False)
+    c = train_tokenizer(path, 1024, name, use_c=True)
+    py = train_tokenizer(path, 1024, name, use_c=False)
     assert len(c.merges) == 1024 - 256 - 11
     assert c.merges == py.merges
     assert c.training["distinct_chunks"] == py.training["distinct_chunks"]
@@ -118,9 +119,9 @@ def test_trainer_c_equals_python_on_taylorswift(shared_data, name):
 
 def test_trainer_tie_break_is_smallest_pair():
     # every pair occurs once: merges go in order of the smallest pair (a, b)
-    t = train("dcba", 256 + 3 + 11, use_c=True)
+    t = train_tokenizer("dcba", 256 + 3 + 11, use_c=True)
     assert t.merges == [(98, 97), (99, 256), (100, 257)]
-    assert t.merges == train("dcba", 256 + 3 + 11, use_c=False).merges
+    assert t.merges == train_tokenizer("dcba", 256 + 3 + 11, use_c=False).merges
 
 
 def test_encode_batch_threads_share_one_model(pair):

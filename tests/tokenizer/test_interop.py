@@ -3,15 +3,17 @@ exported tokenizer.json); GPT-2's vocab.json + merges.txt tokenise exactly as GP
 import hashlib
 import json
 import os
+import random
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from minillm.common import UserError
-from minillm.tokenizer.bpe import Tokenizer
-from minillm.tokenizer.interop import (bytes_to_unicode, load_gpt2, save_hf, save_tiktoken,
-                                       to_hf, to_tiktoken)
+from minillm.tokenizer import fast
+from minillm.tokenizer.interop import (bytes_to_unicode, load_gpt2, save_hf, save_tiktoken, to_hf_json,
+                                       to_tiktoken)
+from minillm.tokenizer.train import train_tokenizer
 
 tiktoken = pytest.importorskip("tiktoken", reason="tiktoken is a test extra (pip install tiktoken)")
 tokenizers = pytest.importorskip("tokenizers", reason="tokenizers is a test extra (pip install tokenizers)")
@@ -19,8 +21,13 @@ tokenizers = pytest.importorskip("tokenizers", reason="tokenizers is a test extr
 SMALL_FILES = ["taylorswift.txt", "botchan.txt"]   # the big two are in the slow test
 
 
+def to_hf(tok):
+    """The tokenizers library's Tokenizer for our exported tokenizer.json."""
+    return tokenizers.Tokenizer.from_str(json.dumps(to_hf_json(tok)))
+
+
 def _taylor(shared_data):
-    return Tokenizer.train(Path(shared_data / "text" / "taylorswift.txt"), 1024)
+    return train_tokenizer(Path(shared_data / "text" / "taylorswift.txt"), 1024)
 
 
 def _files(shared_data, names=None):
@@ -72,7 +79,7 @@ def test_hf_and_tiktoken_parity_on_every_file(shared_data):
 
 @pytest.mark.parametrize("pattern", ["gpt2", r"\p{L}+|\p{N}|[^\p{L}\p{N}]+"])
 def test_parity_with_other_patterns(shared_data, pattern):
-    tok = Tokenizer.train(Path(shared_data / "text" / "taylorswift.txt"), 600, pattern=pattern)
+    tok = train_tokenizer(Path(shared_data / "text" / "taylorswift.txt"), 600, pattern=pattern)
     text = (shared_data / "text" / "botchan.txt").read_text(encoding="utf-8")[:50_000]
     ids = tok.encode_ordinary(text)
     assert to_tiktoken(tok).encode_ordinary(text) == ids
@@ -86,9 +93,7 @@ TRICKY = list("aAzZ'sSdDmMtTlLvVrReE \t\n\r\x0b\x0c0123456789!?.,-_()'\"ſKéü�
 @pytest.mark.parametrize("pattern", ["gpt4", "gpt2"])
 def test_parity_on_tricky_unicode(shared_data, pattern):
     # Unicode spaces, U+017F (folds to 's'), marks, non-ASCII digits: where regex engines could differ
-    import random
-
-    tok = Tokenizer.train(Path(shared_data / "text" / "taylorswift.txt"), 1024, pattern=pattern)
+    tok = train_tokenizer(Path(shared_data / "text" / "taylorswift.txt"), 1024, pattern=pattern)
     hf, enc = to_hf(tok), to_tiktoken(tok)
     rnd = random.Random(0)
     for _ in range(500):
@@ -99,7 +104,7 @@ def test_parity_on_tricky_unicode(shared_data, pattern):
 
 
 def test_exported_files_load_in_tiktoken_and_hf(tmp_path):
-    tok = Tokenizer.train("hello world, hello there. " * 50, 300)
+    tok = train_tokenizer("hello world, hello there. " * 50, 300)
     from tiktoken.load import load_tiktoken_bpe
 
     ranks = load_tiktoken_bpe(str(save_tiktoken(tok, tmp_path / "t.tiktoken")))
@@ -154,9 +159,7 @@ def test_gpt2_files_match_hugging_face(tmp_path):
     hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)  # GPT-2's own regex
     text = "the cat in the hat's hat, then the cathedral\n\n  the  cat 123 ümlaut"
     assert hf.encode(text).ids == tok.encode(text)
-    from minillm.tokenizer.fast import available
-
-    for use_c in (True, False) if available() else (False,):   # GPT-2's byte ids are shuffled:
+    for use_c in (True, False) if fast.available() else (False,):   # GPT-2's byte ids are shuffled:
         assert load_gpt2(vocab, merges, use_c=use_c).encode(text) == tok.encode(text)  # both paths map them
 
 
