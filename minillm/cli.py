@@ -23,7 +23,7 @@ COMMANDS = {
     "download": ("minillm.internet.download", "download a real corpus (resumable, checksummed)"),
     "clean": ("minillm.internet.pipeline", "run the FineWeb-style cleaning pipeline over WARCs"),
     "tokenizer": ("minillm.tokenizer.bpe", "train / use the byte-level BPE tokenizer"),
-    "pretrain": ("minillm.pretrain.train", "pretrain the transformer (the base model)"),
+    "pretrain": ("minillm.pretrain.cli", "pretrain the transformer (the base model)"),
     "sample": ("minillm.generate.cli", "sample text from a checkpoint"),
     "eval": ("minillm.evals.base", "evaluate a checkpoint on the mini-world's probes"),
     "speedrun": ("minillm.speedrun", "run every stage end to end"),
