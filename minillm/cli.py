@@ -25,7 +25,7 @@ COMMANDS = {
     "tokenizer": ("minillm.tokenizer.bpe", "train / use the byte-level BPE tokenizer"),
     "pretrain": ("minillm.pretrain.cli", "pretrain the transformer (the base model)"),
     "sample": ("minillm.generate.cli", "sample text from a checkpoint"),
-    "eval": ("minillm.evals.base", "evaluate a checkpoint on the mini-world's probes"),
+    "eval": ("minillm.evals.cli", "evaluate a checkpoint on the mini-world's probes"),
     "speedrun": ("minillm.speedrun", "run every stage end to end"),
     "export": ("minillm.hub.export", "export a checkpoint to GGUF, Hugging Face or llama2.c"),
     "import": ("minillm.hub.export:import", "import a Hugging Face Llama checkpoint"),
