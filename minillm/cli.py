@@ -27,8 +27,8 @@ COMMANDS = {
     "sample": ("minillm.generate.cli", "sample text from a checkpoint"),
     "eval": ("minillm.evals.cli", "evaluate a checkpoint on the mini-world's probes"),
     "speedrun": ("minillm.speedrun", "run every stage end to end"),
-    "export": ("minillm.hub.export", "export a checkpoint to GGUF, Hugging Face or llama2.c"),
-    "import": ("minillm.hub.export:import", "import a Hugging Face Llama checkpoint"),
+    "export": ("minillm.hub.cli:export", "export a checkpoint to GGUF, Hugging Face or llama2.c"),
+    "import": ("minillm.hub.cli:import", "import a Hugging Face Llama checkpoint"),
 }
 
 

@@ -1,7 +1,7 @@
 """`minillm pretrain`: the flags, turned into a TrainConfig (train.py) and trained.
 
     minillm pretrain --data runs/default/shards --depth 6 --steps 2000
-    minillm pretrain --data ../shared/data/text/tinyshakespeare.txt --n-layer 4 --n-head 4 \\
+    minillm pretrain --data tinyshakespeare.txt --n-layer 4 --n-head 4 \\
         --n-embd 128 --context-len 64 --batch-size 12 --steps 2000 --lr 1e-3 --min-lr 1e-4
     minillm pretrain --resume runs/default/base        # continue an interrupted run exactly
 
