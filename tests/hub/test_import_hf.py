@@ -12,7 +12,7 @@ import struct
 import numpy as np
 import pytest
 
-from export_helpers import CORPUS, LLAMA3_REGEX, TEXTS, checkpoint, hf_tokenizer, tokenizer
+from export_helpers import TEXTS, checkpoint, hf_tokenizer, tokenizer
 from minillm.cli import main
 from minillm.common import UserError
 from minillm.hub.vocab import load_for_export
@@ -22,7 +22,7 @@ from minillm.nn.checkpoint import load_checkpoint
 from minillm.tokenizer.bpe import Tokenizer
 
 tokenizers = pytest.importorskip("tokenizers", reason="tokenizers (a test extra) is not installed")
-from tokenizers import decoders, models, pre_tokenizers, trainers  # noqa: E402
+
 
 def write_safetensors(path, tensors, dtype):
     """Our own minimal writer that can store BF16 (round to nearest even) and F16."""
