@@ -40,7 +40,7 @@ RESUME_MAY_CHANGE = {"steps", "tokens", "eval_every", "eval_batches", "final_eva
 
 @dataclass
 class TrainConfig:
-    """Everything a pretraining run needs; None means "derive a default" (see resolved())."""
+    """Everything a pretraining run needs; None means "derive a default" (see setup_state)."""
     data: str = None                 # a token-shard directory / shard file, or a text file (bytes)
     out: str = None                  # checkpoint directory (default runs/<name>/base)
     name: str = "default"            # run name for the default out directory
