@@ -23,12 +23,12 @@ COMMANDS = {
     "download": ("minillm.internet.download", "download a real corpus (resumable, checksummed)"),
     "clean": ("minillm.internet.pipeline", "run the FineWeb-style cleaning pipeline over WARCs"),
     "tokenizer": ("minillm.tokenizer.cli", "train / use the byte-level BPE tokenizer"),
-    "pretrain": ("minillm.pretrain.train", "pretrain the transformer (the base model)"),
+    "pretrain": ("minillm.pretrain.cli", "pretrain the transformer (the base model)"),
     "sample": ("minillm.generate.cli", "sample text from a checkpoint"),
-    "eval": ("minillm.evals.base", "evaluate a checkpoint on the mini-world's probes"),
+    "eval": ("minillm.evals.cli", "evaluate a checkpoint on the mini-world's probes"),
     "speedrun": ("minillm.speedrun", "run every stage end to end"),
-    "export": ("minillm.hub.export", "export a checkpoint to GGUF, Hugging Face or llama2.c"),
-    "import": ("minillm.hub.export:import", "import a Hugging Face Llama checkpoint"),
+    "export": ("minillm.hub.cli:export", "export a checkpoint to GGUF, Hugging Face or llama2.c"),
+    "import": ("minillm.hub.cli:import", "import a Hugging Face Llama checkpoint"),
 }
 
 

@@ -1,12 +1,13 @@
 """Small shared utilities: where runs live, atomic writes, one-line user errors.
 
-Everything a stage writes goes through `atomic_write` (or `atomic_path`), so an
+Everything a stage writes goes through `atomic_write` (or `atomic_path`, `atomic_dir`), so an
 interrupted run never leaves a half-written artifact behind: the data goes to a temporary
 file in the same directory, is flushed to disk, and is renamed over the target in one step.
 """
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -58,6 +59,25 @@ def atomic_path(path):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary directory next to `path`; on success it replaces `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        yield tmp
+        if path.exists():
+            if not path.is_dir():
+                raise UserError(f"{path} exists and is not a directory")
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -4,35 +4,34 @@
     minillm speedrun --profile smoke       # all of it, tiny (CI): runs/smoke/
     minillm speedrun --name try2 --fresh   # a new run directory, ignoring what exists
 
-    world -> crawl -> clean -> tokenizer -> shards -> pretrain -> evals -> samples
+STAGES, in order: world -> crawl -> clean -> tokenizer -> shards -> pretrain -> evals -> samples.
+Each stage calls its package's Python API, writes its artifacts atomically under
+runs/<name>/ (world/, crawl/, clean/, tokenizer.json, shards/, base/, metrics.jsonl) and is
+skipped when they exist, so an interrupted speedrun continues where it stopped (a stage
+killed midway runs again; pretraining resumes from its last checkpoint). speedrun.json
+holds each stage's time and key numbers.
 
-Each stage writes its artifacts atomically and is skipped when they exist, so an
-interrupted speedrun continues where it stopped (a stage killed midway runs again; the
-pretraining stage resumes from its last checkpoint). The run directory:
-
-    runs/<name>/world/           the mini-world (documents, facts, probes)     minillm world
-    runs/<name>/crawl/           the world rendered as web pages in WARCs      minillm crawl
-    runs/<name>/clean/           documents that survived the cleaning pipeline minillm clean
-    runs/<name>/tokenizer.json   byte-level BPE trained on the clean text      minillm tokenizer
-    runs/<name>/shards/          the clean text as token shards
-    runs/<name>/base/            the base model checkpoint (+ evals.json, samples.json)
-    runs/<name>/metrics.jsonl    training curve
-    runs/<name>/speedrun.json    this summary: each stage's time and key numbers
-
-Profiles (PROFILES below) fix every size: world, vocabulary, model, context, steps. The
-default trains a 5.3M-parameter model (4 layers, 256 wide, context 256, vocabulary 4096)
-for 1200 steps of 4096 tokens on the default world's ~2.6M clean tokens (about two
-epochs): on 2 cores the whole run fits well inside 20 minutes, the base model recalls
-most facts of the most-exposed entities and almost none of the rarely seen ones, and its
-samples read as mini-world text.
-
-    python -m pytest tests/test_speedrun.py -m slow
+PROFILES fix every size (world, vocabulary, model, context, steps); README.md gives the
+default profile's time and results. Read next: README.md's stages table, one package each.
+Run: python -m pytest tests/test_speedrun.py -m slow
 """
 import json
+import shutil
 import sys
 import time
 
+from minillm import clib
 from minillm.common import UserError, read_json, runs_dir, write_json
+from minillm.crawl.pages import crawl
+from minillm.evals.base import context_for, format_table, run_evals
+from minillm.generate.engine import Engine
+from minillm.internet.pipeline import clean
+from minillm.nn.gpt import GPTConfig
+from minillm.pretrain.shards import write_token_shards
+from minillm.pretrain.train import TrainConfig, train
+from minillm.tokenizer.bpe import Tokenizer
+from minillm.tokenizer.train import train_tokenizer
+from minillm.world.world import World
 
 PROFILES = {
     "smoke": {
@@ -48,13 +47,10 @@ PROFILES = {
         "eval_limit": 200, "samples": 4, "sample_tokens": 80,
     },
 }
-STAGES = ("world", "crawl", "clean", "tokenizer", "shards", "pretrain", "evals", "samples")
 
 
 def model_config(profile, vocab_size):
     """The GPTConfig a profile trains (GPTConfig.from_depth with the profile's overrides)."""
-    from minillm.nn.gpt import GPTConfig
-
     over = {k: profile[k] for k in ("n_embd", "n_head", "n_kv_head", "hidden_dim") if k in profile}
     return GPTConfig.from_depth(profile["depth"], vocab_size, profile["context_len"], **over)
 
@@ -62,46 +58,33 @@ def model_config(profile, vocab_size):
 # ---- the stages: each returns its key numbers; done(run) says whether it can be skipped --
 
 def stage_world(run, p):
-    from minillm.world.world import World
-
     stats = World.build(seed=p["world_seed"], size=p["world"]).save(run / "world")
     return {"documents": stats.get("documents"), "entities": stats["entities"], "facts": stats["facts"]}
 
 
 def stage_crawl(run, p):
-    from minillm.crawl.pages import crawl
-    from minillm.world.world import World
-
     s = crawl(World.load(run / "world"), run / "crawl", p["crawl_shards"], seed=p["world_seed"], progress=False)
     return {"pages": s["pages"], "warc_mb": round(s["warc_bytes"] / 1e6, 2)}
 
 
 def stage_clean(run, p):
-    from minillm.internet.pipeline import clean
-
     s = clean(run / "crawl", run / "clean", workers=p["workers"])["stages"]
     return {"pages": s["read"]["docs_in"], "documents": s["pii"]["docs_out"],
             "mb_in": round(s["read"]["bytes_in"] / 1e6, 2), "mb_out": round(s["pii"]["bytes_out"] / 1e6, 2)}
 
 
 def stage_tokenizer(run, p):
-    from minillm.tokenizer.train import train_tokenizer
-
     tok = train_tokenizer(sorted((run / "clean").glob("*.jsonl.gz")), p["vocab_size"])
     tok.save(run / "tokenizer.json")
     return {"vocab_size": tok.vocab_size}
 
 
 def stage_shards(run, p):
-    from minillm.internet.pipeline import write_token_shards
-
     docs, tokens = write_token_shards(run / "clean", run / "tokenizer.json", run / "shards")
     return {"documents": docs, "tokens": tokens}
 
 
 def stage_pretrain(run, p):
-    from minillm.pretrain.train import TrainConfig, train
-
     base = run / "base"
     cfg = TrainConfig(data=str(run / "shards"), out=str(base), tokenizer=str(run / "tokenizer.json"),
                       depth=p["depth"], n_embd=p.get("n_embd"), n_head=p.get("n_head"),
@@ -118,8 +101,6 @@ def stage_pretrain(run, p):
 
 
 def stage_evals(run, p):
-    from minillm.evals.base import context_for, format_table, run_evals
-
     ctx = context_for(run / "base", limit=p["eval_limit"])
     results = run_evals(ctx)
     write_json(run / "base" / "evals.json", {k: {x: y for x, y in r.items() if x != "table"}
@@ -147,9 +128,6 @@ SAMPLE_PROMPTS = ["Once upon a time", "{person} was born in", "The capital of {c
 
 
 def stage_samples(run, p):
-    from minillm.generate.engine import Engine
-    from minillm.world.world import World
-
     world = World.load(run / "world")
     famous = {}
     for e in sorted(world.entities.values(), key=lambda e: -world.exposure[e.id]):
@@ -164,6 +142,10 @@ def stage_samples(run, p):
     write_json(run / "base" / "samples.json", samples)
     return {"samples": samples}
 
+
+STAGES = [("world", stage_world), ("crawl", stage_crawl), ("clean", stage_clean),
+          ("tokenizer", stage_tokenizer), ("shards", stage_shards), ("pretrain", stage_pretrain),
+          ("evals", stage_evals), ("samples", stage_samples)]
 
 ARTIFACTS = {   # the file whose existence marks a stage as done (written last, atomically)
     "world": "world/stats.json", "crawl": "crawl/crawl.json", "clean": "clean/funnel.json",
@@ -183,10 +165,6 @@ def done(run, stage, p):
 
 def speedrun(profile="default", name=None, fresh=False, threads=None):
     """Run (or resume) every stage; returns the summary dict (also runs/<name>/speedrun.json)."""
-    import shutil
-
-    from minillm import clib
-
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     p = PROFILES[profile]
@@ -203,7 +181,7 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
     summary.update(profile=profile, settings=p, run=str(run))
     stages = summary.setdefault("stages", {})
     t_all, rerun = time.perf_counter(), False
-    for stage in STAGES:
+    for stage, run_stage in STAGES:
         if not rerun and done(run, stage, p):
             stages.setdefault(stage, {})["skipped"] = True
             print(f"[speedrun] {stage}: done already, skipped", file=sys.stderr)
@@ -213,7 +191,7 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
         rerun = True                      # every later stage depends on this one's output
         print(f"[speedrun] {stage} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        numbers = globals()[f"stage_{stage}"](run, p)
+        numbers = run_stage(run, p)
         stages[stage] = {"seconds": round(time.perf_counter() - t, 1), **numbers}
         write_json(summary_path, summary)
     summary["seconds_this_call"] = round(time.perf_counter() - t_all, 1)
@@ -226,7 +204,7 @@ def print_summary(summary):
     st, run = summary["stages"], summary["run"]
     print(f"\nspeedrun ({summary['profile']} profile): {summary['seconds_total']:.0f}s of stage time "
           f"({summary['seconds_this_call']:.0f}s in this call)")
-    for stage in STAGES:
+    for stage, _ in STAGES:
         s = st.get(stage, {})
         numbers = ", ".join(f"{k} {v}" for k, v in s.items() if k not in ("seconds", "skipped", "samples"))
         when = f"{s['seconds']:7.1f}s" if "seconds" in s else "   -    "

@@ -1,7 +1,7 @@
 """Shared pieces of the export / import tests: a tiny tokenizer and models, texts that probe
 the byte mapping and the split pattern, and a plain greedy loop.
 
-    python -m pytest tests/test_export*.py tests/test_import*.py
+    python -m pytest tests/hub
 """
 from functools import lru_cache
 

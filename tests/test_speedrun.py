@@ -9,7 +9,8 @@ import time
 import pytest
 
 from minillm import speedrun
-from minillm.common import write_json
+from minillm.cli import main
+from minillm.common import UserError, write_json
 
 
 @pytest.fixture
@@ -28,20 +29,22 @@ def fake_stages(monkeypatch, tmp_path):
             return {"n": len(ran)}
         return stage_fn
 
-    for stage in speedrun.STAGES:
-        monkeypatch.setattr(speedrun, f"stage_{stage}", make(stage))
+    monkeypatch.setattr(speedrun, "STAGES", [(name, make(name)) for name, _ in speedrun.STAGES])
     return ran, tmp_path
+
+
+NAMES = [name for name, _ in speedrun.STAGES]
 
 
 def test_stages_run_once_then_are_skipped(fake_stages):
     ran, root = fake_stages
     summary = speedrun.speedrun("smoke")
-    assert ran == list(speedrun.STAGES)
+    assert ran == NAMES
     assert summary["run"] == str(root / "smoke")
     ran.clear()
     summary = speedrun.speedrun("smoke")
     assert ran == []
-    assert all(summary["stages"][s]["skipped"] for s in speedrun.STAGES)
+    assert all(summary["stages"][s]["skipped"] for s in NAMES)
     assert json.loads((root / "smoke" / "speedrun.json").read_text())["profile"] == "smoke"
 
 
@@ -69,8 +72,6 @@ def test_unfinished_pretraining_resumes(fake_stages):
 
 
 def test_profile_mismatch_and_unknown_profile(fake_stages):
-    from minillm.common import UserError
-
     speedrun.speedrun("smoke", name="x")
     with pytest.raises(UserError, match="profile 'smoke'"):
         speedrun.speedrun("default", name="x")
@@ -87,8 +88,6 @@ def test_default_model_shape():
 
 @pytest.mark.slow
 def test_smoke_speedrun_end_to_end(tmp_path, monkeypatch, capsys):
-    from minillm.cli import main
-
     monkeypatch.setenv("MINILLM_RUNS", str(tmp_path))
     t = time.perf_counter()
     assert main(["speedrun", "--profile", "smoke"]) == 0

@@ -1,44 +1,40 @@
-"""Evaluations: what a checkpoint knows and does, measured on the mini-world.
+"""Base-model evals: what a checkpoint knows and does, measured on the mini-world.
 
     minillm eval --ckpt runs/default/base                      # table + runs/default/base/evals.json
     minillm eval --ckpt runs/default/base --world runs/default/world --only cloze,few_shot
 
-The base model's evals (a model that only continues text):
-  val_loss       validation loss (nats per token, the trainer's number) and bits per byte
-                 on the held-out split of the token shards (the last 10%, never trained on)
-  cloze          fact recall per exposure bucket: "Lira Vendel was born in the city of" ->
-                 does the greedy continuation start with the true value? The lecture's
-                 "knowledge is a vague recollection": facts seen in hundreds of documents
-                 are recalled, facts seen once mostly not, never-seen ones not at all.
-  regurgitation  lines the model read many times (template boilerplate) vs lines read
-                 once vs lines it never saw: given the first third of the line, how much of
-                 the rest does the greedy continuation reproduce verbatim?
-  few_shot       a bare name as the prompt, after 0 or k example sentences of one
-                 relation ("X was born in the city of Y."): does the model's next line
-                 take the examples' form ("... was born"), and does it name the person's
-                 true birth city? In-context learning: no weights change, only the prompt.
-                 It emerges with scale; the speedrun's 5M-parameter model shows none (it
-                 writes the biography's next fact instead), and that is reported as is.
+  val_loss       nats per token and bits per byte on the held-out 10% of the token shards
+  cloze          fact recall per exposure bucket: facts seen in many documents are recalled,
+                 facts seen once mostly not, never-seen ones not at all
+  regurgitation  how much of a line the greedy continuation reproduces verbatim, for lines
+                 read many times, once, and never
+  few_shot       a bare name after 0 or k example sentences of one relation: does the next
+                 line take the examples' form and name the true value? (in-context learning)
 
-Adding an eval (SFT and RL stages add theirs): write fn(ctx) -> dict with a "table" list
-of (label, value text) rows plus any numbers, and put it in EVALS. ctx is an EvalContext;
-an eval that lacks what it needs (no world, no shards) raises Skip with the reason, which
-the table prints.
-
-    python -m pytest tests/test_evals.py
+Adding an eval (SFT and RL add theirs): a function fn(ctx) -> dict with a "table" list of
+(label, value text) rows, put in EVALS; an eval that lacks its inputs raises Skip(reason).
+Read next: cli.py (the command). Run: python -m pytest tests/evals/test_base.py
 
 Shapes: B batch, T context.
 """
 import math
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from minillm.common import UserError, write_json
+from minillm.common import UserError
+from minillm.generate.engine import Engine
+from minillm.internet.pipeline import read_jsonl_gz
+from minillm.nn import gpt
+from minillm.nn.checkpoint import checkpoint_dir, load_checkpoint
+from minillm.pretrain.shards import BatchLoader
+from minillm.tokenizer.bpe import Tokenizer
 from minillm.world.probes import normalize
+from minillm.world.world import World
 
 
 class Skip(Exception):
@@ -88,9 +84,6 @@ def eval_val_loss(ctx, max_batches=16, batch_size=8):
     bits per byte = sum of -log2 p(token) / sum of the token's UTF-8 bytes, over targets
     that are not special tokens: comparable across tokenizers (a token-level loss is not).
     """
-    from minillm.pretrain.shards import BatchLoader
-    from minillm.nn import gpt
-
     if not ctx.shards or not Path(ctx.shards).exists():
         raise Skip("no token shards (pass --shards)")
     T = ctx.config.context_len
@@ -162,8 +155,6 @@ def _mean_exposure(world, probes):
 
 def eval_regurgitation(ctx, min_words=10, many=10, max_cont=24):
     """Verbatim continuation of lines seen >= `many` times, once, and never."""
-    from minillm.world.world import World
-
     if not ctx.clean or not Path(ctx.clean).exists():
         raise Skip("no clean documents (pass --clean)")
     counts = _line_counts(ctx.clean, min_words)
@@ -205,10 +196,6 @@ def eval_regurgitation(ctx, min_words=10, many=10, max_cont=24):
 
 
 def _line_counts(clean_dir, min_words):
-    from collections import Counter
-
-    from minillm.internet.pipeline import read_jsonl_gz
-
     counts = Counter()
     for path in sorted(Path(clean_dir).glob("*.jsonl.gz")):
         for rec in read_jsonl_gz(path):
@@ -302,16 +289,11 @@ def format_table(results):
     return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
 
 
-# ---- the command line: minillm eval ---------------------------------------------------------
+# ---- a context for a checkpoint in a run directory -----------------------------------------
 
 def context_for(ckpt, world=None, shards=None, clean=None, limit=200, seed=0):
     """An EvalContext for a checkpoint in a run directory (runs/<name>/base): world/,
     shards/ and clean/ default to the run directory's, when present."""
-    from minillm.generate.engine import Engine
-    from minillm.world.world import World
-    from minillm.nn.checkpoint import checkpoint_dir, load_checkpoint
-    from minillm.tokenizer.bpe import Tokenizer
-
     config, params, meta = load_checkpoint(ckpt)
     tok_path = Path(checkpoint_dir(ckpt)) / "tokenizer.json"
     if not tok_path.exists():
@@ -324,31 +306,3 @@ def context_for(ckpt, world=None, shards=None, clean=None, limit=200, seed=0):
     w = World.load(world) if (world / "stats.json").exists() else None
     return EvalContext(engine, params, config, w, str(shards) if shards.exists() else None,
                        str(clean) if clean.exists() else None, limit=limit, seed=seed)
-
-
-def add_arguments(parser):
-    a = parser.add_argument
-    a("--ckpt", required=True, help="checkpoint directory (e.g. runs/default/base)")
-    a("--world", help="mini-world directory (default: <ckpt>/../world)")
-    a("--shards", help="token shards for the validation loss (default: the checkpoint's training data)")
-    a("--clean", help="clean documents for regurgitation (default: <ckpt>/../clean)")
-    a("--only", help=f"comma-separated evals (default all: {', '.join(EVALS)})")
-    a("--limit", type=int, default=200, help="probes per bucket / lines per group (default 200)")
-    a("--out", help="where to write the results (default: <ckpt>/evals.json)")
-    a("--threads", type=int, help="kernel threads (default all cores)")
-
-
-def run(args):
-    from minillm import clib
-
-    if args.threads:
-        clib.set_num_threads(args.threads)
-    ctx = context_for(args.ckpt, args.world, args.shards, args.clean, args.limit)
-    names = [n.strip() for n in args.only.split(",")] if args.only else None
-    results = run_evals(ctx, names)
-    print(f"evals of {args.ckpt}:")
-    print(format_table(results))
-    out = Path(args.out) if args.out else Path(args.ckpt) / "evals.json"
-    write_json(out, {name: {k: v for k, v in r.items() if k != "table"} for name, r in results.items()})
-    print(f"results: {out}")
-    return 0

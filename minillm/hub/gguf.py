@@ -14,29 +14,8 @@ the tensors' bytes:
     zero padding to general.alignment (32 bytes), then each tensor's bytes, each padded to 32;
     a tensor's offset counts from the start of this data section.
 
-Tensors: token_embd, blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm,
-ffn_gate, ffn_up, ffn_down}, output_norm, output, each name ending in ".weight" (output is
-absent when the embeddings are tied: llama.cpp then reuses token_embd). RoPE needs no
-permutation: llama.cpp's "llama" architecture rotates interleaved pairs (x[2i], x[2i+1]),
-exactly like our model.
-
-q8_0 (ggml's type 8) stores each run of 32 consecutive values of a row as one block:
-an f16 scale d = max|x| / 127 and 32 int8 q = round(x / d), so x ~ d * q, error <= d / 2.
-Norm weights stay F32; a matrix whose rows are not a multiple of 32 long stays F32 too.
-(On a CPU with AMX, llama.cpp 0.3.36's repacked Q8_0 kernels crashed on multi-token batches
-here, for our file and the gguf package's alike; loading with use_extra_bufts = false,
-llama.cpp's weight repacking off, avoids them.)
-
-The tokenizer is byte-level BPE ("gpt2" in llama.cpp): tokens are strings in GPT-2's
-byte-to-character alphabet (tokenizer_interop.bytes_to_unicode: byte 0x20, a space, is "Ġ"),
-merges are "left right" strings in rank order, special tokens are CONTROL (type 3).
-llama.cpp picks its pre-tokenizer regex by the `pre` name: GPT-4's split pattern is
-llama.cpp's "dbrx" (the Llama 3 regex, but without Llama 3's shortcut of taking a whole
-word that is in the vocabulary without running the merges, which would differ from BPE).
-Measured with llama-cpp-python 0.3.36 (tests/test_export_peers.py): llama.cpp tokenizes the
-test texts and 5,000 random strings exactly as we do, for both patterns; a wider fuzz over
-random code points differed only on code points that one of the two Unicode databases
-calls unassigned (e.g. U+0383, U+13FFB, U+143D4).
+RoPE needs no permutation: llama.cpp's "llama" architecture rotates interleaved pairs
+(x[2i], x[2i+1]), exactly like our model. Read next: hf.py.
 """
 import struct
 from collections import Counter
@@ -44,8 +23,11 @@ from collections import Counter
 import numpy as np
 from tqdm import tqdm
 
+from minillm.chat.template import CHAT_TEMPLATE
 from minillm.common import UserError, atomic_path
-from minillm.hub.export import CHAT_TEMPLATE, bos_eos, has_chat_tokens, vocab_entries
+from minillm.hub.vocab import bos_eos, has_chat_tokens, vocab_entries
+from minillm.tokenizer.bpe import GPT2_DIGITS_PATTERN
+from minillm.tokenizer.interop import to_hf_string
 
 MAGIC, VERSION, ALIGNMENT = b"GGUF", 3, 32
 
@@ -62,8 +44,16 @@ FILE_TYPES = {"f32": 0, "q8_0": 7}          # general.file_type: ALL_F32, MOSTLY
 # token types of tokenizer.ggml.token_type
 NORMAL, CONTROL, UNUSED = 1, 3, 5
 
-# our split pattern -> llama.cpp's pre-tokenizer name with the same regex
-PRE_NAMES = {"gpt4": "dbrx", "gpt2": "gpt-2"}
+# The tokenizer is byte-level BPE ("gpt2" in llama.cpp): tokens are strings in GPT-2's
+# byte-to-character alphabet (tokenizer/interop.py's bytes_to_unicode: byte 0x20, a space, is
+# "Ġ"), merges are "left right" strings in rank order, special tokens are CONTROL (type 3).
+# llama.cpp picks its pre-tokenizer regex by the `pre` name: GPT-4's split pattern is
+# llama.cpp's "dbrx" (the Llama 3 regex, but without Llama 3's shortcut of taking a whole
+# word that is in the vocabulary without running the merges, which would differ from BPE).
+# tests/hub/test_export_peers.py checks that llama.cpp tokenizes like us, for both patterns;
+# a wider fuzz over random code points differed only on code points that one of the two
+# Unicode databases calls unassigned (e.g. U+0383, U+13FFB, U+143D4).
+PRE_NAMES = {"gpt4": "dbrx", "gpt2": "gpt-2"}   # our split pattern -> llama.cpp's name for it
 
 Q8_BLOCK = np.dtype([("d", "<f2"), ("qs", "i1", (32,))])   # 34 bytes, like ggml's block_q8_0
 
@@ -71,7 +61,15 @@ Q8_BLOCK = np.dtype([("d", "<f2"), ("qs", "i1", (32,))])   # 34 bytes, like ggml
 # ---- q8_0 -----------------------------------------------------------------------------
 
 def quantize_q8_0(w):
-    """w (..., K) float32 with K % 32 == 0 -> structured blocks (w.size // 32,) of Q8_BLOCK."""
+    """w (..., K) float32 with K % 32 == 0 -> structured blocks (w.size // 32,) of Q8_BLOCK.
+
+    q8_0 (ggml's type 8) stores each run of 32 consecutive values of a row as one block: an
+    f16 scale d = max|x| / 127 and 32 int8 q = round(x / d), so x ~ d * q, error <= d / 2.
+    Norm weights stay F32; a matrix whose rows are not a multiple of 32 long stays F32 too.
+    (On a CPU with AMX, llama.cpp 0.3.36's repacked Q8_0 kernels crashed on multi-token
+    batches, for our file and the gguf package's alike; loading with use_extra_bufts = false,
+    llama.cpp's weight repacking off, avoids them.)
+    """
     x = np.ascontiguousarray(w, dtype=np.float32).reshape(-1, 32)      # (N, 32)
     d = np.abs(x).max(axis=1) / np.float32(127)                         # (N,) scale per block
     inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d > 0)  # (N,)
@@ -134,7 +132,9 @@ def write_gguf(path, metadata, tensors):
 # ---- our model as GGUF ---------------------------------------------------------------
 
 def gguf_tensor_names(config):
-    """Our parameter name -> GGUF tensor name (llama.cpp's names end in ".weight")."""
+    """Our parameter name -> GGUF tensor name (llama.cpp's names end in ".weight"): token_embd,
+    blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up,
+    ffn_down}, output_norm, output (absent when tied: llama.cpp then reuses token_embd)."""
     names = {"tok_emb": "token_embd", "final_norm": "output_norm"}
     if not config.tie_embeddings:
         names["lm_head"] = "output"
@@ -149,8 +149,6 @@ def gguf_tensor_names(config):
 def pre_tokenizer_name(tok):
     """llama.cpp's name for our split pattern: GPT-4's, GPT-2's, or GPT-2's with single
     digits (an imported SmolLM2: llama.cpp's "smollm" splits digits first, then GPT-2's regex)."""
-    from minillm.hub.import_hf import GPT2_DIGITS_PATTERN
-
     if tok.pattern_name in PRE_NAMES:
         return PRE_NAMES[tok.pattern_name]
     if tok.pattern == GPT2_DIGITS_PATTERN:
@@ -161,8 +159,6 @@ def pre_tokenizer_name(tok):
 
 def tokenizer_metadata(tok, vocab_size, meta=None):
     """The tokenizer.* key/values: a byte-level BPE vocabulary in llama.cpp's "gpt2" model."""
-    from minillm.tokenizer.interop import to_hf_string
-
     pre = pre_tokenizer_name(tok)
     tokens, types = [], []
     for i, (kind, value) in enumerate(vocab_entries(tok, vocab_size)):

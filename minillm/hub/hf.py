@@ -18,17 +18,15 @@ takes our row h*HD + 2i + j (j = 0, 1), in wq (per query head) and wk (per KV he
 wo and the norms stay. Position 0 is not rotated at all, so a forgotten permutation is
 invisible there: compare many positions.
 
-Traps handled by writing every key: transformers defaults rms_norm_eps to 1e-6 (ours is
-1e-5), tie_word_embeddings to false (a tied model without lm_head.weight would get a random
-head), num_key_value_heads to the head count.
-
-Tied embeddings: like transformers' own save_pretrained, a tied model is written without
-lm_head.weight and with tie_word_embeddings true; an untied one has both tensors.
+Read next: llama2c.py, then import_hf.py (the way back).
 """
 import numpy as np
 
-from minillm.common import UserError, write_json
-from minillm.hub.export import CHAT_TEMPLATE, atomic_dir, bos_eos, has_chat_tokens
+from minillm.chat.template import CHAT_TEMPLATE
+from minillm.common import UserError, atomic_dir, write_json
+from minillm.hub.vocab import bos_eos, has_chat_tokens
+from minillm.nn.checkpoint import save_safetensors
+from minillm.tokenizer.interop import save_hf
 
 
 # ---- the query/key permutation -------------------------------------------------------
@@ -84,7 +82,12 @@ def hf_tensors(config, params):
 # ---- config files --------------------------------------------------------------------
 
 def hf_config(config, tok, meta=None):
-    """config.json for transformers' LlamaConfig (old and new spellings of rope/dtype keys)."""
+    """config.json for transformers' LlamaConfig (old and new spellings of rope/dtype keys).
+
+    Every key is written, because transformers' defaults differ from ours: rms_norm_eps 1e-6
+    (ours is 1e-5), tie_word_embeddings false (a tied model without lm_head.weight would get
+    a random head), num_key_value_heads the head count. Like transformers' save_pretrained, a
+    tied model is written without lm_head.weight (hf_tensor_names)."""
     bos, eos, _ = bos_eos(tok, meta)
     theta = float(config.rope_theta)
     return {
@@ -127,9 +130,6 @@ def tokenizer_config(config, tok, meta=None):
 
 def export_hf(path, config, params, tok, meta=None):
     """Write a Hugging Face model directory at `path` (atomically); returns the path."""
-    from minillm.nn.checkpoint import save_safetensors
-    from minillm.tokenizer.interop import save_hf
-
     with atomic_dir(path) as tmp:
         write_json(tmp / "config.json", hf_config(config, tok, meta))
         save_safetensors(tmp / "model.safetensors", hf_tensors(config, params), {"format": "pt"})

@@ -4,53 +4,29 @@ so it runs in minillm's own NumPy/C engine.
     minillm import --hf ~/models/SmolLM2-135M --out runs/smollm2/base
     minillm sample --ckpt runs/smollm2/base --prompt "The capital of France is" --temperature 0
 
-What is read:
-  config.json                      model_type "llama"; the geometry; rms_norm_eps, rope_theta,
-                                   tie_word_embeddings with transformers' own defaults
-                                   (1e-6, 10000, false) when a key is absent
-  model.safetensors, or shards     F32, F16 or BF16 (widened to float32), named
-  + model.safetensors.index.json   model.layers.N.self_attn.q_proj.weight, ... (the "model."
-                                   prefix may be missing: a bare LlamaModel)
-  tokenizer.json                   a byte-level BPE (the tokenizers library's format)
-
-The weights: renamed, and the query/key rows of every head permuted back from Hugging
-Face's rotate-half RoPE layout to our interleaved one (export_hf.half_to_interleaved).
-
-The tokenizer, and the choice of ids. Our own tokenizers put bytes at ids 0..255 and merge
-r at 256 + r, but minillm.tokenizer.bpe.Tokenizer also carries an id map (byte_ids, merge_ids),
-which is how it reads GPT-2's files. A real Hugging Face vocabulary has its own order
-(SmolLM2's special tokens come first, its bytes are not 0..255), so the import keeps the
-source's ids: byte b gets the id of GPT-2-alphabet character bytes_to_unicode()[b], merge r
-the id of its result, and the embedding and head rows stay where they are. The imported
-model therefore produces exactly the ids transformers does. Added tokens (and any vocabulary
-entry that no byte or merge makes) become special tokens with their own ids. As everywhere
-in minillm, their text in a prompt is plain text unless allowed_special says otherwise
-(Hugging Face matches added tokens in any input text).
-
-The split pattern comes from the pre-tokenizer:
-  ByteLevel(use_regex=true)                      GPT-2's pattern
-  Split(Regex R, isolated) + ByteLevel(no regex) R (Llama 3, Qwen2, minillm's own export)
-  Digits(individual) + ByteLevel(use_regex=true) GPT-2's pattern with one digit per chunk
-                                                 (SmolLM2), composed into one regex below
+Read: config.json (model_type "llama", with transformers' own defaults for absent keys),
+model.safetensors or its shards (F32, F16 or BF16, widened to float32), tokenizer.json (a
+byte-level BPE). The weights are renamed, and the query/key rows of every head permuted back
+from Hugging Face's rotate-half RoPE layout to our interleaved one (hf.py's
+half_to_interleaved). The tokenizer keeps the source's ids (tokenizer_from_hf), so the
+imported model produces exactly the ids transformers does.
 
 Anything else (another architecture, biases, RoPE scaling, a sentencepiece or WordPiece
-tokenizer, a normalizer, byte fallback) is refused with a one-line error. Known inexact
-case: a tokenizer with ignore_merges (Llama 3) takes a whole chunk that is a token without
-running the merges; we always run the merges, which can differ on rare words (a warning says so).
+tokenizer, a normalizer, byte fallback) is refused with a one-line error.
+Read next: minillm/generate/ (sampling from the imported model).
 """
 import json
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from minillm.common import UserError, read_json
 from minillm.hub.hf import BLOCK_NAMES, half_to_interleaved
-
-# GPT-2's split pattern after HF's Digits(individual_digits=True) has cut every digit out:
-# a digit is a chunk of its own, and whitespace just before a digit is not followed by
-# "\S" inside its piece (the piece ends there), hence the lookahead (?![^\s\p{N}]).
-GPT2_DIGITS_PATTERN = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"""
-                       r"""|\s+(?![^\s\p{N}])|\s+""")
+from minillm.nn.checkpoint import load_safetensors, save_checkpoint
+from minillm.nn.gpt import GPTConfig, num_params, param_shapes
+from minillm.tokenizer.bpe import GPT2_DIGITS_PATTERN, GPT2_PATTERN, Tokenizer
+from minillm.tokenizer.interop import bytes_to_unicode
 
 # a block's Hugging Face tensor name (after "layers.N.") -> ours: the export's table reversed
 WEIGHT_NAMES = {theirs: ours for ours, theirs in BLOCK_NAMES.items()}
@@ -72,8 +48,6 @@ def _rope_theta(cfg, where):
 
 def config_from_hf(cfg, where, context_len=None):
     """A GPTConfig from a Hugging Face Llama config dict (transformers' defaults for absent keys)."""
-    from minillm.nn.gpt import GPTConfig
-
     if cfg.get("model_type") != "llama":
         raise UserError(f"{where}: model_type is {cfg.get('model_type')!r}; minillm imports "
                         "Llama-architecture models (model_type \"llama\") only")
@@ -141,11 +115,6 @@ def our_name(name):
 
 def load_hf_params(src, config):
     """Our params dict (float32, interleaved RoPE rows) from the checkpoint's safetensors."""
-    import numpy as np
-
-    from minillm.nn.checkpoint import load_safetensors
-    from minillm.nn.gpt import param_shapes
-
     shapes = param_shapes(config)
     params = {}
     for path in tqdm(weight_files(src), desc="reading weights", leave=False):
@@ -176,9 +145,13 @@ def load_hf_params(src, config):
 # ---- tokenizer.json ------------------------------------------------------------------
 
 def split_pattern(pre, where):
-    """Our split regex for a Hugging Face byte-level pre-tokenizer (see the module docstring)."""
-    from minillm.tokenizer.bpe import GPT2_PATTERN
+    """Our split regex for a Hugging Face byte-level pre-tokenizer:
 
+      ByteLevel(use_regex=true)                      GPT-2's pattern
+      Split(Regex R, isolated) + ByteLevel(no regex) R (Llama 3, Qwen2, minillm's own export)
+      Digits(individual) + ByteLevel(use_regex=true) GPT-2's pattern with one digit per chunk
+                                                     (SmolLM2), composed into one regex
+    """
     steps = pre.get("pretokenizers", []) if pre and pre.get("type") == "Sequence" else [pre] if pre else []
     kinds = [s.get("type") for s in steps]
     byte_level = steps[-1] if kinds and kinds[-1] == "ByteLevel" else None
@@ -218,10 +191,19 @@ def _check_bpe(doc, where):
 
 
 def tokenizer_from_hf(doc, where, vocab_size):
-    """(our Tokenizer keeping the source's ids, list of notes) from a tokenizer.json dict."""
-    from minillm.tokenizer.bpe import Tokenizer
-    from minillm.tokenizer.interop import bytes_to_unicode
+    """(our Tokenizer keeping the source's ids, list of notes) from a tokenizer.json dict.
 
+    Our own tokenizers put bytes at ids 0..255 and merge r at 256 + r, but Tokenizer also
+    carries an id map (byte_ids, merge_ids). A real Hugging Face vocabulary has its own order
+    (SmolLM2's special tokens come first, its bytes are not 0..255), so byte b gets the id of
+    GPT-2-alphabet character bytes_to_unicode()[b], merge r the id of its result, and the
+    embedding and head rows stay where they are. Added tokens (and any vocabulary entry that
+    no byte or merge makes) become special tokens with their own ids; as everywhere in
+    minillm, their text in a prompt is plain text unless allowed_special says otherwise.
+    Known inexact case: a tokenizer with ignore_merges (Llama 3) takes a whole chunk that is
+    a token without running the merges; we always merge, which can differ on rare words (a
+    note says so).
+    """
     model = _check_bpe(doc, where)
     pattern = split_pattern(doc.get("pre_tokenizer"), where)
     vocab = {str(s): int(i) for s, i in model["vocab"].items()}
@@ -271,9 +253,6 @@ def tokenizer_from_hf(doc, where, vocab_size):
 
 def import_hf(src, out, context_len=None):
     """Convert a Hugging Face Llama directory into a minillm checkpoint; (out path, report lines)."""
-    from minillm.nn.checkpoint import save_checkpoint
-    from minillm.nn.gpt import num_params
-
     src = Path(src)
     if not src.is_dir():
         raise UserError(f"not a directory: {src}")

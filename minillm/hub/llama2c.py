@@ -11,30 +11,10 @@ kind stacked over all layers before the next kind:
     wo (L, C, C)   ffn norms (L, C)   w1 = gate (L, H, C)   w2 = down (L, C, H)   w3 = up (L, H, C)
     final norm (C,)   RoPE cos and sin tables (T, HD/2) each (run.c skips them)   [classifier (V, C)]
 
-RoPE needs no permutation: run.c rotates interleaved pairs, like us. run.c hard-codes
-RMSNorm eps 1e-5 and RoPE base 10000, so models with other values are refused.
-
 tokenizer.bin: u32 max token length, then per id: f32 score, i32 length, the bytes.
-
-The ids move. run.c was written for Llama 2's sentencepiece vocabulary: it starts every
-sequence with id 1 (BOS), stops when it samples id 1, and encodes a character missing from
-the vocabulary as its bytes at ids byte + 3. So the export lays our vocabulary out as
-
-    0: a spare special token   1: <|bos|>   2: <|assistant_end|> (or another special)
-    3..258: bytes 0..255       then the merges in rank order, the other specials, unused rows
-
-permuting the embedding (and classifier) rows to match; generating from BOS in run.c is
-then our model generating from <|bos|>. Merges score -rank (run.c merges the pair of highest
-score first, i.e. the lowest rank); special tokens score -1e10, which run.c never merges
-into (it needs a score above -1e10).
-
-Limits (run.c is not our tokenizer): run.c puts a space token in front of a prompt
-(sentencepiece's dummy prefix), has no split regex (merges cross word boundaries), and
-merges any adjacent pair whose concatenated text is a token, so a prompt may tokenize
-differently from `minillm`; generation from BOS (an empty prompt) is the exactly comparable
-case. Output printing skips single non-printable bytes (so characters split across byte
-tokens do not print), drops a leading space right after BOS, and a token containing a NUL
-byte is cut there (C strings).
+RoPE needs no permutation: run.c rotates interleaved pairs, like us. run.c hard-codes
+RMSNorm eps 1e-5 and RoPE base 10000, so models with other values are refused; its ids
+differ from ours (llama2c_order). Read next: import_hf.py.
 """
 import struct
 from pathlib import Path
@@ -42,14 +22,27 @@ from pathlib import Path
 import numpy as np
 
 from minillm.common import UserError, atomic_path
-from minillm.hub.export import bos_eos, vocab_entries
+from minillm.hub.vocab import bos_eos, vocab_entries
 
 RUNC_EPS, RUNC_THETA = 1e-5, 10000.0
 SPECIAL_SCORE = -1e10
 
 
 def llama2c_order(tok, vocab_size):
-    """order[new id] = our id: the run.c layout of the module docstring."""
+    """order[new id] = our id: our vocabulary laid out for run.c.
+
+    run.c was written for Llama 2's sentencepiece vocabulary: it starts every sequence with
+    id 1 (BOS), stops when it samples id 1, and encodes a character missing from the
+    vocabulary as its bytes at ids byte + 3. So the export lays our vocabulary out as
+
+        0: a spare special token   1: <|bos|>   2: <|assistant_end|> (or another special)
+        3..258: bytes 0..255       then the merges in rank order, the other specials, unused rows
+
+    permuting the embedding (and classifier) rows to match; generating from BOS in run.c is
+    then our model generating from <|bos|>. Merges score -rank (run.c merges the pair of
+    highest score first, i.e. the lowest rank); special tokens score -1e10, which run.c never
+    merges into (it needs a score above -1e10).
+    """
     entries = vocab_entries(tok, vocab_size)
     bos, _, eot = bos_eos(tok)
     specials = [i for i, (kind, _) in enumerate(entries) if kind == "special" and i not in (bos, eot)]
@@ -132,7 +125,16 @@ def write_model_bin(path, config, params, order):
 
 
 def export_llama2c(path, config, params, tok):
-    """Write model.bin at `path` and tokenizer.bin beside it; returns both paths."""
+    """Write model.bin at `path` and tokenizer.bin beside it; returns both paths.
+
+    Limits (run.c is not our tokenizer): run.c puts a space token in front of a prompt
+    (sentencepiece's dummy prefix), has no split regex (merges cross word boundaries), and
+    merges any adjacent pair whose concatenated text is a token, so a prompt may tokenize
+    differently from `minillm`; generation from BOS (an empty prompt) is the exactly comparable
+    case. Output printing skips single non-printable bytes (so characters split across byte
+    tokens do not print), drops a leading space right after BOS, and a token containing a NUL
+    byte is cut there (C strings).
+    """
     path = Path(path)
     order = llama2c_order(tok, config.vocab_size)
     write_model_bin(path, config, params, order)

@@ -1,25 +1,63 @@
-"""The pretraining loop behind `minillm pretrain` (configuration and flags: minillm/train.py).
+"""The pretraining loop: one function, train_loop(state), read top to bottom.
 
-    state = setup_run(config)       # data, model, optimizer; restored from a checkpoint on resume
-    result = run_training(state)    # steps, evals, metrics.jsonl, checkpoints, Ctrl-C
+    state = setup_state(config)      # train.py: data, model, optimizer (restored on --resume)
+    result = train_loop(state)       # steps, evals, metrics.jsonl, checkpoints, Ctrl-C
 
-Run: python -m pytest tests/test_train.py
+TrainState holds everything the loop reads and changes, field by field. One step: for each
+of grad_accum micro-batches, forward + backward and add the gradients into the optimizer's
+flat buffer; then one AdamW update (clipping, the non-finite guard and the LR schedule live
+in minillm/nn/optim.py). Every log_every steps a line goes to metrics.jsonl; every
+eval_every steps the validation loss is measured; every ckpt_every steps and at the end a
+checkpoint is written. Ctrl-C stops at the end of the current step, writes a checkpoint
+and says how to resume (a second Ctrl-C aborts at once).
+
+Read next: minillm/generate/ (sampling from the checkpoint this writes).
+Run: python -m pytest tests/pretrain/test_train.py
 """
 import contextlib
 import dataclasses
 import json
-import math
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
+from tqdm import tqdm
 
-from minillm.common import UserError, append_jsonl, atomic_write
+from minillm.common import append_jsonl
+from minillm.nn import gpt
+from minillm.nn.checkpoint import save_checkpoint
+from minillm.nn.optim import SCHEDULES, AdamW
+from minillm.pretrain.shards import BatchLoader
+
+CLOCK = ("data", "forward", "backward", "optimizer", "eval", "checkpoint", "metrics")
+
+
+@dataclass
+class TrainState:
+    """Everything the loop reads and changes (setup_state in train.py builds it)."""
+    config: object                  # the run's TrainConfig (train.py)
+    model: gpt.GPTConfig            # the model's shape
+    params: dict                    # name -> float32 array, updated in place by the optimizer
+    optimizer: AdamW                # moments, step count and the gradient buffer
+    loader: BatchLoader             # the train split; its (epoch, pos) is saved in checkpoints
+    val_loader: BatchLoader         # the validation split, rewound before every evaluation
+    tokenizer: object               # copied into checkpoints (None for byte-level data)
+    total_steps: int                # train until step == total_steps
+    tokens_per_step: int            # batch_size * context_len * grad_accum
+    lr: float                       # peak learning rate of the schedule
+    min_lr: float                   # final learning rate
+    warmup: int                     # warmup steps
+    out: Path                       # checkpoint directory
+    metrics: Path                   # metrics.jsonl
+    step: int = 0                   # completed optimizer steps (a resumed run starts > 0)
+    tokens_seen: int = 0
+    val_losses: dict = field(default_factory=dict)   # step -> validation loss
+    skipped: list = field(default_factory=list)      # steps the non-finite guard skipped
+    first_step: int = 0             # the step this process started at
+    t_start: float = 0.0            # time.perf_counter() when setup began
 
 
 @dataclass
@@ -33,208 +71,83 @@ class TrainResult:
     val_loss: float                 # the last validation loss (nan if none)
     wall_time: float                # seconds in this process, setup included
     tokens_per_s: float             # training tokens / training time (no evals, no checkpoints)
-    peak_rss_mb: float              # resource.getrusage's peak resident set size
+    peak_rss_mb: float              # this process's peak resident set size
     checkpoint: str                 # the last checkpoint written
     interrupted: bool = False
     skipped_steps: list = field(default_factory=list)
     time_split: dict = field(default_factory=dict)   # seconds: data, forward, backward, optimizer, ...
 
 
-# ---- setup ------------------------------------------------------------------------------
-
-def setup_run(config):
-    """Everything the loop needs, as a namespace: data loaders, model, optimizer, step."""
-    from minillm.pretrain.shards import BatchLoader
-    from minillm.nn import gpt
-    from minillm import clib
-    from minillm.nn.optim import AdamW
-    from minillm.pretrain.train import MODEL_FLAGS, default_lr
-
-    t_start = time.perf_counter()
-    if config.threads:
-        clib.set_num_threads(config.threads)
-    source, tokenizer, vocab_size = _open_data(config)
-    loader = BatchLoader(source, config.batch_size, config.context_len, "train", config.seed,
-                         config.val_frac, vocab_size=vocab_size)
-    val_loader = BatchLoader(source, config.batch_size, config.context_len, "val", config.seed,
-                             config.val_frac, vocab_size=vocab_size)
-    overrides = {k: getattr(config, k) for k in MODEL_FLAGS if getattr(config, k) is not None}
-    try:
-        model = gpt.GPTConfig.from_depth(config.depth, loader.vocab_size, config.context_len,
-                                         **overrides)
-    except ValueError as e:
-        raise UserError(f"bad model shape: {e}") from None
-    tokens_per_step = config.batch_size * config.context_len * config.grad_accum
-    steps = config.steps or (math.ceil(config.tokens / tokens_per_step) if config.tokens else 1000)
-    lr = config.lr or default_lr(model.n_embd)
-    s = SimpleNamespace(
-        config=config, model=model, loader=loader, val_loader=val_loader, tokenizer=tokenizer,
-        total_steps=steps, tokens_per_step=tokens_per_step, lr=lr,
-        min_lr=lr / 10 if config.min_lr is None else config.min_lr,
-        warmup=min(100, steps // 10) if config.warmup is None else config.warmup,
-        step=0, tokens_seen=0, val_losses={}, skipped=[], t_start=t_start,
-        out=config.out_dir(), metrics=config.metrics_path())
-    if config.resume:
-        params, opt_state = _restore(s, config.resume)
-    else:
-        params, opt_state = gpt.init_params(model, config.seed), None
-        _trim_metrics(s.metrics, config.stage, 0)
-    s.opt = AdamW(params, betas=config.betas, weight_decay=config.weight_decay)
-    if opt_state is not None:
-        s.opt.load_state(*opt_state)
-    s.params = params
-    s.first_step = s.step
-    return s
-
-
-def _open_data(config):
-    """(loader source, tokenizer or None, vocab_size or None) for config.data."""
-    from minillm.pretrain.shards import is_shard
-    from minillm.tokenizer.bpe import Tokenizer
-
-    if not config.data:
-        raise UserError("no training data: pass --data (a token-shard directory or a text file)")
-    path = Path(config.data)
-    if not path.exists():
-        raise UserError(f"data not found: {path}")
-    tok_path = Path(config.tokenizer) if config.tokenizer else None
-    if tok_path is None and path.is_dir() and (path.parent / "tokenizer.json").exists():
-        tok_path = path.parent / "tokenizer.json"
-    tokenizer = Tokenizer.load(tok_path) if tok_path else None     # a missing file: UserError
-    if path.is_file() and not is_shard(path) and tokenizer is not None:
-        ids = tokenizer.encode_ordinary(path.read_text(encoding="utf-8", errors="replace"))
-        return np.asarray(ids, dtype=np.int32), tokenizer, tokenizer.vocab_size
-    return path, tokenizer, (tokenizer.vocab_size if tokenizer is not None else None)
-
-
-def _restore(s, ckpt_dir):
-    """Load the trainer state of a checkpoint into s; returns (params, optimizer state)."""
-    from minillm.nn.checkpoint import load_checkpoint, load_training_state
-
-    model, params, meta = load_checkpoint(ckpt_dir)
-    if model != s.model:
-        raise UserError(f"checkpoint {ckpt_dir} holds a different model ({model}) than these "
-                        f"settings give ({s.model})")
-    opt_state, trainer = load_training_state(ckpt_dir)
-    if opt_state is None or trainer is None:
-        raise UserError(f"{ckpt_dir} has no optimizer/trainer state; it cannot be resumed "
-                        "(it was saved for inference only)")
-    s.step, s.tokens_seen = int(trainer["step"]), int(trainer["tokens_seen"])
-    s.val_losses = {int(k): v for k, v in trainer.get("val_losses", {}).items()}
-    s.skipped = list(trainer.get("skipped_steps", []))
-    s.loader.restore(trainer["loader"])
-    _trim_metrics(s.metrics, s.config.stage, s.step)
-    return params, opt_state
-
-
-def _trim_metrics(path, stage, step):
-    """Drop this stage's metrics lines after `step` (a fresh run: step 0 drops them all), so
-    a resumed run's metrics.jsonl reads like an uninterrupted one's."""
-    path = Path(path)
-    if not path.exists():
-        return
-    kept = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue                    # a line cut by a crash
-            if rec.get("stage") != stage or rec.get("step", 0) <= step:
-                kept.append(line if line.endswith("\n") else line + "\n")
-    atomic_write(path, "".join(kept))
-
-
-# ---- the loop ---------------------------------------------------------------------------
-
-def run_training(s):
+def train_loop(s):
     """Train from s.step to s.total_steps; returns a TrainResult."""
-    from minillm.nn import gpt
-    from minillm.nn.optim import SCHEDULES
-
     cfg = s.config
-    sched = SCHEDULES[cfg.schedule]
-    kw = dict(lr=s.lr, min_lr=s.min_lr, warmup=s.warmup, total=s.total_steps)
-    clock = dict.fromkeys(("data", "forward", "backward", "optimizer", "eval", "checkpoint",
-                           "metrics"), 0.0)
+    schedule = SCHEDULES[cfg.schedule]
+    clock = dict.fromkeys(CLOCK, 0.0)           # seconds per kind of work, for the summary
     losses, interrupted, checkpoint = {}, False, None
     if s.step >= s.total_steps:
-        print(f"nothing to do: {s.out} is at step {s.step} of {s.total_steps} "
-              "(pass --steps to train longer)", file=sys.stderr)
-        return _finish(s, losses, clock, s.out, False)
-    print(f"pretraining {gpt.num_params(s.model) / 1e6:.2f}M parameters ({_shape(s.model)}) on "
-          f"{s.loader.n_tokens:,} train tokens ({s.loader.kind}); step {s.step} -> {s.total_steps}, "
-          f"{s.tokens_per_step} tokens/step", file=sys.stderr)
-    bar = _progress(s, cfg.progress)
-    with _stop_on_sigint() as stop:
+        say(f"nothing to do: {s.out} is at step {s.step} of {s.total_steps} (pass --steps to train longer)")
+        return finish(s, losses, clock, s.out, False)
+    say(f"pretraining {gpt.num_params(s.model) / 1e6:.2f}M parameters ({_shape(s.model)}) on "
+        f"{s.loader.n_tokens:,} train tokens ({s.loader.kind}); step {s.step} -> {s.total_steps}, "
+        f"{s.tokens_per_step} tokens/step")
+    bar = tqdm(total=s.total_steps, initial=s.step, unit="step", disable=not cfg.progress,
+               dynamic_ncols=True, desc="pretrain", file=sys.stderr)
+    with stop_on_sigint() as stop:
         while s.step < s.total_steps:
-            lr = sched(s.step, **kw)
-            loss, report = _one_step(s, lr, clock, gpt)
+            lr = schedule(s.step, lr=s.lr, min_lr=s.min_lr, warmup=s.warmup, total=s.total_steps)
+            total = 0.0
+            for _ in range(cfg.grad_accum):     # gradients add up in the optimizer's buffer
+                t0 = time.perf_counter()
+                x, y = s.loader.next_batch()                                # (B, T) each
+                t1 = time.perf_counter()
+                loss, cache = gpt.forward(s.params, s.model, x, y)
+                t2 = time.perf_counter()
+                s.optimizer.accumulate(gpt.backward(cache))
+                t3 = time.perf_counter()
+                del cache                       # the activations: free them before the next batch
+                total += loss
+                clock["data"] += t1 - t0
+                clock["forward"] += t2 - t1
+                clock["backward"] += t3 - t2
+            loss = total / cfg.grad_accum
+            t = time.perf_counter()
+            report = s.optimizer.step(lr, clip=cfg.clip, loss=loss)   # skips a non-finite step
+            clock["optimizer"] += time.perf_counter() - t
+            loss = float(loss)
             s.step += 1
             s.tokens_seen += s.tokens_per_step
             losses[s.step] = loss
             last = s.step == s.total_steps
-            _record(s, loss, lr, report, last, bar, clock)
+            rec = {"stage": cfg.stage, "step": s.step, "loss": loss, "lr": lr,
+                   "grad_norm": report.grad_norm, "tokens": s.tokens_seen}
+            if report.skipped:
+                s.skipped.append(s.step)
+                rec["skipped"] = report.reason
+                bar.write(f"step {s.step}: skipped ({report.reason}); weights unchanged", file=sys.stderr)
+            if (cfg.eval_every and s.step % cfg.eval_every == 0) or last:
+                n = cfg.final_eval_batches if last and cfg.final_eval_batches is not None else cfg.eval_batches
+                with timed(clock, "eval"):
+                    rec["val_loss"] = s.val_losses[s.step] = evaluate(s, n)
+                bar.write(f"step {s.step}: train loss {loss:.4f}, val loss {rec['val_loss']:.4f}",
+                          file=sys.stderr)
+            with timed(clock, "metrics"):
+                if last or "val_loss" in rec or s.step % max(1, cfg.log_every) == 0:
+                    append_jsonl(s.metrics, rec)
+                bar.set_postfix_str(f"loss {loss:.3f}, {_rate(s, clock):,.0f} tok/s", refresh=False)
+                bar.update(1)
             if (cfg.ckpt_every and s.step % cfg.ckpt_every == 0) or last or stop.is_set():
-                with _timed(clock, "checkpoint"):
+                with timed(clock, "checkpoint"):
                     checkpoint = save(s)
             if stop.is_set() and not last:
                 interrupted = True
                 break
     bar.close()
-    return _finish(s, losses, clock, checkpoint, interrupted)
-
-
-def _record(s, loss, lr, report, last, bar, clock):
-    """After a step: the skip report, the validation loss when due, metrics.jsonl, the bar."""
-    cfg = s.config
-    rec = {"stage": cfg.stage, "step": s.step, "loss": loss, "lr": lr,
-           "grad_norm": report.grad_norm, "tokens": s.tokens_seen}
-    if report.skipped:
-        s.skipped.append(s.step)
-        rec["skipped"] = report.reason
-        bar.write(f"step {s.step}: skipped ({report.reason}); weights unchanged", file=sys.stderr)
-    if (cfg.eval_every and s.step % cfg.eval_every == 0) or last:
-        n = cfg.final_eval_batches if last and cfg.final_eval_batches is not None else cfg.eval_batches
-        with _timed(clock, "eval"):
-            rec["val_loss"] = s.val_losses[s.step] = evaluate(s, n)
-        bar.write(f"step {s.step}: train loss {loss:.4f}, val loss {rec['val_loss']:.4f}",
-                  file=sys.stderr)
-    with _timed(clock, "metrics"):
-        if last or "val_loss" in rec or s.step % max(1, cfg.log_every) == 0:
-            append_jsonl(s.metrics, rec)
-        bar.set_postfix_str(f"loss {loss:.3f}, {_rate(s, clock):,.0f} tok/s", refresh=False)
-        bar.update(1)
-
-
-def _one_step(s, lr, clock, gpt):
-    """grad_accum micro-batches of forward + backward, then one AdamW update."""
-    total = 0.0
-    for _ in range(s.config.grad_accum):
-        t0 = time.perf_counter()
-        x, y = s.loader.next_batch()
-        t1 = time.perf_counter()
-        loss, cache = gpt.forward(s.params, s.model, x, y)
-        t2 = time.perf_counter()
-        s.opt.accumulate(gpt.backward(cache))
-        t3 = time.perf_counter()
-        del cache
-        total += loss
-        clock["data"] += t1 - t0
-        clock["forward"] += t2 - t1
-        clock["backward"] += t3 - t2
-    loss = total / s.config.grad_accum
-    t = time.perf_counter()
-    report = s.opt.step(lr, clip=s.config.clip, loss=loss)
-    clock["optimizer"] += time.perf_counter() - t
-    return float(loss), report
+    return finish(s, losses, clock, checkpoint, interrupted)
 
 
 def evaluate(s, batches=0):
     """Mean validation loss over the first `batches` val batches (0: the whole split);
     always the same batches, so evaluations are comparable."""
-    from minillm.nn import gpt
-
     loader = s.val_loader
     loader.restore(dict(loader.state(), epoch=0, pos=0))
     n = max(1, loader.n_windows // loader.B)
@@ -242,16 +155,17 @@ def evaluate(s, batches=0):
         n = min(batches, n)
     total = 0.0
     for _ in range(n):
-        x, y = loader.next_batch()
+        x, y = loader.next_batch()                                          # (B, T) each
         loss, _ = gpt.forward(s.params, s.model, x, y, grad=False)
         total += float(loss)
     return total / n
 
 
 def save(s):
-    """Write a training checkpoint (weights, tokenizer, optimizer, loader, config) to s.out."""
-    from minillm.nn.checkpoint import save_checkpoint
+    """Write a training checkpoint (weights, tokenizer, optimizer, loader, config) to s.out.
 
+    Exact resume needs all of it: there is no dropout, so the only randomness is the
+    initialisation (seed) and the loader's order, drawn from (seed, epoch)."""
     cfg = s.config
     trainer = {"step": s.step, "tokens_seen": s.tokens_seen, "loader": s.loader.state(),
                "rng": {"kind": "numpy default_rng([seed, epoch]) per loader epoch",
@@ -267,27 +181,21 @@ def save(s):
     if s.val_losses:
         meta["val_loss"] = s.val_losses[max(s.val_losses)]
     return save_checkpoint(s.out, s.model, s.params, tokenizer=s.tokenizer, meta=meta,
-                           optimizer_state=s.opt.state(), trainer_state=trainer)
+                           optimizer_state=s.optimizer.state(), trainer_state=trainer)
 
 
-def _finish(s, losses, clock, checkpoint, interrupted):
+def finish(s, losses, clock, checkpoint, interrupted):
+    """The TrainResult of this process's steps, printed as a summary."""
     wall = time.perf_counter() - s.t_start
     train_time = sum(clock[k] for k in ("data", "forward", "backward", "optimizer"))
     clock["other"] = max(0.0, wall - sum(clock.values()))
-    rss = peak_rss_mb()
-    result = TrainResult(
+    r = TrainResult(
         steps=s.step, tokens_seen=s.tokens_seen, losses=losses, val_losses=dict(s.val_losses),
         final_loss=losses[max(losses)] if losses else float("nan"),
         val_loss=s.val_losses[max(s.val_losses)] if s.val_losses else float("nan"),
         wall_time=wall, tokens_per_s=len(losses) * s.tokens_per_step / max(train_time, 1e-9),
-        peak_rss_mb=rss, checkpoint=str(checkpoint), interrupted=interrupted,
+        peak_rss_mb=peak_rss_mb(), checkpoint=str(checkpoint), interrupted=interrupted,
         skipped_steps=list(s.skipped), time_split=clock)
-    _print_summary(s, result)
-    return result
-
-
-def _print_summary(s, r):
-    say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     if r.interrupted:
         say(f"interrupted at step {r.steps}/{s.total_steps}; checkpoint saved to {r.checkpoint}")
         say(f"resume with: minillm pretrain --resume {r.checkpoint}")
@@ -299,9 +207,14 @@ def _print_summary(s, r):
         say(f"skipped {len(r.skipped_steps)} non-finite steps: {r.skipped_steps[:10]}")
     say(f"checkpoint: {r.checkpoint}")
     say(f"metrics:    {s.metrics}")
+    return r
 
 
 # ---- small helpers ----------------------------------------------------------------------
+
+def say(msg):
+    print(msg, file=sys.stderr)
+
 
 def peak_rss_mb():
     """This process's peak resident set size in MB.
@@ -319,15 +232,15 @@ def peak_rss_mb():
     except OSError:
         pass
     try:
-        import resource
-    except ImportError:  # not Unix
+        import resource  # Unix only: optional
+    except ImportError:
         return float("nan")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KB on Linux, bytes on macOS
     return peak / (1 << 20 if sys.platform == "darwin" else 1 << 10)
 
 
 @contextlib.contextmanager
-def _timed(clock, key):
+def timed(clock, key):
     t = time.perf_counter()
     try:
         yield
@@ -336,7 +249,7 @@ def _timed(clock, key):
 
 
 @contextlib.contextmanager
-def _stop_on_sigint():
+def stop_on_sigint():
     """A threading.Event set by the first Ctrl-C; the loop stops at the end of the step.
     The second Ctrl-C raises KeyboardInterrupt as usual. (Main thread only.)"""
     stop = threading.Event()
@@ -356,12 +269,6 @@ def _stop_on_sigint():
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _progress(s, enabled):
-    from tqdm import tqdm
-    return tqdm(total=s.total_steps, initial=s.step, unit="step", disable=not enabled,
-                dynamic_ncols=True, desc="pretrain", file=sys.stderr)
 
 
 def _rate(s, clock):

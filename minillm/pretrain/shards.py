@@ -1,33 +1,21 @@
 """Token shards on disk and the batch loader that feeds pretraining.
 
-A shard is one file of token ids behind a 32-byte header (all little-endian):
+A shard is one file of token ids behind a 32-byte header (all little-endian): magic
+b"MLLMTOK\\0", u32 version (1), u32 bytes per token (2 when vocab_size <= 65536, else 4),
+u64 token count, u64 vocab_size, then the tokens.
 
-    offset  0   8 bytes   magic b"MLLMTOK\\0"
-            8   u32       version (1)
-           12   u32       bytes per token: 2 (uint16) when vocab_size <= 65536, else 4 (uint32)
-           16   u64       count, the number of tokens that follow
-           24   u64       vocab_size
-           32   count tokens
-
-    write_shard(path, tokens, vocab_size); tokens = read_shard(path)   # a read-only memmap
-    with ShardWriter("runs/x/shards", vocab_size, bos_id) as w:       # <|bos|> before each doc
-        for ids in docs: w.add(ids)                                   # -> shard_00000.bin, ...
+    write_token_shards("runs/x/clean", "runs/x/tokenizer.json", "runs/x/shards")  # the speedrun's
+    with ShardWriter("runs/x/shards", vocab_size, bos_id) as w:     # <|bos|> before each doc
+        for ids in docs: w.add(ids)                                 # -> shard_00000.bin, ...
     loader = BatchLoader("runs/x/shards", batch_size=8, context_len=256, split="train", seed=0)
     x, y = next(loader)            # (B, T) int64 each; y[b, t] = the token after x[b, t]
 
-The loader also reads the raw bytes of a text file (byte-level mode, vocab 256) or a 1-D
-array of token ids. The token stream is the shards concatenated in order; the train/val
-split: the LAST `val_frac` (default 10%) of the stream's tokens are validation, the rest
-training (nanoGPT's split for Shakespeare, and it works with a single shard).
+The loader also reads a text file's bytes (vocab 256) or a 1-D array of ids. The last
+val_frac (10%) of the stream is validation. Windows of T+1 tokens never cross a shard; each
+epoch starts them at a random offset in [0, T) and visits them in a random order, both drawn
+from (seed, epoch), so (epoch, position) is the loader's whole state: resume is exact.
 
-Sampling: the split is cut into non-overlapping windows of T+1 tokens (x = window[:-1],
-y = window[1:]); a window never crosses a shard boundary (a shard's last < T+1 tokens are
-left out). Each training epoch starts the windows at a fresh random offset in [0, T) and
-visits them in a fresh random order, both drawn from (seed, epoch), so the loader's whole
-state is (epoch, position): state() / restore() resume exactly. Validation windows start
-at offset 0, in order, so every evaluation sees the same tokens.
-
-Run: python -m pytest tests/test_data.py
+Read next: train.py. Run: python -m pytest tests/pretrain/test_shards.py
 """
 import struct
 from pathlib import Path
@@ -35,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from minillm.common import UserError, atomic_path, read_json, write_json
+from minillm.internet.pipeline import read_jsonl_gz
+from minillm.tokenizer.bpe import Tokenizer
 
 MAGIC, VERSION = b"MLLMTOK\0", 1
 HEADER = struct.Struct("<8sIIQQ")          # magic, version, token bytes, count, vocab_size
@@ -147,6 +137,22 @@ class ShardWriter:
     def __exit__(self, exc_type, *_):
         if exc_type is None:
             self.close()
+
+
+def write_token_shards(clean_dir, tokenizer_path, shards_dir, batch=256):
+    """clean/*.jsonl.gz -> token shards (<|bos|> before each document); (documents, tokens).
+    Web text is encoded with special tokens disallowed: "<|bos|>" in a page is plain text."""
+    tok = Tokenizer.load(tokenizer_path)
+    paths = sorted(Path(clean_dir).glob("*.jsonl.gz"))
+    if not paths:
+        raise UserError(f"no clean documents in {clean_dir}; run `minillm clean` first")
+    with ShardWriter(shards_dir, tok.vocab_size, tok.bos_id) as writer:
+        for path in paths:
+            texts = [rec["text"] for rec in read_jsonl_gz(path)]
+            for i in range(0, len(texts), batch):
+                for ids in tok.encode_batch(texts[i:i + batch]):
+                    writer.add(ids)
+    return writer.n_docs, writer.n_tokens
 
 
 def shard_paths(directory):

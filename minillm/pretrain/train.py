@@ -1,39 +1,36 @@
-"""Pretraining: the loop that turns a token stream into a base model.
+"""Pretraining: the configuration and the Python API behind `minillm pretrain`.
 
-    minillm pretrain --data runs/default/shards --depth 6 --steps 2000
-    minillm pretrain --data ../shared/data/text/tinyshakespeare.txt --n-layer 4 --n-head 4 \\
-        --n-embd 128 --context-len 64 --batch-size 12 --steps 2000 --lr 1e-3 --min-lr 1e-4
-    minillm pretrain --resume runs/default/base        # continue an interrupted run exactly
+    from minillm.pretrain.train import TrainConfig, train
+    result = train(TrainConfig(data="runs/default/shards", steps=100))   # a TrainResult
+    result = train(TrainConfig(resume="runs/default/base"))             # continue exactly
 
-    from minillm.pretrain.train import TrainConfig, train       # the Python API (speedrun uses it)
-    result = train(TrainConfig(data="...", steps=100))
+train() builds a TrainState (setup_state: the data loaders, the model, AdamW; on resume
+the weights, the optimizer's moments and the loader's position from the checkpoint) and
+hands it to loop.py's train_loop. A resumed run repeats the uninterrupted run's losses bit
+for bit on the same machine and thread count: the checkpoint holds everything that
+changes, and the only randomness is the initialisation and the loader's order, both drawn
+from the seed.
 
-One step: for each of grad_accum micro-batches, forward + backward and add the gradients
-into the optimizer's flat buffer; then one AdamW update (clipping, the non-finite guard and
-the LR schedule live in minillm/nn/optim.py). Every step appends a line to metrics.jsonl;
-every eval_every steps the validation loss is measured; every ckpt_every steps and at the
-end a checkpoint is written. Ctrl-C stops at the end of the current step, writes a
-checkpoint and says how to resume (a second Ctrl-C aborts at once).
-
-Exact resume: the checkpoint holds the weights, AdamW's moments and step count, the data
-loader's (epoch, position) and the full TrainConfig. There is no dropout, so the only
-randomness is the initialisation (seed) and the loader's order (derived from seed and
-epoch): a resumed run repeats the uninterrupted run's losses bit for bit on the same machine
-and thread count (tests/test_train.py checks it).
-
-Run: python -m pytest tests/test_train.py
+Read next: loop.py (the loop), then shards.py (the data). The flags: cli.py.
+Run: python -m pytest tests/pretrain/test_train.py
 """
-import argparse
 import dataclasses
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from minillm.common import UserError, read_json, runs_dir
-from minillm.pretrain.loop import TrainResult, run_training, setup_run
+import numpy as np
 
-__all__ = ["TrainConfig", "TrainResult", "train", "add_arguments", "run", "default_lr"]
+from minillm import clib
+from minillm.common import UserError, atomic_write, read_json, runs_dir
+from minillm.nn import gpt
+from minillm.nn.checkpoint import checkpoint_dir, load_checkpoint, load_training_state
+from minillm.nn.optim import AdamW
+from minillm.pretrain.loop import TrainState, train_loop
+from minillm.pretrain.shards import BatchLoader, is_shard
+from minillm.tokenizer.bpe import Tokenizer
 
 MODEL_FLAGS = ("n_layer", "n_head", "n_kv_head", "n_embd", "hidden_dim", "tie_embeddings")
 # what --resume may change; every other setting must match the checkpoint's
@@ -43,7 +40,7 @@ RESUME_MAY_CHANGE = {"steps", "tokens", "eval_every", "eval_batches", "final_eva
 
 @dataclass
 class TrainConfig:
-    """Everything a pretraining run needs; None means "derive a default" (see resolved())."""
+    """Everything a pretraining run needs; None means "derive a default" (see setup_state)."""
     data: str = None                 # a token-shard directory / shard file, or a text file (bytes)
     out: str = None                  # checkpoint directory (default runs/<name>/base)
     name: str = "default"            # run name for the default out directory
@@ -98,15 +95,12 @@ def train(config):
     """Run (or resume) pretraining; returns a TrainResult. Raises UserError on bad input."""
     if config.resume:
         config = resume_config(config.resume, config)
-    run_state = setup_run(config)
-    return run_training(run_state)
+    return train_loop(setup_state(config))
 
 
 def resume_config(ckpt_dir, requested):
     """The TrainConfig a checkpoint was trained with, updated by `requested`'s fields in
     RESUME_MAY_CHANGE; any other field of `requested` that is set and differs is an error."""
-    from minillm.nn.checkpoint import checkpoint_dir
-
     state_file = checkpoint_dir(ckpt_dir) / "trainer_state.json"
     trainer_state = read_json(state_file, what="trainer state") if state_file.exists() else None
     if not trainer_state or "train" not in trainer_state:
@@ -136,79 +130,94 @@ def _config_from_dict(d):
     return TrainConfig(**d)
 
 
-# ---- the command line ------------------------------------------------------------------
-
-def add_arguments(parser):
-    """`minillm pretrain` flags. Unset flags stay None so --resume can tell them apart."""
-    a = parser.add_argument
-    a("--data", help="token-shard directory (minillm tokenizer ...) or a text file (byte-level)")
-    a("--tokenizer", help="tokenizer.json: encode a text file with it; copied into checkpoints "
-      "(default: <data>/../tokenizer.json for shards when present)")
-    a("--name", help="run name: outputs go to runs/<name>/ (default: default)")
-    a("--out", help="checkpoint directory (default: runs/<name>/base)")
-    a("--resume", nargs="?", const=True, help="continue from a checkpoint (default: --out's)")
-    g = parser.add_argument_group("model size")
-    g.add_argument("--depth", type=int, help="the size dial: layers; width, heads follow (default 6)")
-    g.add_argument("--n-layer", type=int)
-    g.add_argument("--n-head", type=int)
-    g.add_argument("--n-kv-head", type=int, help="key/value heads (grouped-query attention)")
-    g.add_argument("--n-embd", type=int)
-    g.add_argument("--hidden-dim", type=int, help="SwiGLU inner size")
-    g.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction,
-                   help="share tok_emb and the LM head")
-    g = parser.add_argument_group("optimisation")
-    g.add_argument("--batch-size", type=int, help="sequences per micro-batch (default 8)")
-    g.add_argument("--context-len", type=int, help="tokens per sequence (default 256)")
-    g.add_argument("--steps", type=int, help="optimizer steps (default 1000)")
-    g.add_argument("--tokens", type=float, help="token budget instead of --steps (e.g. 2e7)")
-    g.add_argument("--grad-accum", type=int, help="micro-batches per step (default 1)")
-    g.add_argument("--lr", type=float, help="peak learning rate (default: by width, 1e-3 at 128)")
-    g.add_argument("--min-lr", type=float, help="final learning rate (default lr/10)")
-    g.add_argument("--warmup", type=int, help="warmup steps (default min(100, steps/10))")
-    g.add_argument("--schedule", choices=["cosine", "wsd"], help="LR schedule (default cosine)")
-    g.add_argument("--weight-decay", type=float, help="AdamW decoupled weight decay (default 0.1)")
-    g.add_argument("--beta1", type=float, help="AdamW beta1 (default 0.9)")
-    g.add_argument("--beta2", type=float, help="AdamW beta2 (default 0.95; nanoGPT's tiny runs use 0.99)")
-    g.add_argument("--clip", type=float, help="max global gradient norm, 0 = off (default 1.0)")
-    g.add_argument("--seed", type=int, help="initialisation and data order (default 0)")
-    g = parser.add_argument_group("bookkeeping")
-    g.add_argument("--eval-every", type=int, help="steps between validation losses (default 250)")
-    g.add_argument("--eval-batches", type=int, help="batches per validation loss (default 20)")
-    g.add_argument("--final-eval-batches", type=int,
-                   help="batches for the last validation loss, 0 = whole split (default: --eval-batches)")
-    g.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 1000)")
-    g.add_argument("--log-every", type=int, help="steps between metrics.jsonl lines (default 1)")
-    g.add_argument("--metrics", help="metrics file (default runs/<name>/metrics.jsonl)")
-    g.add_argument("--threads", type=int, help="threads for kernels and optimizer (default all cores)")
-    g.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                   help="no progress bar")
 
 
-def run(args):
-    """`minillm pretrain`: build a TrainConfig from the flags and train."""
-    given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
-    beta1, beta2 = given.pop("beta1", None), given.pop("beta2", None)
-    if beta1 is not None or beta2 is not None:
-        default = TrainConfig().betas
-        given["betas"] = (default[0] if beta1 is None else beta1, default[1] if beta2 is None else beta2)
-    if "tokens" in given:
-        given["tokens"] = int(given["tokens"])
-    config = TrainConfig(**given)
-    if args.resume is not None:
-        config.resume = str(config.out_dir() if args.resume is True else Path(args.resume))
-    elif config.data is None:
-        raise UserError("--data is required: a token-shard directory or a text file")
-    result = train(config)
-    return 130 if result.interrupted else 0
+# ---- setup: the TrainState of a fresh or resumed run ---------------------------------------
+
+def setup_state(config):
+    """Data loaders, model, optimizer and step: a fresh run, or one restored from config.resume."""
+    t_start = time.perf_counter()
+    if config.threads:
+        clib.set_num_threads(config.threads)
+    source, tokenizer, vocab_size = _open_data(config)
+    loader = BatchLoader(source, config.batch_size, config.context_len, "train", config.seed,
+                         config.val_frac, vocab_size=vocab_size)
+    val_loader = BatchLoader(source, config.batch_size, config.context_len, "val", config.seed,
+                             config.val_frac, vocab_size=vocab_size)
+    overrides = {k: getattr(config, k) for k in MODEL_FLAGS if getattr(config, k) is not None}
+    try:
+        model = gpt.GPTConfig.from_depth(config.depth, loader.vocab_size, config.context_len,
+                                         **overrides)
+    except ValueError as e:
+        raise UserError(f"bad model shape: {e}") from None
+    tokens_per_step = config.batch_size * config.context_len * config.grad_accum
+    steps = config.steps or (math.ceil(config.tokens / tokens_per_step) if config.tokens else 1000)
+    lr = config.lr or default_lr(model.n_embd)
+    if config.resume:
+        params, opt_state, trainer = _restore(config.resume, model, loader)
+    else:
+        params, opt_state, trainer = gpt.init_params(model, config.seed), None, {}
+    optimizer = AdamW(params, betas=config.betas, weight_decay=config.weight_decay)
+    if opt_state is not None:
+        optimizer.load_state(*opt_state)
+    step = int(trainer.get("step", 0))
+    _trim_metrics(config.metrics_path(), config.stage, step)
+    return TrainState(
+        config=config, model=model, params=params, optimizer=optimizer, loader=loader,
+        val_loader=val_loader, tokenizer=tokenizer, total_steps=steps,
+        tokens_per_step=tokens_per_step, lr=lr,
+        min_lr=lr / 10 if config.min_lr is None else config.min_lr,
+        warmup=min(100, steps // 10) if config.warmup is None else config.warmup,
+        out=config.out_dir(), metrics=config.metrics_path(), step=step,
+        tokens_seen=int(trainer.get("tokens_seen", 0)),
+        val_losses={int(k): v for k, v in trainer.get("val_losses", {}).items()},
+        skipped=list(trainer.get("skipped_steps", [])), first_step=step, t_start=t_start)
 
 
-def losses_from_metrics(path, stage="base"):
-    """{step: loss} of one stage in a metrics.jsonl (tests and reports use it)."""
-    out = {}
+def _open_data(config):
+    """(loader source, tokenizer or None, vocab_size or None) for config.data."""
+    if not config.data:
+        raise UserError("no training data: pass --data (a token-shard directory or a text file)")
+    path = Path(config.data)
+    if not path.exists():
+        raise UserError(f"data not found: {path}")
+    tok_path = Path(config.tokenizer) if config.tokenizer else None
+    if tok_path is None and path.is_dir() and (path.parent / "tokenizer.json").exists():
+        tok_path = path.parent / "tokenizer.json"
+    tokenizer = Tokenizer.load(tok_path) if tok_path else None     # a missing file: UserError
+    if path.is_file() and not is_shard(path) and tokenizer is not None:
+        ids = tokenizer.encode_ordinary(path.read_text(encoding="utf-8", errors="replace"))
+        return np.asarray(ids, dtype=np.int32), tokenizer, tokenizer.vocab_size
+    return path, tokenizer, (tokenizer.vocab_size if tokenizer is not None else None)
+
+
+def _restore(ckpt_dir, model, loader):
+    """(params, optimizer state, trainer state) of a checkpoint; moves `loader` to its position."""
+    saved_model, params, _ = load_checkpoint(ckpt_dir)
+    if saved_model != model:
+        raise UserError(f"checkpoint {ckpt_dir} holds a different model ({saved_model}) than these "
+                        f"settings give ({model})")
+    opt_state, trainer = load_training_state(ckpt_dir)
+    if opt_state is None or trainer is None:
+        raise UserError(f"{ckpt_dir} has no optimizer/trainer state; it cannot be resumed "
+                        "(it was saved for inference only)")
+    loader.restore(trainer["loader"])
+    return params, opt_state, trainer
+
+
+def _trim_metrics(path, stage, step):
+    """Drop this stage's metrics lines after `step` (a fresh run: step 0 drops them all), so
+    a resumed run's metrics.jsonl reads like an uninterrupted one's."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = []
     with open(path, encoding="utf-8") as f:
         for line in f:
-            rec = json.loads(line)
-            if rec.get("stage") == stage and "loss" in rec:
-                out[rec["step"]] = rec["loss"]
-    return out
-
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue                    # a line cut by a crash
+            if rec.get("stage") != stage or rec.get("step", 0) <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    atomic_write(path, "".join(kept))

@@ -1,11 +1,11 @@
-"""Base-model evals (minillm/evals.py) on the smoke mini-world.
+"""Base-model evals (minillm/evals/base.py) on the smoke mini-world.
 
 The scoring logic is checked with a fake engine whose answers are known (it recalls
 exactly the facts / lines it is told to), so each eval must report exactly the expected
 accuracy; the validation loss is checked against a direct computation; the command runs
-end to end on a tiny random checkpoint.
+end to end on a tiny random checkpoint (tests/evals/test_cli.py).
 
-    python -m pytest tests/test_evals.py
+    python -m pytest tests/evals
 """
 import gzip
 import json
@@ -15,10 +15,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from minillm.evals.base import EvalContext, eval_cloze, eval_few_shot, eval_regurgitation, eval_val_loss, run_evals
-from minillm.world.world import World
+from minillm.evals.base import (EvalContext, _first_value, eval_cloze, eval_few_shot,
+                                eval_regurgitation, eval_val_loss, run_evals)
 from minillm.nn.gpt import GPTConfig, forward, init_params
+from minillm.pretrain.shards import write_shard
 from minillm.tokenizer.bpe import Tokenizer
+from minillm.world.world import World
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,6 @@ def test_few_shot_zero_vs_k(world, tok):
 
 
 def test_first_value_named():
-    from minillm.evals.base import _first_value
     cities = {"tarsk", "new lorton", "lorton"}
     assert _first_value(" is a baker from Tarsk, not New Lorton.", cities) == "tarsk"
     assert _first_value(" moved from New Lorton to Tarsk", cities) == "new lorton"   # longest at a place
@@ -116,8 +117,6 @@ def tiny_model(tok, context_len=16):
 
 
 def test_val_loss_and_bits_per_byte(tok, tmp_path):
-    from minillm.pretrain.shards import write_shard
-
     config, params = tiny_model(tok)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 256, 2000)
@@ -142,23 +141,3 @@ def test_missing_inputs_are_skipped_with_a_reason(tok):
     results = run_evals(ctx, progress=False)
     for name in ("val_loss", "cloze", "regurgitation", "few_shot"):
         assert "skipped" in results[name] and results[name]["skipped"].startswith("no ")
-
-
-def test_eval_command_end_to_end(world, tok, tmp_path, capsys):
-    from minillm.cli import main
-    from minillm.pretrain.shards import ShardWriter
-    from minillm.nn.checkpoint import save_checkpoint
-
-    run = tmp_path / "run"
-    world.save(run / "world")
-    with ShardWriter(run / "shards", tok.vocab_size, tok.bos_id) as w:
-        for doc in list(world.iter_documents())[:40]:
-            w.add(tok.encode_ordinary(doc.text))
-    config, params = tiny_model(tok, context_len=256)
-    save_checkpoint(run / "base", config, params, tokenizer=tok, meta={"data": {"source": str(run / "shards")}})
-    assert main(["eval", "--ckpt", str(run / "base"), "--limit", "5", "--only", "val_loss,cloze,few_shot"]) == 0
-    out = capsys.readouterr().out
-    assert "bits per byte" in out and "recall, many" in out and "few-shot birth_city, 3-shot" in out
-    saved = json.loads((run / "base" / "evals.json").read_text())
-    assert set(saved) == {"val_loss", "cloze", "few_shot"}
-    assert saved["cloze"]["buckets"]["many"]["n"] == 5

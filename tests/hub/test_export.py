@@ -2,7 +2,7 @@
 q8_0, GGUF through our reader and the gguf package's, the Hugging Face directory and
 tokenizer, the chat template, llama2.c's files, the CLI.
 
-    python -m pytest tests/test_export.py
+    python -m pytest tests/hub/test_export.py
 """
 import json
 import struct
@@ -13,7 +13,8 @@ import pytest
 from export_helpers import TEXTS, checkpoint, model, tokenizer
 from minillm.cli import main
 from minillm.common import UserError
-from minillm.hub.export import CHAT_TEMPLATE, load_for_export, vocab_entries
+from minillm.chat.template import CHAT_TEMPLATE
+from minillm.hub.vocab import load_for_export, vocab_entries
 from minillm.hub.gguf import (CONTROL, NORMAL, dequantize_q8_0, export_gguf, gguf_tensor_names,
                                  quantize_q8_0, read_gguf)
 from minillm.hub.hf import export_hf, half_to_interleaved, hf_tensor_names, interleaved_to_half

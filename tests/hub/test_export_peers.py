@@ -1,7 +1,7 @@
 """Our exports run in the peers: transformers' LlamaForCausalLM (HF directory), llama.cpp
 through llama-cpp-python (GGUF f32 and q8_0), llama2.c's run.c (if built). All slow.
 
-    python -m pytest -m slow tests/test_export_peers.py
+    python -m pytest -m slow tests/hub/test_export_peers.py
 
 Tolerances (float32 everywhere), as a fraction of max(1, max|logits|), every position:
   transformers vs ours: 1e-5 (measured 3e-7), argmax equal everywhere, greedy equal

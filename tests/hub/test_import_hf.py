@@ -3,7 +3,7 @@ here byte by byte (BF16 / F16 / F32, sharded, tied or not, grouped KV heads) wit
 trained by the tokenizers library in its own id order; the split-pattern conversion checked
 against the tokenizers library; the one-line errors.
 
-    python -m pytest tests/test_import.py
+    python -m pytest tests/hub/test_import_hf.py
 """
 import json
 import random
@@ -12,17 +12,17 @@ import struct
 import numpy as np
 import pytest
 
-from export_helpers import CORPUS, LLAMA3_REGEX, TEXTS, checkpoint, hf_tokenizer, tokenizer
+from export_helpers import TEXTS, checkpoint, hf_tokenizer, tokenizer
 from minillm.cli import main
 from minillm.common import UserError
-from minillm.hub.export import load_for_export
+from minillm.hub.vocab import load_for_export
 from minillm.hub.hf import export_hf, half_to_interleaved
 from minillm.hub.import_hf import import_hf
 from minillm.nn.checkpoint import load_checkpoint
 from minillm.tokenizer.bpe import Tokenizer
 
 tokenizers = pytest.importorskip("tokenizers", reason="tokenizers (a test extra) is not installed")
-from tokenizers import decoders, models, pre_tokenizers, trainers  # noqa: E402
+
 
 def write_safetensors(path, tensors, dtype):
     """Our own minimal writer that can store BF16 (round to nearest even) and F16."""

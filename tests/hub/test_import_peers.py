@@ -3,7 +3,7 @@ grouped KV heads, a tokenizers-trained byte-level BPE in its own id order) impor
 minillm gives transformers' logits and greedy tokens, through gpt.forward and through the
 inference engine. Slow (loads torch + transformers).
 
-    python -m pytest -m slow tests/test_import_peers.py
+    python -m pytest -m slow tests/hub/test_import_peers.py
 
 Tolerance: |logits diff| <= 1e-5 * max(1, max|logits|) at every position, in float32 on
 both sides. For bf16 checkpoints the reference is transformers run in float32 on the same
@@ -104,7 +104,7 @@ def test_imported_model_runs_in_llama_cpp_like_transformers(tmp_path, torch_tran
     """transformers -> minillm import -> GGUF export -> llama.cpp: same tokens, same logits."""
     llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed "
                                     "(test extra: pip install llama-cpp-python==0.3.36)")
-    from minillm.hub.export import load_for_export
+    from minillm.hub.vocab import load_for_export
     from minillm.hub.gguf import export_gguf
 
     torch, transformers = torch_transformers

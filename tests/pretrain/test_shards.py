@@ -1,4 +1,6 @@
-"""Token shards (format, ShardWriter) and the BatchLoader: targets, split, determinism, resume."""
+"""Token shards (format, ShardWriter, write_token_shards) and the BatchLoader: targets, split,
+determinism, resume."""
+import gzip
 import json
 import os
 import struct
@@ -8,7 +10,8 @@ import pytest
 
 from minillm.common import UserError
 from minillm.pretrain.shards import (HEADER, MAGIC, BatchLoader, ShardWriter, read_shard,
-                          write_shard)
+                                    shard_paths, write_shard, write_token_shards)
+from minillm.tokenizer.bpe import Tokenizer
 
 
 @pytest.mark.parametrize("vocab, dtype", [(300, np.uint16), (65536, np.uint16), (70001, np.uint32)])
@@ -146,3 +149,26 @@ def test_too_little_data_is_a_user_error(tmp_path):
         BatchLoader(tmp_path / "t.txt", batch_size=2, context_len=32, split="val")
     with pytest.raises(UserError, match="not found"):
         BatchLoader(tmp_path / "missing.bin", batch_size=2, context_len=8)
+
+
+def test_write_token_shards_from_clean_documents(tmp_path):
+    """clean/*.jsonl.gz (the cleaning pipeline's output) -> shards: <|bos|> before each
+    document, documents in file order, and "<|bos|>" inside a page stays plain text."""
+    rng = np.random.default_rng(0)
+    words = "harbour mill river bridge market school tower storm <|bos|> 1790".split()
+    docs = [" ".join(rng.choice(words, rng.integers(5, 40))) for _ in range(30)]
+    (tmp_path / "clean").mkdir()
+    for name, part in (("a", docs[:12]), ("b", docs[12:])):
+        with gzip.open(tmp_path / "clean" / f"{name}.jsonl.gz", "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps({"text": d}) + "\n" for d in part)
+    tok = Tokenizer.train(docs, vocab_size=300)
+    tok.save(tmp_path / "tokenizer.json")
+    n_docs, n_tokens = write_token_shards(tmp_path / "clean", tmp_path / "tokenizer.json", tmp_path / "shards")
+    tokens = np.concatenate([np.asarray(read_shard(p)) for p in shard_paths(tmp_path / "shards")])
+    assert n_docs == len(docs) and len(tokens) == n_tokens
+    assert (tokens == tok.bos_id).sum() == len(docs) and tokens[0] == tok.bos_id
+    starts = np.flatnonzero(tokens == tok.bos_id)
+    assert tok.decode(tokens[1:starts[1]].tolist()) == docs[0]
+    assert tok.decode(tokens[starts[-1] + 1:].tolist()) == docs[-1]
+    with pytest.raises(UserError, match="no clean documents"):
+        write_token_shards(tmp_path / "shards", tmp_path / "tokenizer.json", tmp_path / "x")

@@ -16,7 +16,8 @@ from minillm.cli import main
 from minillm.nn import gpt
 from minillm import clib
 from minillm.nn.checkpoint import load_checkpoint
-from minillm.pretrain.train import TrainConfig, losses_from_metrics, train
+from minillm.pretrain.shards import BatchLoader
+from minillm.pretrain.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ("the of and to in a is that for it as was with be by on not he I this are or his "
@@ -70,18 +71,24 @@ def test_golden_run(text_file, tmp_path):
 
 
 def _interrupt_at(monkeypatch, step):
-    """Send ourselves SIGINT during step `step` (1-based), like a Ctrl-C at the keyboard."""
-    import minillm.pretrain.loop as loop
+    """Send ourselves SIGINT during step `step` (1-based), like a Ctrl-C at the keyboard: when
+    the step fetches its training batch (one batch per step: grad_accum is 1 here)."""
+    real, calls = BatchLoader.next_batch, [0]
 
-    real, calls = loop._one_step, [0]
+    def next_batch(loader):
+        if loader.split == "train":
+            calls[0] += 1
+            if calls[0] == step:
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(loader)
 
-    def one_step(s, *args):
-        calls[0] += 1
-        if calls[0] == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(s, *args)
+    monkeypatch.setattr(BatchLoader, "next_batch", next_batch)
 
-    monkeypatch.setattr(loop, "_one_step", one_step)
+
+def losses_in(path):
+    """{step: loss} of the base stage's lines in a metrics.jsonl."""
+    records = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if r.get("stage") == "base" and "loss" in r}
 
 
 def test_resume_is_bit_identical(text_file, tmp_path, monkeypatch, capsys):
@@ -93,8 +100,8 @@ def test_resume_is_bit_identical(text_file, tmp_path, monkeypatch, capsys):
     monkeypatch.undo()
     rest = train(TrainConfig(resume=str(tmp_path / "b" / "ck"), progress=False))
     assert rest.steps == 16 and not rest.interrupted
-    a = losses_from_metrics(tmp_path / "a" / "metrics.jsonl")
-    b = losses_from_metrics(tmp_path / "b" / "metrics.jsonl")
+    a = losses_in(tmp_path / "a" / "metrics.jsonl")
+    b = losses_in(tmp_path / "b" / "metrics.jsonl")
     assert list(b) == list(range(1, 17))
     assert a == b                                          # exactly, every step
     assert full.val_losses == rest.val_losses
@@ -165,7 +172,6 @@ def test_ten_adamw_steps_match_pytorch(text_file):
     torch = pytest.importorskip("torch", reason="PyTorch parity needs the test extra (torch)")
     from torch_ref import TorchLlama, load_params
 
-    from minillm.pretrain.shards import BatchLoader
     from minillm.nn.optim import AdamW, decays, lr_cosine
 
     torch.manual_seed(0)
@@ -226,7 +232,7 @@ def test_ctrl_c_in_a_subprocess_then_resume(text_file, tmp_path):
     assert 10 <= stopped < 150
     done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
-    resumed = losses_from_metrics(metrics)
+    resumed = losses_in(metrics)
     assert list(resumed) == list(range(1, 151))
     ref = train(tiny(text_file, tmp_path / "ref" / "base", steps=150, eval_every=50))
     assert resumed == ref.losses

@@ -1,0 +1,1 @@
+"""post-training, SFT: the chat format; the SFT stage builds here"""

@@ -1,0 +1,43 @@
+"""`minillm eval`: run the base-model evals (base.py) on a checkpoint and print the table.
+
+    minillm eval --ckpt runs/default/base                      # table + runs/default/base/evals.json
+    minillm eval --ckpt runs/default/base --world runs/default/world --only cloze,few_shot
+
+The world, the token shards and the clean documents default to the checkpoint's run
+directory (runs/<name>/world, the shards it was trained on, runs/<name>/clean); an eval
+whose input is missing prints "skipped" with the reason. The results, without the table
+rows, go to <ckpt>/evals.json (or --out).
+
+Read next: base.py (the evals themselves).
+"""
+from pathlib import Path
+
+from minillm import clib
+from minillm.common import write_json
+from minillm.evals.base import EVALS, context_for, format_table, run_evals
+
+
+def add_arguments(parser):
+    a = parser.add_argument
+    a("--ckpt", required=True, help="checkpoint directory (e.g. runs/default/base)")
+    a("--world", help="mini-world directory (default: <ckpt>/../world)")
+    a("--shards", help="token shards for the validation loss (default: the checkpoint's training data)")
+    a("--clean", help="clean documents for regurgitation (default: <ckpt>/../clean)")
+    a("--only", help=f"comma-separated evals (default all: {', '.join(EVALS)})")
+    a("--limit", type=int, default=200, help="probes per bucket / lines per group (default 200)")
+    a("--out", help="where to write the results (default: <ckpt>/evals.json)")
+    a("--threads", type=int, help="kernel threads (default all cores)")
+
+
+def run(args):
+    if args.threads:
+        clib.set_num_threads(args.threads)
+    ctx = context_for(args.ckpt, args.world, args.shards, args.clean, args.limit)
+    names = [n.strip() for n in args.only.split(",")] if args.only else None
+    results = run_evals(ctx, names)
+    print(f"evals of {args.ckpt}:")
+    print(format_table(results))
+    out = Path(args.out) if args.out else Path(args.ckpt) / "evals.json"
+    write_json(out, {name: {k: v for k, v in r.items() if k != "table"} for name, r in results.items()})
+    print(f"results: {out}")
+    return 0

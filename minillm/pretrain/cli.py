@@ -1,0 +1,82 @@
+"""`minillm pretrain`: the flags, turned into a TrainConfig (train.py) and trained.
+
+    minillm pretrain --data runs/default/shards --depth 6 --steps 2000
+    minillm pretrain --data tinyshakespeare.txt --n-layer 4 --n-head 4 \\
+        --n-embd 128 --context-len 64 --batch-size 12 --steps 2000 --lr 1e-3 --min-lr 1e-4
+    minillm pretrain --resume runs/default/base        # continue an interrupted run exactly
+
+A flag left out stays None, so --resume can tell what was asked for from a default: a
+resumed run keeps the checkpoint's settings, and changing one that matters is an error.
+The exit status is 130 when Ctrl-C stopped the run (after writing a checkpoint).
+
+Read next: train.py (TrainConfig, train), then loop.py (the loop itself).
+"""
+import argparse
+from pathlib import Path
+
+from minillm.common import UserError
+from minillm.pretrain.train import TrainConfig, train
+
+
+def add_arguments(parser):
+    """`minillm pretrain` flags. Unset flags stay None so --resume can tell them apart."""
+    a = parser.add_argument
+    a("--data", help="token-shard directory (minillm tokenizer ...) or a text file (byte-level)")
+    a("--tokenizer", help="tokenizer.json: encode a text file with it; copied into checkpoints "
+      "(default: <data>/../tokenizer.json for shards when present)")
+    a("--name", help="run name: outputs go to runs/<name>/ (default: default)")
+    a("--out", help="checkpoint directory (default: runs/<name>/base)")
+    a("--resume", nargs="?", const=True, help="continue from a checkpoint (default: --out's)")
+    g = parser.add_argument_group("model size")
+    g.add_argument("--depth", type=int, help="the size dial: layers; width, heads follow (default 6)")
+    g.add_argument("--n-layer", type=int)
+    g.add_argument("--n-head", type=int)
+    g.add_argument("--n-kv-head", type=int, help="key/value heads (grouped-query attention)")
+    g.add_argument("--n-embd", type=int)
+    g.add_argument("--hidden-dim", type=int, help="SwiGLU inner size")
+    g.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction,
+                   help="share tok_emb and the LM head")
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--batch-size", type=int, help="sequences per micro-batch (default 8)")
+    g.add_argument("--context-len", type=int, help="tokens per sequence (default 256)")
+    g.add_argument("--steps", type=int, help="optimizer steps (default 1000)")
+    g.add_argument("--tokens", type=float, help="token budget instead of --steps (e.g. 2e7)")
+    g.add_argument("--grad-accum", type=int, help="micro-batches per step (default 1)")
+    g.add_argument("--lr", type=float, help="peak learning rate (default: by width, 1e-3 at 128)")
+    g.add_argument("--min-lr", type=float, help="final learning rate (default lr/10)")
+    g.add_argument("--warmup", type=int, help="warmup steps (default min(100, steps/10))")
+    g.add_argument("--schedule", choices=["cosine", "wsd"], help="LR schedule (default cosine)")
+    g.add_argument("--weight-decay", type=float, help="AdamW decoupled weight decay (default 0.1)")
+    g.add_argument("--beta1", type=float, help="AdamW beta1 (default 0.9)")
+    g.add_argument("--beta2", type=float, help="AdamW beta2 (default 0.95; nanoGPT's tiny runs use 0.99)")
+    g.add_argument("--clip", type=float, help="max global gradient norm, 0 = off (default 1.0)")
+    g.add_argument("--seed", type=int, help="initialisation and data order (default 0)")
+    g = parser.add_argument_group("bookkeeping")
+    g.add_argument("--eval-every", type=int, help="steps between validation losses (default 250)")
+    g.add_argument("--eval-batches", type=int, help="batches per validation loss (default 20)")
+    g.add_argument("--final-eval-batches", type=int,
+                   help="batches for the last validation loss, 0 = whole split (default: --eval-batches)")
+    g.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 1000)")
+    g.add_argument("--log-every", type=int, help="steps between metrics.jsonl lines (default 1)")
+    g.add_argument("--metrics", help="metrics file (default runs/<name>/metrics.jsonl)")
+    g.add_argument("--threads", type=int, help="threads for kernels and optimizer (default all cores)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar")
+
+
+def run(args):
+    """`minillm pretrain`: build a TrainConfig from the flags and train."""
+    given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
+    beta1, beta2 = given.pop("beta1", None), given.pop("beta2", None)
+    if beta1 is not None or beta2 is not None:
+        default = TrainConfig().betas
+        given["betas"] = (default[0] if beta1 is None else beta1, default[1] if beta2 is None else beta2)
+    if "tokens" in given:
+        given["tokens"] = int(given["tokens"])
+    config = TrainConfig(**given)
+    if args.resume is not None:
+        config.resume = str(config.out_dir() if args.resume is True else Path(args.resume))
+    elif config.data is None:
+        raise UserError("--data is required: a token-shard directory or a text file")
+    result = train(config)
+    return 130 if result.interrupted else 0
