@@ -246,7 +246,8 @@ def _check_kv(config, idx, kv, pos):
     elif np.shape(pos) == (B,) and T == 1:
         lo, hi = (int(pos.min()), int(pos.max())) if B else (0, 0)
     else:
-        raise ValueError(f"pos must be an int, or {B} ints (one per row) with T = 1; got {np.shape(pos)} with T = {T}")
+        raise ValueError(f"pos must be an int, or {B} ints (one per row) with T = 1; "
+                         f"got {np.shape(pos)} with T = {T}")
     if lo < 0 or hi >= last:
         raise ValueError(f"positions {lo}..{hi} are outside the cache (positions 0..{last - 1})")
 

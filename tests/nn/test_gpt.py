@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gradcheck import assert_grad_close, numeric_grad
-from minillm.nn import gpt
+from minillm.nn import gpt, layers
 from minillm.nn.gpt import GPTConfig, backward, forward, init_params
 
 
@@ -231,7 +231,6 @@ def test_backward_consumes_the_cache(rng):
 
 
 def test_lm_head_chunking_does_not_change_the_result(rng, monkeypatch):
-    from minillm.nn import layers
     c = tiny(tie=True)
     params = init_params(c, 0)
     idx, targets, mask = batch(rng, c)

@@ -34,10 +34,10 @@ class DecodeWeights:
     """
 
     def __init__(self, params, config):
-        self.params, self.config = params, config           # what decode_step_ref runs on
-        L = config.n_layer                                    # its caches' (L, NKV, HD):
-        self.kv_shape = (L, config.n_kv_head, config.head_dim) if L else (0, 0, 0)  # see cache_pointers
-        self.c = None                                         # the C struct (None without C)
+        self.params, self.config = params, config             # what decode_step_ref runs on
+        L = config.n_layer                                      # its caches' (L, NKV, HD), as
+        self.kv_shape = (L, config.n_kv_head, config.head_dim) if L else (0, 0, 0)  # cache_pointers
+        self.c = None                                           # the C struct (None without C)
         ffi, lib = _load()
         if lib is None:
             return
@@ -48,11 +48,13 @@ class DecodeWeights:
         self.wqkv, self.wo, self.w_gu, self.w_down = [], [], [], []     # n_layer each
         for i in range(config.n_layer):
             p = block_params(params, i)
-            self.wqkv.append(f32(np.concatenate((p["wq"], p["wk"], p["wv"])) * p["attn_norm"]))  # (QD + 2KD, C)
-            self.wo.append(f32(p["wo"]))                                                          # (C, QD)
-            self.w_gu.append(f32(np.concatenate((p["w_gate"], p["w_up"])) * p["mlp_norm"]))    # (2H, C)
-            self.w_down.append(f32(p["w_down"]))                                                  # (C, H)
-        rope = rope_frequencies(config.context_len, config.head_dim, config.rope_theta)  # (P, HD/2) complex
+            wqkv = np.concatenate((p["wq"], p["wk"], p["wv"])) * p["attn_norm"]    # (QD + 2KD, C)
+            w_gu = np.concatenate((p["w_gate"], p["w_up"])) * p["mlp_norm"]        # (2H, C)
+            self.wqkv.append(f32(wqkv))
+            self.wo.append(f32(p["wo"]))                                            # (C, QD)
+            self.w_gu.append(f32(w_gu))
+            self.w_down.append(f32(p["w_down"]))                                    # (C, H)
+        rope = rope_frequencies(config.context_len, config.head_dim, config.rope_theta)  # (P, HD/2)
         self.rope = rope.view(np.float32)                               # (P, HD): (cos, sin) pairs
         self.ones = np.ones(config.n_embd, np.float32)                  # (C,) the folded norms' weight
         self._layer_ptrs = [ffi.new("float *[]", [_ptr(ffi, w) for w in ws])   # kept alive here
@@ -75,17 +77,17 @@ class Buffers:
         NH, NKV = config.n_head, config.n_kv_head
         f32 = np.float32
         self.bmax = bmax
-        self.x = np.zeros((bmax, C), f32)                     # (B, C) residual stream; in: the token embeddings
+        self.x = np.zeros((bmax, C), f32)                     # (B, C) residual stream; in: embeddings
         self.h = np.zeros((bmax, C), f32)                     # (B, C) x * rstd, a matmul's input
         self.rstd = np.zeros(bmax, f32)                       # (B,) RMSNorm's 1 / rms
-        self.qkv = np.zeros((bmax, (NH + 2 * NKV) * HD), f32)  # (B, QD + 2KD) queries | keys | values, before RoPE
+        self.qkv = np.zeros((bmax, (NH + 2 * NKV) * HD), f32)  # (B, QD + 2KD) q | k | v, before RoPE
         self.q = np.zeros((bmax, NH, HD), f32)                # (B, NH, HD) rotated queries
         self.att = np.zeros((bmax, NH, HD), f32)              # (B, NH, HD) attention output
         self.o = np.zeros((bmax, C), f32)                     # (B, C) a block's residual update
         self.gu = np.zeros((bmax, 2 * H), f32)                # (B, 2H) gate | up
         self.a = np.zeros((bmax, H), f32)                     # (B, H) silu(gate) * up
         self.logits = np.zeros((bmax, V), f32)                # (B, V) out
-        self.lengths = np.zeros(bmax, np.int32)               # (B,) each row's cache length after this token
+        self.lengths = np.zeros(bmax, np.int32)               # (B,) cache lengths after this token
         self.c = self.lengths_p = None                        # the C struct and lengths' pointer
         ffi, lib = _load()
         if lib is not None:
@@ -126,7 +128,7 @@ def decode_step(weights, buf, cache, tokens, pos):
     cache: k, v (lists of n_layer (Bmax, NKV, S, HD) float32 arrays), batch (Bmax),
     capacity (S) and ptrs = cache_pointers(k, v) (generate/cache.py's KVCache). Row b's key
     and value go to slot pos[b] of its cache row, and its query attends to slots 0..pos[b].
-    Raises ValueError, with nothing written, when a position is outside the cache.
+    Raises ValueError, with nothing written to the cache, when a position is outside it.
     """
     ffi, lib = _load()
     if lib is None:
@@ -134,11 +136,13 @@ def decode_step(weights, buf, cache, tokens, pos):
     B = len(tokens)
     k_ptrs, v_ptrs, kv_shape = cache.ptrs
     if B > buf.bmax or B > cache.batch:
-        raise ValueError(f"{B} rows do not fit buffers of {buf.bmax} rows or a cache of {cache.batch}")
+        raise ValueError(f"{B} rows do not fit buffers of {buf.bmax} rows or a cache of "
+                         f"{cache.batch}")
     if kv_shape != weights.kv_shape:
-        raise ValueError(f"the cache's (layers, NKV, HD) {kv_shape} are not the model's {weights.kv_shape}")
+        raise ValueError(f"the cache's (layers, NKV, HD) {kv_shape} are not the model's "
+                         f"{weights.kv_shape}")
     weights.tok_emb.take(tokens, axis=0, out=buf.x[:B])                 # (B, C) embeddings
-    np.add(pos, 1, out=buf.lengths[:B])                                 # (B,) cache lengths after this token
+    np.add(pos, 1, out=buf.lengths[:B])                                 # (B,) lengths after the token
     if lib.decode_step(buf.c, k_ptrs, v_ptrs, weights.c, buf.lengths_p, B, cache.capacity):
         raise ValueError(f"decode positions {list(pos)} outside the cache (capacity "
                          f"{cache.capacity}, RoPE table {weights.rope.shape[0]})")
