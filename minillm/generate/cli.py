@@ -9,13 +9,17 @@ prefill and run as one batch, printed when the batch is done. The prompt is
 plain text ("<|bos|>" typed in it is not a control token); <|bos|> is put in front unless
 --no-bos, because every training document starts with one. A sample ends at <|bos|> (the
 start of another document), at --max-tokens, or at the end of the context.
+
+Read next: engine.py (the generation loop this command drives).
 """
 import sys
 import time
 import warnings
 from pathlib import Path
 
+from minillm import clib
 from minillm.common import UserError
+from minillm.generate.engine import Engine
 
 
 def add_arguments(parser):
@@ -34,9 +38,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    from minillm.generate.engine import Engine
-    from minillm import clib
-
     if args.prompt is None and args.prompt_file is None:
         raise UserError("give --prompt TEXT or --prompt-file FILE")
     if args.prompt_file:

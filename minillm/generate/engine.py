@@ -1,61 +1,35 @@
-"""Step 4 — inference: turn a trained model into text, one token at a time.
-
-    minillm sample --ckpt runs/default/base --prompt "Lira Vendel was born in" -n 3
-    minillm sample --ckpt runs/default/base --prompt-file fewshot.txt --temperature 0
+"""Step 4, inference: the engine that turns a trained model into text, one token at a time.
 
     from minillm.generate.engine import Engine
     engine = Engine.from_checkpoint("runs/default/base")
     [c] = engine.generate("Once upon a time", max_tokens=50, temperature=0.8, seed=1)
-    c.text, c.tokens, c.logprobs, c.finish_reason
     for piece in engine.stream("Once upon a time"):        # text as it is produced
         print(piece, end="", flush=True)
 
-Reading order: this file (the engine: prompts, the generation loop, stopping, tools,
-streaming), generate_cache.py (the KV cache, prefill and the decode step),
-generate_sampling.py (temperature, top-k, top-p, seeds, log-probabilities),
-generate_cli.py (`minillm sample`).
+A batch runs in two phases. Prefill: each distinct prompt goes through nn/gpt.py's forward
+once, filling a KV cache (cache.py); a prompt asked for n samples shares it. Decode: every
+unfinished sequence advances one token per step (sample, append, feed back: one C call,
+nn/kernels/decode.py), and a finished one leaves the batch at once. Stopping, the
+long-prompt rule, seeds and tool calls are described where they happen (Completion,
+fit_prompt, generate, _watch_tools). The command: minillm sample (cli.py).
 
-How a batch runs. Each distinct prompt is prefilled once (one forward pass over its tokens,
-prompts of similar length batched together, padded on the right); a prompt asked for n
-samples shares that prefill: its cache rows are copied n times (RL samples many answers
-to one question). Then every unfinished sequence advances one token per step: sample from
-its logits, append, feed the token back (one decode step for the whole batch). A
-sequence that finishes leaves the batch at once: the last active row's cache moves into
-its slot, so the batch only ever computes live rows.
-
-Finishing: "stop" (a stop token was produced; it is kept in `tokens`), "length"
-(max_tokens new tokens), or "context" (the sequence filled the model's context_len).
-
-Long prompts (the rule): a sequence never exceeds context_len tokens. A prompt must leave
-room for min(max_tokens, context_len // 2) new tokens; a longer prompt loses its FIRST
-tokens (the most recent text is what a continuation needs), with a warning naming how
-many, and Completion.truncated says so. truncate=False raises ValueError instead.
-
-Tools. When a sequence produces <|python_start|> ... <|python_end|> (or the search pair)
-and a tool of that name is registered, the engine decodes the span, calls the tool with
-it, and forces <|output_start|> result <|output_end|> into the sequence, then lets the
-model continue. The result is encoded as ordinary text (special tokens disallowed), so a
-tool's output can never inject a control token. Forced tokens are marked in
-Completion.forced (a training loss must mask them) and carry no log-probability.
-
-Seeds: completion c of a call (prompt i, sample j, c = i * n + j) draws from
-numpy.random.default_rng([seed, c]); pass seed=[s0, s1, ...] to give each completion its
-own seed instead. A sample of a shared prefill therefore equals a separate run with that
-completion's seed (tests/test_generate.py checks it).
-
-    python -m pytest tests/test_generate*.py
-
-Shapes: B rows in the batch, V vocab, P prompt length.
+Read next: cache.py, sampling.py (temperature, top-k, top-p), cli.py.
+    python -m pytest tests/generate
 """
 import codecs
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from minillm.common import UserError
-from minillm.generate.cache import DecodeModel, KVCache
+from minillm.generate.cache import KVCache
 from minillm.generate.sampling import SamplingParams, sample, token_logprobs
+from minillm.nn.checkpoint import checkpoint_dir, load_checkpoint
+from minillm.nn.gpt import logits_last
+from minillm.nn.kernels import decode as KD
+from minillm.tokenizer.bpe import Tokenizer
 
 TOOLS = {"python": ("<|python_start|>", "<|python_end|>"),
          "search": ("<|search_start|>", "<|search_end|>")}
@@ -69,7 +43,8 @@ class Completion:
     tokens: list = field(default_factory=list)     # new token ids, sampled and forced
     logprobs: list = field(default_factory=list)   # log p_model of each token; None if forced
     forced: list = field(default_factory=list)     # True where the engine inserted the token
-    finish_reason: str = None     # "stop" | "length" | "context"
+    finish_reason: str = None     # "stop" (a stop token, kept in tokens) | "length"
+                                  # (max_tokens new tokens) | "context" (context_len filled)
     text: str = ""                # the new tokens as text (without a final stop token)
     truncated: int = 0            # prompt tokens dropped by the long-prompt rule
     tool_calls: list = field(default_factory=list)  # [{"tool", "input", "output"}]
@@ -112,7 +87,9 @@ class Engine:
 
     def __init__(self, params, config, tokenizer=None, tools=None, max_batch=1):
         self.config = config
-        self.model = DecodeModel(params, config, max_batch)
+        self.params = {k: np.ascontiguousarray(a, dtype=np.float32) for k, a in params.items()}
+        self.weights = KD.DecodeWeights(self.params, config)           # packed for the C step
+        self.buf = KD.Buffers(config, max_batch)                        # the step's intermediates
         self.tokenizer = tokenizer if tokenizer is not None else ByteTokenizer()
         if self.tokenizer.vocab_size > config.vocab_size:
             raise ValueError(f"tokenizer has {self.tokenizer.vocab_size} tokens, the model {config.vocab_size}")
@@ -124,11 +101,6 @@ class Engine:
     @classmethod
     def from_checkpoint(cls, path, **kwargs):
         """An engine for a checkpoint directory (its tokenizer.json, or bytes without one)."""
-        from pathlib import Path
-
-        from minillm.nn.checkpoint import checkpoint_dir, load_checkpoint
-        from minillm.tokenizer.bpe import Tokenizer
-
         config, params, _ = load_checkpoint(path)
         tok_path = Path(checkpoint_dir(path)) / "tokenizer.json"
         tokenizer = Tokenizer.load(tok_path) if tok_path.exists() else None
@@ -164,7 +136,10 @@ class Engine:
         return ids
 
     def fit_prompt(self, ids, max_tokens, truncate=True):
-        """(ids, dropped): the long-prompt rule of the module docstring."""
+        """(ids, dropped): the long-prompt rule. A sequence never exceeds context_len tokens,
+        and a prompt must leave room for min(max_tokens, context_len // 2) new ones; a longer
+        prompt loses its FIRST tokens (a continuation needs the most recent text), with a
+        warning naming how many (Completion.truncated). truncate=False raises ValueError."""
         S = self.config.context_len
         keep = S - min(max_tokens, S // 2)
         if not ids:
@@ -182,7 +157,11 @@ class Engine:
         """Complete each prompt n times; returns [Completion] with prompt i's samples at
         i*n .. i*n+n-1. prompts: a str, a list of token ids, or a list of those.
         sampling: SamplingParams fields (temperature, top_k, top_p, max_tokens, stop,
-        seed, logprobs)."""
+        seed, logprobs).
+
+        Seeds: completion c (prompt i, sample j, c = i*n + j) draws from
+        numpy.random.default_rng([seed, c]); seed=[s0, s1, ...] gives each its own. So a
+        sample of a shared prefill equals a separate run with that completion's seed."""
         params = SamplingParams(**sampling)
         rows = self._rows(prompts, n, bos, truncate, keep_logits, params)
         for _ in self._run(rows, n, params, keep_logits):
@@ -236,7 +215,7 @@ class Engine:
                 break
             tokens = np.array([r.c.tokens[-1] for r in active])                 # (B,)
             pos = np.array([r.length - 1 for r in active])                      # (B,)
-            logits = self.model.decode(cache, tokens, pos)                      # (B, V)
+            logits = KD.decode_step(self.weights, self.buf, cache, tokens, pos)  # (B, V)
         for row in rows:
             tail = row.decoder.decode(b"", final=True)
             if tail:
@@ -244,7 +223,12 @@ class Engine:
 
     def _prefill(self, rows, n_same, max_tokens):
         """Prefill every distinct prompt once into a cache big enough for all rows, and copy
-        shared prompts' rows out to their n samples. Returns (cache, logits (R, V))."""
+        shared prompts' rows out to their n samples. Returns (cache, logits (R, V)).
+
+        Prompts of similar length share a forward pass, padded on the right to a common
+        length: causal attention keeps a real position from ever seeing the padding, and the
+        padding's K/V (past a row's length) are overwritten by decode before any query
+        can reach them."""
         R = len(rows)
         need = min(self.config.context_len, max(len(r.c.prompt) for r in rows) + max_tokens)
         if self._cache is None or self._cache.batch < R or self._cache.capacity < need:
@@ -252,6 +236,8 @@ class Engine:
             self._cache = KVCache(self.config, max(R, old.batch if old else 0),
                                   max(need, old.capacity if old else 0))
         cache = self._cache
+        if self.buf.bmax < R:
+            self.buf = KD.Buffers(self.config, R)
         uniq = rows[::n_same]                                                   # one row per prompt
         order = sorted(range(len(uniq)), key=lambda u: len(uniq[u].c.prompt))
         V = self.config.vocab_size
@@ -267,7 +253,7 @@ class Engine:
             idx = np.zeros((len(group), lengths.max()), np.int64)              # (G, Pmax) padded
             for g, u in enumerate(group):
                 idx[g, :lengths[g]] = uniq[u].c.prompt
-            first[group] = self.model.prefill(cache, slice(s, e), idx, lengths)
+            first[group] = logits_last(self.params, self.config, idx, cache.rows(s, e), 0, lengths)
             slot_of[group] = np.arange(s, e)
             s = e
         src = np.repeat(slot_of, n_same)                                       # (R,) staging row of each row
@@ -308,7 +294,14 @@ class Engine:
             c.finish_reason = "context"
 
     def _watch_tools(self, row, token):
-        """Track tool-call spans; at a span's end, run the tool and queue its output."""
+        """Track tool-call spans; at a span's end, run the tool and queue its output.
+
+        When a sequence writes <|python_start|> ... <|python_end|> (or the search pair) and
+        a tool of that name is registered, the span's text goes to the tool, and
+        <|output_start|> result <|output_end|> is forced into the sequence. The result is
+        encoded as ordinary text, so a tool's output can never inject a control token.
+        Forced tokens are marked in Completion.forced (a training loss must mask them) and
+        carry no log-probability."""
         if row.tool is None:
             if token in self._tool_starts:
                 row.tool = self._tool_starts[token] + ([],)

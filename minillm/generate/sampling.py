@@ -1,26 +1,20 @@
 """Sampling: from the logits of the next token to a token id and its log-probability.
 
-    temperature  logits / T before the softmax: T < 1 sharpens, T > 1 flattens;
-                 T = 0 means greedy (argmax, no randomness at all)
+    temperature  logits / T before the softmax: T < 1 sharpens, T > 1 flattens; 0 is greedy
     top_k        keep only the k most likely tokens (a partial sort: np.argpartition)
     top_p        keep the smallest set of most likely tokens whose probability reaches p
                  (nucleus sampling), after top_k
-    seed         every row (sequence) draws from its own generator, so a row's samples do
-                 not depend on which other rows share its batch
+    seed         every row draws from its own generator: its samples do not depend on
+                 which other rows share its batch
 
-A sample is drawn by inverse transform: one uniform u per row and step, and the token is
-the first whose cumulative probability exceeds u, over the candidates in a fixed order
-(token id order; most likely first when top-k / top-p cut the list). So a row consumes
-exactly one random number per sampled token, and equal logits with equal seeds give
-equal tokens in a batch of 1 or of 64.
+A token is drawn by inverse transform: one uniform u per row and step, and the token is the
+first whose cumulative probability exceeds u. The log-probability returned with each token
+is under the model's own distribution (temperature 1, no top-k / top-p): the number
+perplexity and policy-gradient RL need.
 
-The log-probability returned with each token is log p_model(token | context) under the
-model's own distribution (temperature 1, no top-k / top-p): the number perplexity,
-bits per byte and policy-gradient RL need. Forced tokens (tool output) get none.
+    python -m pytest tests/generate/test_sampling.py
 
-    python -m pytest tests/test_generate_sampling.py
-
-Shapes: B rows, V vocab, K candidates per row.
+Read next: cli.py (`minillm sample`). Shapes: B rows, V vocab, K candidates per row.
 """
 from dataclasses import dataclass, field
 
@@ -91,7 +85,11 @@ def candidates(logits, params):
 
 
 def sample(logits, params, uniforms):
-    """tokens (B,) int64 drawn from logits (B, V) with one uniform in [0, 1) per row."""
+    """tokens (B,) int64 drawn from logits (B, V) with one uniform in [0, 1) per row.
+
+    The candidates are in a fixed order (token id order; most likely first when top-k or
+    top-p cut the list), so a row consumes exactly one random number per sampled token, and
+    equal logits with equal seeds give equal tokens in a batch of 1 or of 64."""
     if params.temperature == 0:
         return logits.argmax(axis=1)
     if params.top_k is None and params.top_p is None:

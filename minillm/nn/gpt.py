@@ -6,33 +6,24 @@ nn/attention.py.
     for each block:  x = x + attention(rmsnorm(x));  x = x + mlp(rmsnorm(x))
     logits = rmsnorm(x) @ lm_head^T           (tok_emb^T when the embeddings are tied)
 
-Parameters and gradients are dicts name -> float32 array with identical keys (see
-param_shapes). Backward replays forward in reverse, one call per line, and frees each
-block's activations as soon as it has used them.
+Parameters and gradients are dicts name -> float32 array with identical keys (param_shapes).
+    loss, cache = forward(params, config, x, targets=y);  grads = backward(cache)
+Inference runs the same blocks with a KV cache (kv=..., pos=...): prefill writes the keys
+and values of a prompt into the cache, decode feeds one token per row at its own position.
 
-    from minillm.nn.gpt import GPTConfig, init_params, forward, backward
-    config = GPTConfig.from_depth(4, vocab_size=256, context_len=64)
-    params = init_params(config, seed=0)
-    loss, cache = forward(params, config, x, targets=y)
-    grads = backward(cache)
-    val_loss, _ = forward(params, config, x, targets=y, grad=False)   # keeps nothing
-    next_logits = logits_last(params, config, x)                     # (B, V)
+    python -m pytest tests/nn/test_gpt.py tests/nn/test_torch_parity.py
 
-The pieces are public so that inference can reuse them with a KV cache: block_params,
-rmsnorm_forward, attention.split_qkv (with rope_frequencies(..., pos0)), merge_heads,
-mlp_forward, linear_forward.
-
-    python -m pytest tests/test_gpt.py tests/test_torch_parity.py
-
+Read next: minillm/pretrain/ (training this model), minillm/generate/ (sampling from it).
 Shapes: B batch, T time, C = n_embd, V vocab, H hidden_dim, NH heads, NKV key/value heads,
-HD head dim, N = B*T.
+HD head dim, N = B*T, S KV-cache capacity.
 """
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from minillm.nn.attention import attention_backward, attention_forward
+from minillm.nn.attention import attention_backward, attention_forward, merge_heads, split_qkv
+from minillm.nn.kernels import attention as KA
 from minillm.nn.layers import (embedding_backward, embedding_forward, linear_backward,
                                linear_forward, lm_head_loss_backward, lm_head_loss_forward,
                                rmsnorm_backward, rmsnorm_forward, rope_frequencies,
@@ -159,16 +150,55 @@ def mlp_backward(dy, cache):
     return dx, dw_gu[:H], dw_gu[H:], dw_down
 
 
-def block_forward(x, p, config, freqs):
-    """x (B, T, C) -> (B, T, C) through one block; p = block_params(params, i)."""
+def attention_cached(h, p, config, freqs, kv, pos):
+    """a (B, T, C): attention_forward's lines for T new positions over a KV cache (inference).
+
+    kv = (kc, vc), this layer's cache rows (B, NKV, S, HD) float32. The new keys and values
+    go into the cache, and each query attends to every cached position up to its own:
+      pos an int: idx's tokens sit at pos..pos+T-1 in every row (prefill);
+      pos (B,) ints, T = 1: row b's one token sits at pos[b] (decode, rows at different
+      positions); freqs (B, HD/2) then holds each row's own rotation.
+    """
+    kc, vc = kv
+    B, T, _ = h.shape
+    NH, NKV = config.n_head, config.n_kv_head
+    wqkv = np.concatenate((p["wq"], p["wk"], p["wv"]))                  # (QD + 2 KD, C)
+    qkv, _ = linear_forward(h, wqkv)                                    # (B, T, QD + 2 KD)
+    if np.ndim(pos) == 0:
+        q, k, v = split_qkv(qkv, NH, NKV, freqs)                        # (B, NH|NKV, T, HD)
+        kc[:, :, pos:pos + T] = k
+        vc[:, :, pos:pos + T] = v
+        out = KA.attention_prefill(q, kc, vc, pos)                      # (B, NH, T, HD)
+    else:
+        # subtle: each row needs its own rotation, so the B rows are read as the time axis
+        # of one sequence (1, B, ...): split_qkv then rotates "time" b by freqs[b]
+        q, k, v = split_qkv(qkv.reshape(1, B, -1), NH, NKV, freqs)      # (1, NH|NKV, B, HD)
+        rows = np.arange(B)                                             # (B,)
+        kc[rows, :, pos] = k[0].transpose(1, 0, 2)                      # (B, NKV, HD) at [b, :, pos[b]]
+        vc[rows, :, pos] = v[0].transpose(1, 0, 2)
+        q = np.ascontiguousarray(q[0].transpose(1, 0, 2))               # (B, NH, HD)
+        out = KA.attention_decode(q, kc, vc, pos + 1)[:, :, None]       # (B, NH, 1, HD)
+    a, _ = linear_forward(merge_heads(out), p["wo"])                    # (B, T, C)
+    return a
+
+
+def block_forward(x, p, config, freqs, kv=None, pos=0):
+    """x (B, T, C) -> (B, T, C) through one block; p = block_params(params, i).
+
+    With kv (this layer's KV cache, see attention_cached) the attention reads and extends
+    the cache, and nothing is kept for backward (the returned cache is None).
+    """
     h, norm1 = rmsnorm_forward(x, p["attn_norm"], config.norm_eps)      # (B, T, C)
-    a, attn = attention_forward(h, p["wq"], p["wk"], p["wv"], p["wo"],
-                                config.n_head, config.n_kv_head, freqs)  # (B, T, C)
+    if kv is None:
+        a, attn = attention_forward(h, p["wq"], p["wk"], p["wv"], p["wo"],
+                                    config.n_head, config.n_kv_head, freqs)  # (B, T, C)
+    else:
+        a, attn = attention_cached(h, p, config, freqs, kv, pos), None  # (B, T, C)
     x2 = np.add(x, a, out=a)                                            # (B, T, C) residual
     h2, norm2 = rmsnorm_forward(x2, p["mlp_norm"], config.norm_eps)     # (B, T, C)
     m, mlp = mlp_forward(h2, p["w_gate"], p["w_up"], p["w_down"])       # (B, T, C)
     x3 = np.add(x2, m, out=m)                                           # (B, T, C) residual
-    return x3, (norm1, attn, norm2, mlp)
+    return x3, ((norm1, attn, norm2, mlp) if kv is None else None)
 
 
 def block_backward(dx3, cache):
@@ -199,23 +229,61 @@ def _check_idx(config, idx):
         raise ValueError(f"token ids must be in 0..{config.vocab_size - 1}, got {idx.min()}..{idx.max()}")
 
 
-def blocks_forward(params, config, idx, keep_cache=True):
+def _check_kv(config, idx, kv, pos):
+    """The KV cache's arrays and the positions, checked before anything is written."""
+    B, T = idx.shape
+    k, v = kv
+    if len(k) != config.n_layer or len(v) != config.n_layer:
+        raise ValueError(f"kv must hold {config.n_layer} key and {config.n_layer} value arrays")
+    S = k[0].shape[2] if config.n_layer else config.context_len
+    shape = (B, config.n_kv_head, S, config.head_dim)
+    for a in k + v:
+        if a.shape != shape or a.dtype != np.float32 or not a.flags.c_contiguous:
+            raise ValueError(f"kv arrays must be C-contiguous float32 {shape}, got {a.dtype} {a.shape}")
+    last = min(S, config.context_len)                                   # positions 0..last-1 fit
+    if np.ndim(pos) == 0:
+        lo, hi = int(pos), int(pos) + T - 1
+    elif np.shape(pos) == (B,) and T == 1:
+        lo, hi = (int(pos.min()), int(pos.max())) if B else (0, 0)
+    else:
+        raise ValueError(f"pos must be an int, or {B} ints (one per row) with T = 1; "
+                         f"got {np.shape(pos)} with T = {T}")
+    if lo < 0 or hi >= last:
+        raise ValueError(f"positions {lo}..{hi} are outside the cache (positions 0..{last - 1})")
+
+
+def blocks_forward(params, config, idx, keep_cache=True, kv=None, pos=0):
     """The residual stream x (B, T, C) after the last block (before the final norm),
-    and the caches that lead to it (no block caches when keep_cache is False)."""
+    and the caches that lead to it (no block caches when keep_cache is False).
+
+    kv = (k, v), lists of n_layer cache arrays (B, NKV, S, HD) float32: the KV cache of
+    idx's B rows, read and extended at the positions pos (see attention_cached).
+    """
     _check_idx(config, idx)
     B, T = idx.shape
     dtype = params["tok_emb"].dtype
-    freqs = rope_frequencies(T, config.head_dim, config.rope_theta, dtype=dtype)  # (T, HD/2)
+    HD, theta = config.head_dim, config.rope_theta
+    if kv is None:
+        freqs = rope_frequencies(T, HD, theta, dtype=dtype)             # (T, HD/2)
+    else:
+        pos = pos if np.ndim(pos) == 0 else np.asarray(pos)            # int, or (B,)
+        _check_kv(config, idx, kv, pos)
+        if np.ndim(pos) == 0:
+            freqs = rope_frequencies(T, HD, theta, pos0=int(pos), dtype=dtype)  # (T, HD/2)
+        else:
+            table = rope_frequencies(int(pos.max()) + 1, HD, theta, dtype=dtype)  # (P, HD/2)
+            freqs = table[pos]                                          # (B, HD/2)
     x, emb = embedding_forward(idx, params["tok_emb"])                  # (B, T, C)
     blocks = []
     for i in range(config.n_layer):
-        x, block = block_forward(x, block_params(params, i), config, freqs)  # (B, T, C)
+        layer_kv = None if kv is None else (kv[0][i], kv[1][i])
+        x, block = block_forward(x, block_params(params, i), config, freqs, layer_kv, pos)  # (B, T, C)
         if keep_cache:
             blocks.append(block)
     return x, {"emb": emb, "blocks": blocks}
 
 
-def forward(params, config, idx, targets=None, loss_mask=None, grad=True):
+def forward(params, config, idx, targets=None, loss_mask=None, grad=True, kv=None, pos=0):
     """Run the model on idx (B, T) token ids.
 
     targets None: returns (logits (B, T, V), cache).
@@ -224,8 +292,10 @@ def forward(params, config, idx, targets=None, loss_mask=None, grad=True):
     the loss run fused, chunk by chunk of rows (layers.lm_head_loss_forward), so the
     (B*T, V) logits are never materialized, and the head's backward is done already.
     grad=False (evaluation) keeps no activations; the cache is then None.
+    kv, pos: run over a KV cache (inference, see blocks_forward); implies grad=False.
     """
-    x, cache = blocks_forward(params, config, idx, keep_cache=grad)     # (B, T, C)
+    grad = grad and kv is None
+    x, cache = blocks_forward(params, config, idx, grad, kv, pos)       # (B, T, C)
     h, cache["final_norm"] = rmsnorm_forward(x, params["final_norm"], config.norm_eps)  # (B, T, C)
     B, T, C = h.shape
     w_head = params["tok_emb"] if config.tie_embeddings else params["lm_head"]  # (V, C)
@@ -275,10 +345,17 @@ def backward(cache, dlogits=None):
     return {name: grads[name] for name in cache["names"]}
 
 
-def logits_last(params, config, idx):
-    """logits (B, V) at the last position only: the final norm and head run on one row each."""
-    x, _ = blocks_forward(params, config, idx, keep_cache=False)        # (B, T, C)
-    h, _ = rmsnorm_forward(np.ascontiguousarray(x[:, -1]), params["final_norm"], config.norm_eps)  # (B, C)
+def logits_last(params, config, idx, kv=None, pos=0, lengths=None):
+    """logits (B, V) at one position per row only: the final norm and head run on B rows.
+
+    The position is lengths[b] - 1 of row b (rows padded on the right to a common T), by
+    default T - 1, the last. kv, pos: run over a KV cache (see blocks_forward).
+    """
+    x, _ = blocks_forward(params, config, idx, False, kv, pos)          # (B, T, C)
+    B, T = idx.shape
+    last = np.full(B, T) if lengths is None else np.asarray(lengths)    # (B,)
+    x_last = np.ascontiguousarray(x[np.arange(B), last - 1])            # (B, C)
+    h, _ = rmsnorm_forward(x_last, params["final_norm"], config.norm_eps)  # (B, C)
     w_head = params["tok_emb"] if config.tie_embeddings else params["lm_head"]  # (V, C)
     logits, _ = linear_forward(h, w_head)                               # (B, V)
     return logits

@@ -1,5 +1,6 @@
-"""The inference engine (minillm/generate*.py): cached generation against the plain forward
-pass, batching, shared prefill, stopping, the long-prompt rule, streaming and tool hooks.
+"""The inference engine (minillm/generate/): cached generation against the plain forward
+pass, exact greedy and sampled tokens, batching, shared prefill, stopping, the long-prompt
+rule, streaming, tool hooks and the `sample` command.
 
 Two kinds of model:
   - a small random model (GQA, 2 layers; weights scaled up so logits are far from uniform)
@@ -8,12 +9,14 @@ Two kinds of model:
     deterministic bigram machine: after token a it always emits NEXT[a]. It makes the
     engine emit exact token sequences (tool calls, split UTF-8 characters).
 
-    python -m pytest tests/test_generate.py
+    python -m pytest tests/generate/test_engine.py
 """
 import numpy as np
 import pytest
 
+from minillm.cli import main
 from minillm.generate.engine import Engine
+from minillm.nn.checkpoint import save_checkpoint
 from minillm.nn.gpt import GPTConfig, init_params, logits_last
 from minillm.tokenizer.bpe import Tokenizer
 
@@ -80,6 +83,25 @@ def test_cached_greedy_equals_uncached_forward(tok):
     for step, (ours, ref) in enumerate(zip(c.logits, ref_logits)):
         np.testing.assert_allclose(ours, ref, atol=LOGIT_ATOL, rtol=0, err_msg=f"step {step}")
     assert c.finish_reason == "length"
+
+
+def test_greedy_and_sampled_tokens_are_exactly_the_recorded_ones(tok):
+    """Golden tokens of the random model (C step or NumPy forward, whichever runs): a change
+    in the forward, the cache, the sampling or the seeding shows up here."""
+    params, config = random_model(tok)
+    engine = Engine(params, config, tok)
+    [c] = engine.generate(tok.encode_ordinary("The cat"), temperature=0, max_tokens=30)
+    assert c.tokens == [211, 5, 99, 240, 255, 64, 132, 77, 255, 9, 61, 255, 142, 118, 72, 202,
+                        132, 9, 22, 98, 112, 246, 72, 196, 72, 72, 255, 102, 127, 30]
+    assert c.text == ("\ufffd\x05c\ufffd\ufffd@\ufffdM\ufffd\t=\ufffd\ufffdvH\u0284\t\x16bp"
+                      "\ufffdH\ufffdHH\ufffdf\x7f\x1e")
+    sampled = engine.generate(["The cat", "one two three"], n=2, temperature=0.8, top_p=0.9,
+                              max_tokens=12, seed=5)
+    assert [c.tokens for c in sampled] == [
+        [221, 100, 92, 246, 16, 30, 211, 105, 188, 100, 118, 138],
+        [101, 244, 107, 33, 33, 107, 54, 32, 119, 136, 70, 38],
+        [138, 183, 255, 84, 126, 92, 72, 118, 168, 65, 230, 225],
+        [63, 140, 18, 179, 118, 118, 108, 130, 266, 103, 220, 218]]
 
 
 def test_logprobs_are_the_models_log_softmax(tok):
@@ -237,9 +259,6 @@ def test_unregistered_tool_and_failing_tool(tok):
 # ---- the command line -----------------------------------------------------------------------
 
 def test_sample_command_streams_from_a_checkpoint(tok, tmp_path, capsys):
-    from minillm.cli import main
-    from minillm.nn.checkpoint import save_checkpoint
-
     seq = [tok.bos_id] + list(b" world") + [tok.bos_id]
     params, config = scripted_model(tok, chain_of(seq))
     params["lm_head"][ord(" "), ord("y")] = 1.0          # "hey" -> " world"

@@ -1,6 +1,6 @@
-"""Sampling (minillm/generate_sampling.py): greedy, temperature, top-k, top-p, log-probs.
+"""Sampling (minillm/generate/sampling.py): greedy, temperature, top-k, top-p, log-probs.
 
-    python -m pytest tests/test_generate_sampling.py
+    python -m pytest tests/generate/test_sampling.py
 """
 import numpy as np
 import pytest

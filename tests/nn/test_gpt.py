@@ -1,14 +1,16 @@
 """The whole model (minillm/nn/gpt.py): the config dial, parameter names and init, the loss
-against the cross-entropy of the logits, and the gradients of every parameter against
-float64 central finite differences on tiny odd configurations (GQA, tied and untied).
+against the cross-entropy of the logits, the gradients of every parameter against float64
+central finite differences on tiny odd configurations (GQA, tied and untied), and the
+forward over a KV cache (prefill, then decode steps) against the forward over the whole
+sequence.
 
-    python -m pytest tests/test_gpt.py
+    python -m pytest tests/nn/test_gpt.py
 """
 import numpy as np
 import pytest
 
 from gradcheck import assert_grad_close, numeric_grad
-from minillm.nn import gpt
+from minillm.nn import gpt, layers
 from minillm.nn.gpt import GPTConfig, backward, forward, init_params
 
 
@@ -107,6 +109,65 @@ def test_logits_last_and_input_checks(rng):
         forward(params, c, np.array([[1, 11]]))
 
 
+# ---- forward over a KV cache ---------------------------------------------------------------
+
+def empty_kv(config, B, S):
+    shape = (B, config.n_kv_head, S, config.head_dim)
+    return ([np.zeros(shape, np.float32) for _ in range(config.n_layer)],
+            [np.zeros(shape, np.float32) for _ in range(config.n_layer)])
+
+
+@pytest.mark.parametrize("tie,n_kv_head", [(False, 2), (True, 1), (False, 6)])
+def test_prefill_and_decode_equal_the_full_forward(rng, tie, n_kv_head):
+    """Rows with prompts of 3, 8 and 5 tokens (padded to 8) prefilled at once, then decoded
+    one token per step at three different positions, up to the cache's last slot: each
+    step's logits are the full forward's at that position."""
+    c = GPTConfig(vocab_size=23, context_len=15, n_layer=2, n_head=6, n_kv_head=n_kv_head,
+                  n_embd=36, hidden_dim=22, tie_embeddings=tie)
+    params = init_params(c, 3)
+    for name in params:                                    # sharper than init: logits far apart
+        params[name] *= 4 if params[name].ndim == 2 else 1
+    seq = rng.integers(0, c.vocab_size, (3, 15))                            # (B, S)
+    full, _ = forward(params, c, seq, grad=False)                           # (B, S, V)
+    lengths = np.array([3, 8, 5])                                           # (B,)
+    idx = np.where(np.arange(8) < lengths[:, None], seq[:, :8], 0)          # (B, 8) padded
+    kv = empty_kv(c, 3, 15)
+    first = gpt.logits_last(params, c, idx, kv, 0, lengths)                 # (B, V)
+    np.testing.assert_allclose(first, full[np.arange(3), lengths - 1], rtol=0, atol=1e-5)
+    pos = lengths.copy()                                                    # (B,)
+    for _ in range(15 - lengths.max()):                                     # row 1 ends at slot 14
+        tokens = seq[np.arange(3), pos]                                     # (B,)
+        logits, cache = forward(params, c, tokens[:, None], kv=kv, pos=pos)  # (B, 1, V)
+        assert cache is None
+        np.testing.assert_allclose(logits[:, 0], full[np.arange(3), pos], rtol=0, atol=1e-5)
+        pos += 1
+    assert np.abs(full).max() > 1.0                                         # not a trivial model
+    # a prompt continued by a second prefill at pos 8 is the same as one prefill of it all
+    kv2 = empty_kv(c, 3, 15)
+    forward(params, c, seq[:, :8], kv=kv2, pos=0)
+    logits, _ = forward(params, c, seq[:, 8:13], kv=kv2, pos=8)             # (B, 5, V)
+    np.testing.assert_allclose(logits, full[:, 8:13], rtol=0, atol=1e-5)
+
+
+def test_kv_cache_checks_before_writing(rng):
+    c = tiny()
+    params = init_params(c, 0)
+    kv = empty_kv(c, 2, 6)
+    idx = rng.integers(0, c.vocab_size, (2, 4))
+    for pos in (3, -1):                                     # 3..6 does not fit 6 slots
+        with pytest.raises(ValueError, match="outside the cache"):
+            forward(params, c, idx, kv=kv, pos=pos)
+    with pytest.raises(ValueError, match="outside the cache"):
+        forward(params, c, idx[:, :1], kv=kv, pos=np.array([0, 6]))
+    with pytest.raises(ValueError, match="one per row"):
+        forward(params, c, idx, kv=kv, pos=np.array([0, 1]))             # T = 4 with per-row pos
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        forward(params, c, idx[:1], kv=kv, pos=0)                           # 1 row, a 2-row cache
+    assert not any(a.any() for a in kv[0] + kv[1])
+    forward(params, c, idx, kv=kv, pos=2)                                   # 2..5 fits
+    assert kv[0][0][:, :, 2:].any() and not kv[0][0][:, :, :2].any()
+
+
 # ---- backward ----------------------------------------------------------------------------
 
 def check_model_grads(params, config, loss_fn, grads, rng, per_tensor=5):
@@ -170,7 +231,6 @@ def test_backward_consumes_the_cache(rng):
 
 
 def test_lm_head_chunking_does_not_change_the_result(rng, monkeypatch):
-    from minillm.nn import layers
     c = tiny(tie=True)
     params = init_params(c, 0)
     idx, targets, mask = batch(rng, c)
