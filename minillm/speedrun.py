@@ -29,7 +29,6 @@ from minillm.internet.pipeline import clean
 from minillm.nn.gpt import GPTConfig
 from minillm.pretrain.shards import write_token_shards
 from minillm.pretrain.train import TrainConfig, train
-from minillm.tokenizer.bpe import Tokenizer
 from minillm.tokenizer.train import train_tokenizer
 from minillm.world.world import World
 

@@ -11,7 +11,7 @@ import pytest
 from minillm.common import UserError
 from minillm.pretrain.shards import (HEADER, MAGIC, BatchLoader, ShardWriter, read_shard,
                                     shard_paths, write_shard, write_token_shards)
-from minillm.tokenizer.bpe import Tokenizer
+from minillm.tokenizer.train import train_tokenizer
 
 
 @pytest.mark.parametrize("vocab, dtype", [(300, np.uint16), (65536, np.uint16), (70001, np.uint32)])
@@ -161,7 +161,7 @@ def test_write_token_shards_from_clean_documents(tmp_path):
     for name, part in (("a", docs[:12]), ("b", docs[12:])):
         with gzip.open(tmp_path / "clean" / f"{name}.jsonl.gz", "wt", encoding="utf-8") as f:
             f.writelines(json.dumps({"text": d}) + "\n" for d in part)
-    tok = Tokenizer.train(docs, vocab_size=300)
+    tok = train_tokenizer(docs, vocab_size=300)
     tok.save(tmp_path / "tokenizer.json")
     n_docs, n_tokens = write_token_shards(tmp_path / "clean", tmp_path / "tokenizer.json", tmp_path / "shards")
     tokens = np.concatenate([np.asarray(read_shard(p)) for p in shard_paths(tmp_path / "shards")])
