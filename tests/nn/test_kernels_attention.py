@@ -198,7 +198,7 @@ def test_extreme_scores_stay_finite(rng):
 
 
 def _exp_hook():
-    """The kernels' vectorised exp (csrc/attention_simd.h), reached through its test hook."""
+    """The kernels' vectorised exp (csrc/simd.h), reached through its test hook."""
     import cffi
 
     ffi = cffi.FFI()
