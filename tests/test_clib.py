@@ -1,6 +1,7 @@
-"""The kernel wrappers: argument checks, the NumPy fallback, thread control.
+"""The C library's runtime (minillm/clib.py): loading, MINILLM_NO_C and MINILLM_THREADS,
+thread control, and the wrappers' NumPy fallback without the library.
 
-The kernels' numerics are in test_kernels_matmul.py and test_kernels_attention.py.
+The kernels' numerics and argument checks are in tests/nn/kernels/.
 """
 import os
 import subprocess
@@ -10,8 +11,6 @@ import numpy as np
 import pytest
 
 from minillm import clib
-from minillm.nn.kernels import attention as KA
-from minillm.nn.kernels import matmul as KM
 
 
 def test_c_extension_is_loaded():
@@ -20,43 +19,6 @@ def test_c_extension_is_loaded():
         pytest.skip("MINILLM_NO_C=1 forces the NumPy references")
     assert clib.c_available(), clib.load_error()
     assert clib.simd_level() in ("avx512", "avx2", "scalar")
-
-
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((3, 5), np.float64), "float32"),
-    (np.zeros((5, 3), np.float32).T, "C-contiguous"),
-    (np.zeros((3, 4), np.float32), "last dimension"),
-    ([[0.0] * 5] * 3, "numpy array"),
-])
-def test_matmul_rejects_bad_input(bad, message):
-    w = np.zeros((2, 5), np.float32)
-    with pytest.raises(ValueError, match=message):
-        KM.matmul_forward(bad, w)
-
-
-def test_output_must_not_alias_input(rng):
-    x = rng.standard_normal((4, 4), dtype=np.float32)
-    with pytest.raises(ValueError, match="overlap"):
-        KM.matmul_forward(x, x.copy(), out=x)
-    with pytest.raises(ValueError, match="overlap"):
-        KM.matmul_backward_weight(x, x.copy(), dweight=x)
-
-
-def test_attention_rejects_bad_heads(rng):
-    q = rng.standard_normal((1, 3, 4, 8), dtype=np.float32)
-    kv = rng.standard_normal((1, 2, 4, 8), dtype=np.float32)
-    with pytest.raises(ValueError, match="multiple"):
-        KA.attention_forward(q, kv, kv)
-    with pytest.raises(ValueError, match="shape"):
-        KA.attention_forward(q, kv[:, :, :3].copy(), kv)
-
-
-def test_decode_rejects_bad_lengths(rng):
-    q = rng.standard_normal((2, 2, 8), dtype=np.float32)
-    cache = np.zeros((2, 2, 5, 8), np.float32)
-    for lengths in ([0, 3], [3, 6], [3]):
-        with pytest.raises(ValueError, match="lengths"):
-            KA.attention_decode(q, cache, cache, lengths)
 
 
 def test_threads_can_be_set():
