@@ -49,7 +49,7 @@ def _torch_adamw(params, lr, wd, betas, eps):
 def test_adamw_matches_torch(clip, use_c):
     params = _params()
     tparams, topt = _torch_adamw(params, 1e-2, 0.1, (0.9, 0.95), 1e-8)
-    import torch
+    torch = pytest.importorskip("torch", reason="torch is a test extra (pip install '.[test]')")
     opt = AdamW(params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, use_c=use_c)
     rng = np.random.default_rng(1)
     for step in range(6):

@@ -13,6 +13,7 @@ while an index error moves values by O(1). The 1- and 2-thread runs must agree e
 """
 import itertools
 
+import cffi
 import numpy as np
 import pytest
 
@@ -200,8 +201,6 @@ def test_extreme_scores_stay_finite(rng):
 
 def _exp_hook():
     """The kernels' vectorised exp (csrc/simd.h), reached through its test hook."""
-    import cffi
-
     ffi = cffi.FFI()
     ffi.cdef("void minillm_attention_exp(float *out, const float *x, int n);")
     return ffi, ffi.dlopen(clib.library_path())
