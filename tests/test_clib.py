@@ -4,8 +4,10 @@ thread control, and the wrappers' NumPy fallback without the library.
 The kernels' numerics and argument checks are in tests/nn/kernels/.
 """
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,3 +64,49 @@ def test_fallback_matches_reference(rng):
     a = [float(s) for s in _in_subprocess(code, MINILLM_NO_C="1").split()]
     b = [float(s) for s in _in_subprocess(code).split()]
     np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+# ---- csrc/: the .c files call each other in one direction --------------------------------
+
+CSRC = Path(__file__).resolve().parents[1] / "csrc"
+DEFINITION = re.compile(r"^([A-Za-z_][\w \t*]*?)\b(\w+)\s*\([^;{)]*\)\s*\{", re.M)
+
+
+def _calls_between_c_files():
+    """{file: set of other .c files whose exported functions it calls}, by reading the
+    sources: a definition is a function at the start of a line, exported unless static."""
+    graph, owner, local = {}, {}, {}
+    codes = {}
+    for path in sorted(CSRC.glob("*.c")):
+        code = re.sub(r"/\*.*?\*/|//[^\n]*", "", path.read_text(), flags=re.S)  # no comments
+        code = re.sub(r"__attribute__\s*\(\([^)]*\)\)\s*|(?<=inline)\s*\n", " ", code)
+        codes[path.name] = code
+        for prefix, name in DEFINITION.findall(code):
+            if prefix.startswith("static"):
+                local.setdefault(path.name, set()).add(name)
+            else:
+                owner[name] = path.name
+    for f, code in codes.items():
+        called = set(re.findall(r"\b(\w+)\s*\(", code)) - local.get(f, set())
+        graph[f] = {owner[name] for name in called if owner.get(name, f) != f}
+    return graph
+
+
+def test_c_files_call_each_other_without_cycles():
+    graph = _calls_between_c_files()
+    assert graph["attention.c"] >= {"attention_common.c", "attention_gemm.c"}   # the reader works
+    assert graph["attention_common.c"] == graph["attention_gemm.c"] == set()    # shared leaves
+    done, on_path = set(), []
+
+    def visit(f):
+        assert f not in on_path, f"csrc call cycle: {' -> '.join(on_path + [f])}"
+        if f in done:
+            return
+        on_path.append(f)
+        for g in sorted(graph[f]):
+            visit(g)
+        on_path.pop()
+        done.add(f)
+
+    for f in graph:
+        visit(f)
