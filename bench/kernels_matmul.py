@@ -131,7 +131,7 @@ def shape_pairs(np, K, rng, N, C, OC):
 
 
 def decode_pair(np, K, rng, C, OC):
-    """One decoding forward (N = 1): the C call as minillm/generate_cache.py makes it (cffi
+    """One decoding forward (N = 1): the C call as the decode path in minillm/generate/ makes it (cffi
     pointers made once, no wrapper checks) against NumPy's x @ W.T."""
     ffi, lib = clib._load()
     x = rng.standard_normal((1, C), dtype=np.float32)                   # (1, C)

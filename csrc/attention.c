@@ -1,9 +1,11 @@
 /*
- * attention.c — causal self-attention: the forward and the prefill against a KV cache.
+ * attention.c — causal self-attention: the forward, the prefill against a KV cache, and the
+ * one-query decode (csrc/kernels.h: attention_forward, attention_prefill, attention_decode).
  *
- * The files: attention.c (tiles, forward, prefill), attention_backward.c (gradients),
- * attention_decode.c (one query at a time: decode), attention_gemm.c (the one tile product
- * att_gemm, K^T packing, row softmax helpers, the workspace), attention_simd.h (vectors, exp).
+ * The files: attention.c (tiles; the three entry points that read keys forward),
+ * attention_backward.c (gradients), attention_gemm.c (att_gemm, the one tile product),
+ * attention_common.c (K^T packing, the workspace, row softmax helpers, the row kernel),
+ * simd.h (vectors, exp). The first two call the last three through attention_common.h.
  *
  * Shapes: B batch, NH query heads, NKV key/value heads (query head h reads KV head
  * h / (NH/NKV)), T time, HD head dim; scores s = q.k / sqrt(HD), query i sees keys 0..i.
@@ -33,16 +35,21 @@
  * When there are enough (b, kv head) items for the threads, one fused pass per (b, kv head)
  * does both (it owns the dQ rows of its group too) and skips recomputing S and dP.
  *
- * Decode (one query per sequence) uses a row kernel instead (attention_decode.c): a lone
+ * Decode (one query per sequence) uses a row kernel instead (attention_common.c): a lone
  * query cannot fill the key lanes of a tile. Prefill with very few queries takes it too.
  */
 #include <string.h>
 #include "kernels.h"
-#include "attention_internal.h"
-#include "attention_simd.h"
+#include "attention_common.h"
+#include "simd.h"
 
 #define PREFILL_ROWS_MIN 4 /* fewer new queries than this: row kernel instead of tiles */
 #define PREFILL_PARALLEL_MIN (1L << 17)  /* multiply-adds worth waking the threads for */
+#ifndef DECODE_PARALLEL_MIN
+#define DECODE_PARALLEL_MIN (1L << 14)  /* multiply-adds worth waking the threads for: in a
+                                         * decode step K and V come from L3 (the weights
+                                         * flushed L2), and two cores read them faster */
+#endif
 
 /* The online-softmax step of forward_tile for rows [i0, nq) and one key tile: s (rows, KT)
  * holds raw scores; turns them into p = e^(s*scale - m') (0 past each row's keys) and
@@ -177,3 +184,20 @@ void attention_prefill(float *restrict out, const float *restrict q,
             }
 }
 
+/* out (B, NH, HD): q (B, NH, HD), row b against the first lengths[b] positions of kcache,
+ * vcache (B, NKV, S, HD).  Overwrites out. */
+void attention_decode(float *restrict out, const float *restrict q,
+                      const float *restrict kcache, const float *restrict vcache,
+                      const int *restrict lengths, int B, int NH, int NKV, int S, int HD) {
+    if (B <= 0 || NH <= 0 || HD <= 0) return;               /* empty: nothing to write */
+    int group = NH / NKV;
+    long work = 0;
+    for (int b = 0; b < B; b++) work += (long)lengths[b] * NH * HD;
+    #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work > DECODE_PARALLEL_MIN)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t row = (size_t)b * NH + h, kv = ((size_t)b * NKV + h / group) * S * HD;
+            att_attend_row(out + row * HD, q + row * HD, kcache + kv, vcache + kv, lengths[b],
+                           HD);
+        }
+}

@@ -1,7 +1,8 @@
 /*
  * attention_backward.c — gradients of causal attention: dq, dk, dv from dout and the
  * forward's q, k, v, out, lse.  The scheme (two passes, or one fused pass) is explained at
- * the top of attention.c; the products are att_gemm (attention_gemm.c).
+ * the top of attention.c; the products are att_gemm (attention_gemm.c), the helpers
+ * attention_common.c's.
  *
  * Per (query tile, key tile) pair, with keys in the SIMD lanes of every (rows, KT) block:
  *     S  = Q K^T            (needs the packed K^T)      P  = e^(S / sqrt(HD) - lse)
@@ -12,8 +13,8 @@
  */
 #include <string.h>
 #include "kernels.h"
-#include "attention_internal.h"
-#include "attention_simd.h"
+#include "attention_common.h"
+#include "simd.h"
 
 /* Everything one call shares: inputs, outputs, the packed K^T and V^T, D = rowsum(dO * O). */
 struct bwd {

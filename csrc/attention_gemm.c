@@ -1,6 +1,5 @@
 /*
- * attention_gemm.c — the register-blocked product every attention tile is made of, and the
- * small helpers around it (K^T packing, the workspace, row softmax, the exp test hook).
+ * attention_gemm.c — the register-blocked product every attention tile is made of.
  *
  * att_gemm computes C (R, N) [+]= A' B, A'[r][k] = A[k*sak + r*sar].  The micro-kernel
  * holds an (r rows) x (nv vectors) block of C in registers for the whole k loop:
@@ -14,11 +13,8 @@
  * The block shape (r, nv, masked) must be a compile-time constant for the accumulators to
  * live in registers: GEMM_VARIANTS below instantiates every shape and att_gemm picks one.
  */
-#define _POSIX_C_SOURCE 200112L
-#include <stdlib.h>
-#include "kernels.h"
-#include "attention_internal.h"
-#include "attention_simd.h"
+#include "attention_common.h"
+#include "simd.h"
 
 #if VW == 16
 #define NVMAX 4
@@ -129,103 +125,5 @@ void att_gemm(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t sak, ptrdiff_t 
             g.B = B + c0;
             GEMM[nv][r][masked](&g);
         }
-    }
-}
-
-size_t att_packed_size(int n, int HD) {
-    return (size_t)((n + KT - 1) / KT) * HD * KT;
-}
-
-void att_pack_transposed(float *restrict packed, const float *restrict x, int n, int HD) {
-    for (int t0 = 0; t0 < n; t0 += KT) {
-        float *tile = packed + (size_t)(t0 / KT) * HD * KT;     /* (HD, KT) */
-        for (int j0 = 0; j0 < KT; j0 += VW)                      /* VW keys x VW dims blocks */
-            for (int d0 = 0; d0 < HD; d0 += VW) {
-                vec r[VW];
-                int nd = HD - d0 < VW ? HD - d0 : VW;
-                vmask m = vfirst(nd);
-                for (int j = 0; j < VW; j++) {
-                    int key = t0 + j0 + j;
-                    r[j] = key < n ? vload_m(x + (size_t)key * HD + d0, m) : vzero();
-                }
-                vtranspose(r);
-                for (int c = 0; c < nd; c++) vstore(tile + (size_t)(d0 + c) * KT + j0, r[c]);
-            }
-    }
-}
-
-/* The workspace: one 64-byte aligned block per call, and a one-slot cache of the last block
- * released. Calls come in long sequences (each layer's forward, then each backward), and
- * handing big blocks back to the system every call costs page faults on the next one (20%
- * at T = 64). The slot is taken and refilled with atomic exchanges, so concurrent callers
- * (cffi releases the GIL) never share a block. The largest block stays cached until exit.
- * Layout: a 64-byte header holding the capacity in floats, then the floats. */
-#define WS_HEADER 16   /* floats */
-#if defined(__GNUC__)
-static float *ws_slot = NULL;
-#define WS_TAKE() __atomic_exchange_n(&ws_slot, (float *)NULL, __ATOMIC_ACQ_REL)
-#define WS_GIVE(p) __atomic_exchange_n(&ws_slot, (p), __ATOMIC_ACQ_REL)
-#else
-#define WS_TAKE() ((float *)NULL)
-#define WS_GIVE(p) (p)
-#endif
-
-float *att_workspace(size_t nfloats) {
-    float *block = WS_TAKE();
-    if (block && *(size_t *)block >= nfloats) return block + WS_HEADER;
-    free(block);
-    void *p = NULL;
-    if (posix_memalign(&p, 64, (nfloats + WS_HEADER) * sizeof(float))) return NULL;
-    *(size_t *)p = nfloats;
-    return (float *)p + WS_HEADER;
-}
-
-void att_workspace_done(float *ws) {
-    if (ws) free(WS_GIVE(ws - WS_HEADER));
-}
-
-size_t att_round(size_t nfloats) { return (nfloats + 15) / 16 * 16; }
-
-int att_split_rows(int *start, int *cols, int i0, int nq, int p0, int j0, int nk) {
-    int full = imin(nq, imax(i0, j0 + nk - 1 - p0)), c = 0;
-    for (int a = i0; a < nq; c++) {
-        int b = a < full ? imin(a + CHUNK, full) : nq;
-        start[c] = a;
-        cols[c] = imin(nk, p0 + b - j0);
-        a = b;
-    }
-    start[c] = nq;
-    return c;
-}
-
-void att_scale_row(float *x, int n, float a) {
-    vec va = vset1(a);
-    for (int d = 0; d < n; d += VW) {
-        vmask m = vfirst(n - d);
-        vstore_m(x + d, vmul(vload_m(x + d, m), va), m);
-    }
-}
-
-float att_max_row(const float *s, int n, float scale) {
-    vec m = vset1(-INFINITY);
-    for (int j = 0; j < n; j += VW) m = vmax(m, vload_or(s + j, vfirst(n - j), -INFINITY));
-    return vhmax(m) * scale;
-}
-
-float att_exp_row(float *s, int n, int ncols, float scale, float shift) {
-    vec sum = vzero(), vscale = vset1(scale), vshift = vset1(-shift);
-    for (int j = 0; j < ncols; j += VW) {
-        vmask m = vfirst(n - j), inside = vfirst(ncols - j);
-        vec p = vkeep(vexp(vfma(vload_m(s + j, inside), vscale, vshift)), m);
-        sum = vadd(sum, p);
-        vstore_m(s + j, p, inside);
-    }
-    return vhsum(sum);
-}
-
-void minillm_attention_exp(float *out, const float *x, int n) {
-    for (int i = 0; i < n; i += VW) {
-        vmask m = vfirst(n - i);
-        vstore_m(out + i, vexp(vload_m(x + i, m)), m);
     }
 }

@@ -2,7 +2,7 @@
  * bpe_split.c — the GPT-4 / GPT-2 pre-split of byte-level BPE, matched by hand.
  *
  * The Python twin is the `regex` package running minillm.tokenizer's GPT4_PATTERN and
- * GPT2_PATTERN; tests/test_tokenizer_fast.py checks both give identical chunks on real
+ * GPT2_PATTERN; tests/tokenizer/test_fast.py checks both give identical chunks on real
  * text and on generated tricky text. Instead of a regex engine, each pattern's
  * alternatives are tried one after another in the regex's own order (alternation in
  * these engines is ordered: the first alternative that matches wins, not the longest):
@@ -96,7 +96,7 @@ static long long whitespace_tail(const text_t *t, long long i, int newline_first
 }
 
 /* subtle: (?i) folds U+017F LATIN SMALL LETTER LONG S to 's'; no other non-ASCII code
- * point folds into [sdmtlver] (tests/test_tokenizer_fast.py checks this against regex). */
+ * point folds into [sdmtlver] (tests/tokenizer/test_fast.py checks this against regex). */
 static inline uint32_t fold(uint32_t cp) {
     if (cp >= 'A' && cp <= 'Z') return cp + 32;
     return cp == 0x17F ? 's' : cp;

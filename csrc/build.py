@@ -5,7 +5,7 @@ compile it. Run it directly for a sanitizer build that the tests can load instea
 
     python csrc/build.py --sanitize --out runs/asan
     LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
-        MINILLM_KERNELS_PATH=runs/asan pytest tests/test_kernels.py
+        MINILLM_KERNELS_PATH=runs/asan pytest tests/nn tests/test_clib.py
 
 Flags: -O3 -march=native (the SIMD level is chosen here, at build time), C99, -Wall,
 -fopenmp when the compiler supports it, and no -ffast-math: the kernels' results must stay
@@ -18,7 +18,9 @@ import tempfile
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["runtime.c", "matmul.c", "layers.c", "attention.c", "attention_gemm.c", "attention_backward.c", "attention_decode.c", "decode.c", "bpe_split.c", "bpe.c", "bpe_train.c", "optim.c"]
+SOURCES = ["runtime.c", "matmul.c", "layers.c", "attention.c", "attention_backward.c",
+           "attention_gemm.c", "attention_common.c", "decode.c", "bpe_split.c", "bpe.c",
+           "bpe_train.c", "optim.c"]
 BASE_FLAGS = ["-O3", "-march=native", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                   "-fno-omit-frame-pointer", "-g"]

@@ -5,8 +5,8 @@
  * RoPE, two cache writes, attention, two residual adds, SwiGLU, another RMSNorm), each only
  * microseconds of arithmetic at stories15M's size. Driven from Python, every one of them
  * also pays an interpreter round trip and a cffi call; here the whole sequence runs in C,
- * as in llama2.c's run.c forward(). minillm/generate_cache.py (DecodeModel.decode) keeps
- * the same sequence in Python as the NumPy twin and the fallback without the C library.
+ * as in llama2.c's run.c forward(). minillm/generate/ keeps the same sequence in Python
+ * as the NumPy twin and the fallback without the C library.
  *
  * The heavy parts are the existing kernels (matmul_forward, rmsnorm_forward,
  * attention_decode, swiglu_forward), called as plain functions: each opens its own
@@ -21,7 +21,7 @@
  * Shapes: B rows, C channels, NH / NKV query / KV heads, HD head dim, QD = NH*HD,
  * KD = NKV*HD, H SwiGLU hidden size, V vocab, S cache capacity, P RoPE table positions.
  *
- *     python -m pytest tests/test_generate_decode_step.py
+ *     python -m pytest tests/generate/test_decode_step.py
  */
 #include <string.h>
 #include "kernels.h"

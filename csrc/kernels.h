@@ -2,10 +2,10 @@
  * kernels.h — every function the C kernel library exports.
  *
  * This header is the single source of truth: csrc/build.py feeds it to cffi's cdef,
- * and every .c file includes it. Conventions (STYLE.md):
+ * and every .c file includes it. Conventions:
  *   - outputs first, then inputs, then sizes;
  *   - all tensors are float32, C-contiguous, row-major, and never alias one another
- *     (minillm/nn/kernels.py checks this before C sees a pointer);
+ *     (the wrappers in minillm/nn/kernels/ check this before C sees a pointer);
  *   - each kernel's comment says whether it overwrites or accumulates its outputs.
  * Preprocessor lines are not allowed here (cffi's cdef cannot parse them), so the
  * header guard lives in the .c files' include order instead: include it once.
@@ -30,7 +30,7 @@ void matmul_backward_input(float *dinp, const float *dout, const float *weight,
 void matmul_backward_weight(float *dweight, const float *dout, const float *inp,
                             int N, int C, int OC);
 
-/* ---- causal self-attention (csrc/attention.c) ------------------------------------
+/* ---- causal self-attention (csrc/attention*.c) ------------------------------------
  * q (B, NH, T, HD); k, v (B, NKV, T, HD); NH % NKV == 0 and query head h reads KV head
  * h / (NH / NKV) (grouped-query attention). Scores are scaled by 1/sqrt(HD).
  * lse (B, NH, T) is the natural-log logsumexp of each row of scaled, masked scores.
@@ -60,7 +60,7 @@ void attention_prefill(float *out, const float *q, const float *kcache, const fl
 void attention_decode(float *out, const float *q, const float *kcache, const float *vcache,
                       const int *lengths, int B, int NH, int NKV, int S, int HD);
 
-/* ==== byte-level BPE tokenizer (csrc/bpe_split.c, bpe.c, bpe_train.c; owner: minillm/tokenizer*.py) ====
+/* ==== byte-level BPE tokenizer (csrc/bpe_split.c, bpe.c, bpe_train.c; owner: minillm/tokenizer/fast.py) ====
  * Text is UTF-8 bytes; ids are int. pattern 1 = GPT-4's split regex, 2 = GPT-2's, matched
  * by hand; cp_class (n_class entries) holds each code point's class bits: 1 \p{L}, 2 \p{N},
  * 4 \s (built with the regex package, so both paths agree). Documents are packed in one
@@ -108,7 +108,7 @@ long long bpe_trainer_num_chunks(const bpe_trainer *t);
  * many were learned (fewer when no pair is left), -1 when out of memory. */
 int bpe_trainer_merge(bpe_trainer *t, int *pairs, long long *counts, int n);
 
-/* ==== elementwise layers (csrc/layers.c; owner: minillm/nn/kernels_layers.py, layers.py) ====
+/* ==== elementwise layers (csrc/layers.c; owner: minillm/nn/kernels/layers.py) ====
  * Row-parallel; results do not depend on the thread count. N rows (tokens), C channels,
  * H SwiGLU hidden size, V vocab; B batch, T time, NH query heads, NKV key/value heads,
  * HD head dim (even). Functions returning int return 0, or -1 when out of memory. */
@@ -160,7 +160,7 @@ void cross_entropy_forward(float *losses, float *logits, const int *targets, con
  * 0 <= idx[n] < V.  Accumulates into dweight. */
 void embedding_backward(float *dweight, const float *dout, const int *idx, int N, int C);
 
-/* ==== AdamW and the gradient's passes (csrc/optim.c; owner: minillm/nn/kernels_optim.py) ====
+/* ==== AdamW and the gradient's passes (csrc/optim.c; owner: minillm/nn/kernels/optim.py) ====
  * Flat float32 buffers of n values (minillm/nn/optim.py keeps all parameters in one).
  * Results do not depend on the thread count. */
 
@@ -179,8 +179,8 @@ double sum_squares(const float *x, long long n);
  * into dst); returns sum_squares of the new dst, bit-identical to calling it afterwards. */
 double grad_store(float *dst, const float *src, long long n, int accumulate);
 
-/* ==== one decode step of the whole model (csrc/decode.c; owner: minillm/generate_cache.py) ====
- * The weights as minillm/generate_cache.py lays them out for inference (run.c's
+/* ==== one decode step of the whole model (csrc/decode.c; owner: minillm/generate/) ====
+ * The weights as minillm/generate/ lays them out for inference (run.c's
  * TransformerWeights): per layer, pointers to fused matrices with the RMSNorm weights
  * folded into their columns, so the step's RMSNorms multiply by `ones`. QD = NH * HD,
  * KD = NKV * HD. */

@@ -5,7 +5,7 @@
  * Each is one pass (or two) over memory, so what matters is touching every byte once and
  * using every core: OpenMP over rows (every row's output has one owner), `omp simd` on
  * the inner loops so that they vectorize, and no temporaries beyond one small buffer.
- * The NumPy twin of each kernel is in minillm/nn/kernels_layers.py.
+ * The NumPy twin of each kernel is in minillm/nn/kernels/layers.py.
  *
  * Results never depend on the thread count: per-row work does not, and the one reduction
  * over rows (RMSNorm's dweight) sums fixed blocks of rows in a fixed order.

@@ -47,7 +47,7 @@
  *    the forward computes dot products of rows of inp and rows of W, both contiguous
  *    (mm_dot_block); the other products run the micro-kernel on the row-major B in place.
  *
- * Run the tests: python -m pytest tests/test_kernels_matmul.py
+ * Run the tests: python -m pytest tests/nn/kernels/test_matmul.py
  * Benchmark:     python bench/kernels_matmul.py --quick --threads 1
  */
 #include <stddef.h>
@@ -86,8 +86,6 @@
                                 * L3 is its bottleneck, and two cores read faster than one */
 #define DOT_PARALLEL_MIN_WORK (1 << 15)
 #endif
-
-static int imin(int a, int b) { return a < b ? a : b; }
 
 /* Rows of the next micro-panel when `rest` rows remain: MM_MR, except that a short tail
  * is merged with the panel before it and the two split evenly (15 rows -> 8 + 7, not

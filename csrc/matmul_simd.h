@@ -28,7 +28,7 @@
  * Lanes past nr are masked: never loaded, never stored, so any nr is safe.
  */
 #include <stddef.h>
-#include "attention_simd.h"   /* the shared vector vocabulary: vfirst, vtranspose, vhsum */
+#include "simd.h"   /* the shared vector vocabulary: vfirst, vtranspose, vhsum; imin */
 
 #define MM_INLINE static inline __attribute__((always_inline))
 
@@ -100,7 +100,7 @@ MM_INLINE void mm_copy_short(float *restrict dst, const float *restrict src, int
 }
 
 /* Pack a transposed sliver: dst[p*MM_NR + j] = src[j*lds + p] for p < kc, j < nr, and 0
- * for nr <= j < MM_NR. Blocks of 16 x 16 go through vtranspose (attention_simd.h); the
+ * for nr <= j < MM_NR. Blocks of 16 x 16 go through vtranspose (simd.h); the
  * ragged end of p is copied one float at a time. */
 static void mm_pack_bt(float *restrict dst, const float *restrict src, ptrdiff_t lds,
                        int kc, int nr) {

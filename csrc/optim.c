@@ -9,7 +9,7 @@
  * block never changes its result), and vector loops: AVX intrinsics for the update
  * (subtle: without -fno-math-errno, GCC does not vectorize a loop that calls sqrtf),
  * plain loops the compiler vectorizes for the sums. The NumPy twin of each kernel is in
- * minillm/nn/kernels_optim.py.
+ * minillm/nn/kernels/optim.py.
  *
  * Bit-for-bit results:
  *   - the update does exactly the NumPy twin's float32 operations in the same order (no

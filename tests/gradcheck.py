@@ -4,7 +4,7 @@
     num = numeric_grad(loss, x)                           # perturbs x in place, restores it
     assert_grad_close(analytic, num)
 
-Used by tests/test_layers.py, test_attention_layer.py and test_gpt.py.
+Used by tests/nn/test_layers.py, test_attention.py and test_gpt.py.
 """
 import numpy as np
 

@@ -3,7 +3,8 @@ import numpy as np
 
 
 def rope_by_the_formula(x, theta, pos0=0):
-    """FORMATS.md: pairs (x[2i], x[2i+1]) rotate by pos * theta_i, theta_i = base^(-2i/hs)."""
+    """x (..., T, hs) rotated by RoPE, interleaved: each pair (x[2i], x[2i+1]) at position
+    pos0 + t turns by the angle (pos0 + t) * theta^(-2i/hs), one loop step at a time."""
     out = np.empty_like(x)
     T, hs = x.shape[-2:]
     for t in range(T):

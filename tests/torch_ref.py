@@ -12,7 +12,7 @@ names are minillm's, so weights and gradients move between the two by name:
     loss.backward()
     grads = grads_as_dict(model)           # name -> float32 NumPy array, like gpt.backward
 
-Requires torch (a test extra): `python -m pytest tests/test_torch_parity.py`.
+Requires torch (a test extra): `python -m pytest tests/nn/test_torch_parity.py`.
 """
 import math
 

@@ -5,26 +5,21 @@
     y = merge_heads(out) Wo^T
 
 NH query heads share NKV key/value heads: query head h reads KV head h // (NH // NKV).
-The three projections run as one matmul against [Wq; Wk; Wv] (concatenated per call; the
-parameters stay separate), so backward also makes dx with one matmul instead of three
-matmuls and two adds.
+The three projections run as one matmul against [Wq; Wk; Wv], so backward also makes dx
+with one matmul. The layouts are fused with work that touches the data anyway: one kernel
+reads the projection's rows once and writes q, k rotated by RoPE and v in head layout.
+The attention core's NumPy math (forward with its log-sum-exp, backward with the row sums
+D) is KA.attention_forward_ref / attention_backward_ref in nn/kernels/attention.py.
 
-Layouts: the projections produce (B, T, heads, HD) rows, the kernels want (B, heads, T, HD).
-Each transpose is a full pass over memory, so they are fused with work that must touch the
-data anyway: one kernel (kernels_layers.rope_split_qkv) reads the projection's rows once and
-writes q and k rotated by RoPE, and v, in kernel layout; backward's kernel rotates dq, dk
-back and writes them with dv straight into the rows of dqkv. Only out and its gradient are
-plain transposing copies (merge_heads and split_heads, also C kernels on float32).
+    python -m pytest tests/nn/test_attention.py
 
-    python -m pytest tests/test_attention_layer.py
+Read next: nn/gpt.py, which stacks these blocks into the model.
 
 Shapes: B batch, T time, C channels, NH query heads, NKV key/value heads, HD head dim,
 QD = NH*HD, KD = NKV*HD.
 """
 import numpy as np
 
-from minillm.nn.kernels import attention as KA
-from minillm.nn.kernels import layers as KL
 from minillm.nn.kernels import attention as KA
 from minillm.nn.kernels import layers as KL
 from minillm.nn.layers import linear_backward, linear_forward
@@ -37,41 +32,12 @@ def split_qkv(qkv, n_head, n_kv_head, freqs):
     The inference engine uses this too: it writes k, v into its cache at positions
     pos0.. and passes the matching rope_frequencies(..., pos0=pos0).
     """
-    if qkv.dtype == np.float32:
-        return KL.rope_split_qkv(np.ascontiguousarray(qkv), n_head, n_kv_head, freqs)
-    return KL.rope_split_qkv_ref(qkv, n_head, n_kv_head, freqs)
-
-
-def split_qkv_backward(dq, dk, dv, freqs):
-    """dqkv (B, T, QD + 2 KD) of split_qkv: dq, dk rotated back, all three in rows again."""
-    split_back = KL.rope_split_qkv_backward if dq.dtype == np.float32 else KL.rope_split_qkv_backward_ref
-    return split_back(dq, dk, dv, freqs)
+    return KL.rope_split_qkv(np.ascontiguousarray(qkv), n_head, n_kv_head, freqs)
 
 
 def merge_heads(out):
     """out (B, NH, T, HD) -> (B, T, NH*HD), contiguous."""
-    if out.dtype == np.float32:
-        return KL.merge_heads(np.ascontiguousarray(out))                # (B, T, QD)
-    return KL.merge_heads_ref(out)                                      # (B, T, QD)
-
-
-def split_heads(y, n_head):
-    """y (B, T, NH*HD) -> (B, NH, T, HD), contiguous: merge_heads' inverse (and backward)."""
-    if y.dtype == np.float32:
-        return KL.split_heads(np.ascontiguousarray(y), n_head)          # (B, NH, T, HD)
-    return KL.split_heads_ref(y, n_head)                                # (B, NH, T, HD)
-
-
-def _attend(q, k, v):
-    if q.dtype == np.float32:
-        return KA.attention_forward(q, k, v)
-    return KA.attention_forward_ref(q, k, v)
-
-
-def _attend_backward(dout, q, k, v, out, lse):
-    if q.dtype == np.float32:
-        return KA.attention_backward(dout, q, k, v, out, lse)
-    return KA.attention_backward_ref(dout, q, k, v, out, lse)
+    return KL.merge_heads(np.ascontiguousarray(out))                    # (B, T, QD)
 
 
 def attention_forward(x, wq, wk, wv, wo, n_head, n_kv_head, freqs):
@@ -83,7 +49,9 @@ def attention_forward(x, wq, wk, wv, wo, n_head, n_kv_head, freqs):
     qkv, qkv_cache = linear_forward(x, wqkv)                            # (B, T, QD + 2 KD)
     q, k, v = split_qkv(qkv, n_head, n_kv_head, freqs)                  # (B, NH|NKV, T, HD)
     del qkv  # subtle: backward needs q, k, v in kernel layout, not the projection itself
-    out, lse = _attend(q, k, v)                                         # (B, NH, T, HD), (B, NH, T)
+    # S = q k^T / sqrt(HD) masked, out = softmax(S) v; lse = log(rowsum(exp(S))) is kept so
+    # that backward rebuilds softmax(S) = exp(S - lse) without storing the (T, T) matrix
+    out, lse = KA.attention_forward(q, k, v)                            # (B, NH, T, HD), (B, NH, T)
     y = merge_heads(out)                                                # (B, T, QD)
     o, o_cache = linear_forward(y, wo)                                  # (B, T, C)
     return o, (qkv_cache, q, k, v, out, lse, o_cache, freqs)
@@ -96,12 +64,13 @@ def attention_backward(do, cache):
     NKV = k.shape[1]
     # o = y wo^T
     dy, dwo = linear_backward(do, o_cache)                              # (B, T, QD), (C, QD)
-    # y = merge_heads(out)
-    dout = split_heads(dy, NH)                                          # (B, NH, T, HD)
-    # out, lse = attention(q, k, v)
-    dq, dk, dv = _attend_backward(dout, q, k, v, out, lse)              # (B, NH|NKV, T, HD)
-    # q, k, v = split_qkv(qkv): inverse RoPE and the transposes
-    dqkv = split_qkv_backward(dq, dk, dv, freqs)                        # (B, T, QD + 2 KD)
+    # y = merge_heads(out): its backward is the inverse transpose
+    dout = KL.split_heads(dy, NH)                                       # (B, NH, T, HD)
+    # out = P v with P = exp(S - lse): dv = P^T dout, dS = P (dout v^T - D) with
+    # D = rowsum(dout * out) (= rowsum(P * dout v^T), as out = P v), dq = dS k, dk = dS^T q
+    dq, dk, dv = KA.attention_backward(dout, q, k, v, out, lse)         # (B, NH|NKV, T, HD)
+    # q, k, v = split_qkv(qkv): dq, dk rotated back, all three in the projection's rows
+    dqkv = KL.rope_split_qkv_backward(dq, dk, dv, freqs)                # (B, T, QD + 2 KD)
     # qkv = x [wq; wk; wv]^T
     dx, dwqkv = linear_backward(dqkv, qkv_cache)                        # (B, T, C), (QD + 2 KD, C)
     QD, KD = NH * HD, NKV * HD

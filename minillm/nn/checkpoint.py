@@ -12,19 +12,9 @@
     config, params, meta = load_checkpoint(path)
     optimizer_state, trainer_state = load_training_state(path)
 
-The safetensors layout (huggingface/safetensors, written and read here by our own code):
+    python -m pytest tests/nn/test_checkpoint.py
 
-    8 bytes        N, the header length, unsigned 64-bit little-endian
-    N bytes        JSON: {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [b, e]},
-                          ..., "__metadata__": {"key": "string value"}}  (space-padded to 8)
-    the rest       raw little-endian tensor bytes; a tensor is bytes [b, e) of this part
-
-Atomic directory writes: a checkpoint is written into a temporary sibling directory, which
-is renamed into place only when every file is complete. An existing checkpoint is first
-renamed aside (<name>.old-*) and deleted only after the new one is in place; if the process
-dies between the two renames, load_checkpoint names the complete old copy in its error.
-
-Run: python -m pytest tests/test_checkpoint.py
+Read next: minillm/pretrain/, which trains a model and saves these.
 """
 import dataclasses
 import json
@@ -37,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from minillm.common import UserError, atomic_path, current_umask, read_json, write_json
+from minillm.nn.gpt import GPTConfig, param_shapes
 
 FORMAT, VERSION = "minillm-checkpoint", 1
 
@@ -50,6 +41,11 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 
 # ---- safetensors ---------------------------------------------------------------------
+# The layout (huggingface/safetensors, written and read here by our own code):
+#     8 bytes    N, the header length, unsigned 64-bit little-endian
+#     N bytes    JSON: {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [b, e]},
+#                       ..., "__metadata__": {"key": "string value"}}  (space-padded to 8)
+#     the rest   raw little-endian tensor bytes; a tensor is bytes [b, e) of this part
 
 def save_safetensors(path, tensors, metadata=None):
     """Write `tensors` (dict name -> array) to `path` in the safetensors layout, atomically.
@@ -159,7 +155,12 @@ def load_safetensors(path, widen=True):
 
 def save_checkpoint(path, config, params, *, tokenizer=None, meta=None, optimizer_state=None,
                     trainer_state=None):
-    """Write a checkpoint directory at `path`, atomically (see the module docstring).
+    """Write a checkpoint directory at `path`, atomically.
+
+    The files go into a temporary sibling directory, renamed into place only when every
+    file is complete. An existing checkpoint is first renamed aside (.<name>.old-*) and
+    deleted only after the new one is in place; if the process dies between the two
+    renames, load_checkpoint names the complete old copy in its error.
 
     config: a GPTConfig (or a dict of its fields). params: dict name -> float32 array.
     tokenizer: an object with .save(path), or a path to a tokenizer.json, or None.
@@ -236,8 +237,6 @@ def load_checkpoint(path):
     Raises a one-line UserError if the directory is incomplete, a file is corrupt or
     truncated, or the weights do not match the config (names or shapes).
     """
-    from minillm.nn.gpt import GPTConfig, param_shapes
-
     path = checkpoint_dir(path)
     meta = read_json(path / "config.json", what="checkpoint config")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

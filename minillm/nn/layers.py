@@ -1,28 +1,23 @@
-"""The transformer's layers, each a forward/backward pair: embedding, linear, RMSNorm, RoPE,
-SwiGLU and the cross-entropy loss (fused with the LM head's softmax).
-
-Every pair follows one convention (STYLE.md):
+"""The transformer's layers, each a forward/backward pair: embedding, linear, RMSNorm, RoPE
+frequencies, SwiGLU and the cross-entropy loss (fused with the LM head, chunk by chunk).
 
     out, cache = rmsnorm_forward(x, w)       # cache holds only what backward needs
     dx, dw = rmsnorm_backward(dout, cache)   # grads in the order of forward's inputs
 
-The layers are dtype-generic: float32 arrays run the matmuls on the C kernels, float64
-arrays run them on the NumPy twins (kernels.*_ref), which is how tests check every backward
-against float64 central finite differences (tests/test_layers.py):
+Each layer reshapes its arrays and calls one kernel wrapper per step (nn/kernels/): C on
+float32 arrays, else the wrapper's NumPy twin `<name>_ref`, where the math is written out
+(each docstring here states it too). So the layers are dtype-generic, and float64 arrays
+check every backward against central finite differences:
 
-    python -m pytest tests/test_layers.py
+    python -m pytest tests/nn/test_layers.py
 
-Speed: on float32 arrays the elementwise layers run as C kernels too (csrc/layers.c through
-nn/kernels_layers.py: one pass over memory, on all the kernels' threads); on other dtypes,
-or without the extension, they run those kernels' NumPy twins (kernels_layers.*_ref).
+Read next: nn/attention.py, the attention sublayer built from these.
 
 Shapes: B batch, T time, C channels, N = B*T rows, V vocab, H SwiGLU hidden size,
 HD head dim, OC output channels.
 """
 import numpy as np
 
-from minillm.nn.kernels import layers as KL
-from minillm.nn.kernels import matmul as KM
 from minillm.nn.kernels import layers as KL
 from minillm.nn.kernels import matmul as KM
 
@@ -49,40 +44,26 @@ def embedding_backward(dout, cache, dweight=None):
     idx, (V, C) = cache
     if dweight is None:
         dweight = np.zeros((V, C), dtype=dout.dtype)                    # (V, C)
-    add = KL.embedding_backward if dout.dtype == np.float32 else KL.embedding_backward_ref
-    return add(dweight, _rows(dout), idx.reshape(-1))
+    return KL.embedding_backward(dweight, _rows(dout), idx.reshape(-1))
 
 
-# ---- linear: y = x W^T, on the C matmul kernels ------------------------------------------
+# ---- linear: y = x W^T ------------------------------------------------------------------
 
 def linear_forward(x, w, out=None):
     """y (..., OC) = x (..., C) @ w (OC, C)^T, written into `out` when given."""
-    if x.dtype == np.float32:
-        y = KM.matmul_forward(x, w, out)                           # (..., OC)
-    elif out is None:
-        y = KM.matmul_forward_ref(x, w)                            # (..., OC)
-    else:
-        y = out
-        y[...] = KM.matmul_forward_ref(x, w)
+    y = KM.matmul_forward(x, w, out)                                    # (..., OC)
     return y, (x, w)
 
 
 def linear_backward(dy, cache, dw=None, dx=None):
-    """dx (..., C), dw (OC, C) of y = x w^T.
+    """dx (..., C) = dy @ w, dw (OC, C) = dy^T @ x (over all rows) of y = x w^T.
 
     dw accumulates (+=) into `dw` when given; dx is written into `dx` when given.
     """
     x, w = cache
-    if dy.dtype == np.float32:
-        dx = KM.matmul_backward_input(dy, w, dx)                   # (..., C)
-        dw = KM.matmul_backward_weight(dy, x, dw)                  # (OC, C)
-        return dx, dw
-    dx_new = KM.matmul_backward_input_ref(dy, w)                   # (..., C)
-    dw_new = KM.matmul_backward_weight_ref(dy, x)                  # (OC, C)
-    if dx is not None:
-        dx[...] = dx_new
-    dw = dw_new if dw is None else np.add(dw, dw_new, out=dw)
-    return (dx_new if dx is None else dx), dw
+    dx = KM.matmul_backward_input(dy, w, dx)                            # (..., C)
+    dw = KM.matmul_backward_weight(dy, x, dw)                           # (OC, C)
+    return dx, dw
 
 
 # ---- RMSNorm: y = x / sqrt(mean(x^2) + eps) * w ------------------------------------------
@@ -90,8 +71,7 @@ def linear_backward(dy, cache, dw=None, dx=None):
 def rmsnorm_forward(x, w, eps=1e-5):
     """y (..., C) = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps) over the last axis."""
     x2 = _rows(x)                                                       # (N, C)
-    norm = KL.rmsnorm_forward if x.dtype == np.float32 else KL.rmsnorm_forward_ref
-    y, rstd = norm(x2, w, eps)                                          # (N, C), (N,)
+    y, rstd = KL.rmsnorm_forward(x2, w, eps)                            # (N, C), (N,)
     return y.reshape(x.shape), (x2, w, rstd)
 
 
@@ -103,8 +83,7 @@ def rmsnorm_backward(dy, cache):
         dx = rstd * dy * w - x * rstd^3 * s / C      (rstd depends on x: the second term)
     """
     x2, w, rstd = cache
-    norm_backward = KL.rmsnorm_backward if x2.dtype == np.float32 else KL.rmsnorm_backward_ref
-    dx, dw = norm_backward(_rows(dy), x2, w, rstd)                      # (N, C), (C,)
+    dx, dw = KL.rmsnorm_backward(_rows(dy), x2, w, rstd)                # (N, C), (C,)
     return dx.reshape(dy.shape), dw
 
 
@@ -114,41 +93,14 @@ def rope_frequencies(T, HD, theta=10000.0, pos0=0, dtype=np.float32):
     """freqs (T, HD/2) complex: e^(i * pos * theta^(-2i/HD)) for pos = pos0 .. pos0+T-1.
 
     dtype is the real dtype of the arrays to rotate (float32 -> complex64). The angles are
-    computed in float64 and rounded once.
+    computed in float64 and rounded once. A pair (x[2i], x[2i+1]) read as the complex number
+    x[2i] + i x[2i+1], times freqs[t, i], is rotated by its angle:
+        (x[2i] cos - x[2i+1] sin,  x[2i] sin + x[2i+1] cos)
+    attention.split_qkv applies it to q and k (KL.rope_split_qkv_ref has the NumPy).
     """
     inv_freq = theta ** (-np.arange(0, HD, 2, dtype=np.float64) / HD)   # (HD/2,)
     angles = np.outer(np.arange(pos0, pos0 + T, dtype=np.float64), inv_freq)  # (T, HD/2)
     return np.exp(1j * angles).astype(np.result_type(dtype, np.complex64))  # (T, HD/2)
-
-
-def rope_forward(x, freqs, out=None):
-    """Rotate each pair (x[..., t, 2i], x[..., t, 2i+1]) by the angle of freqs[t, i].
-
-    x (..., T, HD) may be any strided view whose last axis is contiguous (e.g. a transposed
-    slice of the fused qkv projection): reading it strided and writing `out` (new,
-    C-contiguous, unless given) does the layout transpose and the rotation in one pass.
-    A pair read as the complex number x[2i] + i x[2i+1] times e^(i angle) is exactly
-        (x[2i] cos - x[2i+1] sin,  x[2i] sin + x[2i+1] cos).
-    The attention layer rotates q and k through attention.split_qkv instead, which runs this
-    rotation and the split into heads as one C kernel on float32 (kernels_layers.rope_split_qkv).
-    """
-    if out is None:
-        out = np.empty(x.shape, dtype=x.dtype)                          # (..., T, HD)
-    _rotate(out, x, freqs)
-    return out, freqs
-
-
-def rope_backward(dout, freqs, out=None):
-    """dx (..., T, HD): a rotation's gradient is the inverse rotation (by -angle)."""
-    if out is None:
-        out = np.empty(dout.shape, dtype=dout.dtype)                    # (..., T, HD)
-    _rotate(out, dout, freqs.conj())
-    return out
-
-
-def _rotate(out, x, freqs):
-    """out = x * freqs with pairs viewed as complex numbers."""
-    np.multiply(x.view(freqs.dtype), freqs, out=out.view(freqs.dtype))  # (..., T, HD/2) complex
 
 
 # ---- SwiGLU: a = silu(g) * u, with g and u side by side in one array ---------------------
@@ -160,7 +112,7 @@ def swiglu_forward(gu):
     which is cheaper than storing and reloading an (N, H) array of it.
     """
     gu2 = _rows(gu)                                                     # (N, 2H)
-    a = (KL.swiglu_forward if gu.dtype == np.float32 else KL.swiglu_forward_ref)(gu2)  # (N, H)
+    a = KL.swiglu_forward(gu2)                                          # (N, H)
     return a.reshape(gu.shape[:-1] + (a.shape[1],)), (gu2, gu.shape)
 
 
@@ -171,8 +123,7 @@ def swiglu_backward(da, cache):
         dg = da * u * silu'(g),   silu'(g) = sig + silu(g) * (1 - sig)
     """
     gu2, shape = cache
-    backward = KL.swiglu_backward if gu2.dtype == np.float32 else KL.swiglu_backward_ref
-    return backward(_rows(da), gu2).reshape(shape)                      # (..., 2H)
+    return KL.swiglu_backward(_rows(da), gu2).reshape(shape)            # (..., 2H)
 
 
 # ---- cross-entropy, in place on the logits -----------------------------------------------
@@ -210,9 +161,7 @@ def cross_entropy_forward(logits, targets, loss_mask=None, normalizer=None):
         logits[...] = 0.0
         return 0.0, (logits,)
     coef = w / logits.dtype.type(normalizer)                            # (N,) dloss/dnll
-    softmax_loss = (KL.cross_entropy_forward if logits.dtype == np.float32
-                    else KL.cross_entropy_forward_ref)
-    nll = softmax_loss(logits, targets, coef)                           # (N,), logits -> dlogits
+    nll = KL.cross_entropy_forward(logits, targets, coef)               # (N,), logits -> dlogits
     loss = float(np.dot(w.astype(np.float64), nll.astype(np.float64))) / float(normalizer)
     return loss, (logits,)
 

@@ -6,36 +6,15 @@
     report = opt.step(lr=lr_cosine(step, ...), clip=1.0, loss=loss)
     report.skipped                              # True when the loss or a gradient was not finite
 
-One flat buffer. AdamW touches every parameter with the same elementwise formula, so the
-optimizer copies all parameters into ONE float32 vector and puts views of it back into the
-caller's dict (`params[name]` becomes a view; the dict is updated in place, its keys are
-unchanged). Gradients, first and second moments live in vectors laid out the same way, and
-a step is two passes over memory, both in C (csrc/optim.c, wrapped by nn/KO.py):
-    accumulate()  copies (or adds) each gradient into the flat buffer and sums its squares
-                  in the same pass, so the global norm costs no extra read;
-    step()        clips with that norm, then ONE fused AdamW pass: read p, g, m, v and
-                  write p, m, v, OpenMP over blocks of the buffer.
-The NumPy twins (use_c=False, or when the extension is not built) do the same with 13
-in-place ufunc calls per 64K-float chunk (and the norm in a pass of its own); the update
-gives the same bits as the C kernel. The C sums of squares add in double, in blocks and
-lanes fixed by the size alone, so results depend neither on the thread count nor on where
-the arrays sit in memory: a resumed run is bit-identical. Measured by bench/optim.py
-(accumulate + step, ms, 1 / 2 threads, load average 1.0 on the 2 cores):
-    0.87M parameters   C 0.99 / 0.68   NumPy 2.07 / 2.15   torch clip+fused 1.37 / 1.21
-    13.8M parameters   C 23.6 / 13.1   NumPy 50.0 / 49.5   torch clip+fused 26.3 / 16.8
+AdamW touches every parameter with the same elementwise formula, so the optimizer keeps all
+parameters in ONE flat float32 buffer (the caller's dict gets views of it), with gradients
+and moments laid out alike: a step is two passes over memory, both C kernels
+(nn/kernels/optim.py). The non-finite guard skips a step whose loss or global gradient norm
+is inf/nan, leaving weights, moments and the step count untouched.
 
-Which parameters decay: weight decay (decoupled: p <- p - lr * wd * p, before the Adam
-step) applies to the 2-D weight matrices of attention, MLP and the untied LM head. It does
-NOT apply to the RMSNorm weights (a decay toward 0 would fight their 1.0 initialisation)
-nor to the token embedding `tok_emb`, tied or not: each row is a lookup table entry, and a
-rare token's row would shrink every step while receiving gradient only when the token
-occurs (nanoGPT decays embeddings; nanochat and many Llama recipes do not).
+    python -m pytest tests/nn/test_optim.py
 
-The non-finite guard: if the loss or the global gradient norm is inf/nan, the step is
-skipped (weights, moments and the step count untouched) and reported. A gradient norm
-that overflows float32 (> ~1.8e19) counts as non-finite too.
-
-Run: python -m pytest tests/test_optim.py
+Read next: nn/checkpoint.py, which saves the parameters and this optimizer's state.
 """
 import math
 from dataclasses import dataclass
@@ -50,7 +29,15 @@ ALIGN = 16             # each parameter starts on a 64-byte boundary of the flat
 
 
 def decays(name, value):
-    """True if weight decay applies to parameter `name` (see the module docstring)."""
+    """True if weight decay applies to parameter `name`.
+
+    Weight decay (decoupled: p <- p - lr * wd * p, before the Adam step) applies to the 2-D
+    weight matrices of attention, MLP and the untied LM head. Not to the RMSNorm weights (a
+    decay toward 0 would fight their 1.0 initialisation) nor to the token embedding
+    `tok_emb`, tied or not: a rare token's row would shrink every step while receiving
+    gradient only when the token occurs (nanoGPT decays embeddings; nanochat and many
+    Llama recipes do not).
+    """
     return value.ndim == 2 and name != "tok_emb"
 
 
@@ -75,6 +62,14 @@ class AdamW:
     Hyperparameters follow torch.optim.AdamW: betas (b1, b2), eps added to sqrt(v_hat),
     decoupled weight decay multiplied by the learning rate. use_c: run the passes over the
     buffers in C (None: when the extension is loaded; False: the NumPy twins).
+
+    accumulate() copies (or adds) each gradient into the flat buffer and, in C, sums its
+    squares in the same pass, so the global norm costs no extra read; step() clips with that
+    norm, then runs ONE fused AdamW pass (read p, g, m, v; write p, m, v). The NumPy twins
+    give the update's same bits; the C sums of squares add in double, in blocks and lanes
+    fixed by the size alone, so results depend neither on the thread count nor on where the
+    arrays sit in memory: a resumed run is bit-identical. A gradient norm that overflows
+    float32 (> ~1.8e19) counts as non-finite.
     """
 
     def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0, use_c=None):

@@ -1,8 +1,8 @@
 """The attention sublayer of minillm/nn/attention.py: forward against a per-head loop written
 from the definition, backward against float64 central finite differences (grouped KV heads),
-the float32 C-kernel path against float64, causality and the head layouts.
+the float32 C-kernel path against float64, causality, RoPE and the head layouts.
 
-    python -m pytest tests/test_attention_layer.py
+    python -m pytest tests/nn/test_attention.py
 """
 import numpy as np
 import pytest
@@ -91,3 +91,19 @@ def test_split_qkv_and_merge_heads_layouts(rng):
     np.testing.assert_array_equal(k[1, 1, 3], qkv[1, 3, (NH + 1) * HD:(NH + 2) * HD])
     np.testing.assert_array_equal(v[0, 1, 6], qkv[0, 6, (NH + NKV + 1) * HD:])
     np.testing.assert_array_equal(A.merge_heads(q), qkv[..., :NH * HD])
+
+
+@pytest.mark.parametrize("pos0", [0, 5])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_rope_is_the_interleaved_formula(rng, pos0, dtype, tol):
+    qkv = rng.standard_normal((B, T, (NH + 2 * NKV) * HD))                # (B, T, QD + 2 KD)
+    freqs = rope_frequencies(T, HD, theta=500.0, pos0=pos0, dtype=dtype)
+    q, k, v = A.split_qkv(qkv.astype(dtype), NH, NKV, freqs)
+    heads = qkv.reshape(B, T, NH + 2 * NKV, HD).transpose(0, 2, 1, 3)     # (B, heads, T, HD)
+    assert q.dtype == dtype
+    np.testing.assert_allclose(q, rope_by_the_formula(heads[:, :NH], 500.0, pos0), rtol=tol, atol=tol)
+    np.testing.assert_allclose(k, rope_by_the_formula(heads[:, NH:NH + NKV], 500.0, pos0),
+                               rtol=tol, atol=tol)
+    np.testing.assert_allclose(v, heads[:, NH + NKV:], rtol=tol, atol=tol)
+    if pos0 == 0:
+        np.testing.assert_allclose(q[:, :, 0], heads[:, :NH, 0], rtol=tol, atol=tol)  # unrotated

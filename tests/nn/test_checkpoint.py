@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from minillm.common import UserError
+from minillm.nn import checkpoint as ckpt
 from minillm.nn.checkpoint import (load_checkpoint, load_safetensors, load_training_state,
                                    read_safetensors_header, save_checkpoint, save_safetensors)
 from minillm.nn.gpt import GPTConfig, init_params
@@ -85,8 +86,6 @@ def test_save_replaces_atomically_and_a_failed_save_keeps_the_old(tmp_path, monk
     _save(tmp_path / "ck", config2)                        # replace: works, old copy removed
     assert load_checkpoint(tmp_path / "ck")[0] == config2
     assert sorted(os.listdir(tmp_path)) == ["ck"]
-
-    import minillm.nn.checkpoint as ckpt
 
     def boom(*a, **k):
         raise OSError("disk full")

@@ -1,14 +1,14 @@
 """Every layer of minillm/nn/layers.py: backward against float64 central finite differences,
-the float32 (C kernel) path against float64, RoPE against the formula in FORMATS.md, and
-the cross-entropy's ignore index, loss mask, normalizer and in-place contract.
+the float32 (C kernel) path against float64, and the cross-entropy's ignore index, loss
+mask, normalizer and in-place contract. RoPE is checked with the attention layer
+(tests/nn/test_attention.py), which applies it.
 
-    python -m pytest tests/test_layers.py
+    python -m pytest tests/nn/test_layers.py
 """
 import numpy as np
 import pytest
 
 from gradcheck import assert_grad_close, numeric_grad
-from refs import rope_by_the_formula
 from minillm import clib
 from minillm.nn import layers as L
 
@@ -86,35 +86,6 @@ def test_rmsnorm_backward_matches_finite_differences(rng):
     loss = lambda: float((L.rmsnorm_forward(x, w)[0] * R).sum())
     assert_grad_close(dx, numeric_grad(loss, x))
     assert_grad_close(dw, numeric_grad(loss, w))
-
-
-# ---- RoPE --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("pos0", [0, 5])
-def test_rope_is_the_interleaved_formula(rng, pos0):
-    x = rng.standard_normal((2, 3, 7, 10))                              # (B, NH, T, HD)
-    freqs = L.rope_frequencies(7, 10, theta=500.0, pos0=pos0, dtype=np.float64)
-    out, _ = L.rope_forward(x, freqs)
-    np.testing.assert_allclose(out, rope_by_the_formula(x, 500.0, pos0), rtol=1e-12, atol=1e-12)
-    if pos0 == 0:
-        np.testing.assert_array_equal(out[:, :, 0], x[:, :, 0])          # position 0 unrotated
-        assert not np.allclose(out[:, :, 1:], x[:, :, 1:])
-
-
-def test_rope_float32_and_strided_views(rng):
-    qkv = rng.standard_normal((2, 7, 3 * 8)).astype(np.float32)          # (B, T, 3 heads * HD)
-    view = qkv.reshape(2, 7, 3, 8)[:, :, :2].transpose(0, 2, 1, 3)       # (B, 2, T, HD) strided
-    out, _ = L.rope_forward(view, L.rope_frequencies(7, 8))
-    assert out.flags.c_contiguous and out.dtype == np.float32
-    np.testing.assert_allclose(out, rope_by_the_formula(view.astype(np.float64), 10000.0), atol=1e-5)
-
-
-def test_rope_backward_matches_finite_differences(rng):
-    x = rng.standard_normal((2, 2, 7, 6))
-    freqs = L.rope_frequencies(7, 6, dtype=np.float64)
-    R = upstream(rng, x.shape)
-    dx = L.rope_backward(R, freqs)
-    assert_grad_close(dx, numeric_grad(lambda: float((L.rope_forward(x, freqs)[0] * R).sum()), x))
 
 
 # ---- SwiGLU ------------------------------------------------------------------------------
@@ -241,7 +212,6 @@ def test_results_do_not_depend_on_the_thread_count(rng):
         pytest.skip(f"thread count comes from the C kernels, not loaded: {clib.load_error()}")
     x, w = rng.standard_normal((300, 130)).astype(np.float32), rng.standard_normal(130).astype(np.float32)
     gu = rng.standard_normal((300, 2 * 150)).astype(np.float32)
-    q = rng.standard_normal((6, 8, 40, 128)).astype(np.float32)       # 6 blocks of 8 * 40 * 128
     targets = rng.integers(-1, 500, 300)
 
     def run_all():
@@ -249,7 +219,7 @@ def test_results_do_not_depend_on_the_thread_count(rng):
         a, sc = L.swiglu_forward(gu)
         loss, (dlogits,) = L.cross_entropy_forward(np.tile(x, (1, 4)).copy(), targets)
         return [y, *L.rmsnorm_backward(y, nc), a, L.swiglu_backward(a, sc), np.float32(loss),
-                dlogits, L.rope_forward(q, L.rope_frequencies(40, 128))[0]]
+                dlogits]
     before = clib.get_num_threads()
     try:
         clib.set_num_threads(1)
@@ -260,9 +230,3 @@ def test_results_do_not_depend_on_the_thread_count(rng):
         clib.set_num_threads(before)
     for a, b in zip(one, three):
         np.testing.assert_array_equal(a, b)
-
-
-def test_rope_on_a_single_sequence(rng):
-    x = rng.standard_normal((7, 10))                                    # (T, HD), no batch axis
-    out, _ = L.rope_forward(x, L.rope_frequencies(7, 10, dtype=np.float64))
-    np.testing.assert_allclose(out, rope_by_the_formula(x, 10000.0), rtol=1e-12, atol=1e-12)

@@ -1,7 +1,8 @@
-"""AdamW against torch.optim.AdamW, the LR schedules, clipping and the non-finite guard;
-the C optimizer kernels (csrc/optim.c) against their NumPy twins and across thread counts.
+"""AdamW (minillm/nn/optim.py) against torch.optim.AdamW, the LR schedules, clipping, the
+non-finite guard, and its C and NumPy paths across thread counts. The kernels themselves are
+checked against their twins in tests/nn/kernels/test_optim.py.
 
-    python -m pytest tests/test_optim.py
+    python -m pytest tests/nn/test_optim.py
 """
 import math
 from contextlib import contextmanager
@@ -9,8 +10,6 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from minillm import clib
-from minillm.nn.kernels import optim as KO
 from minillm import clib
 from minillm.nn.kernels import optim as KO
 from minillm.nn.optim import AdamW, lr_cosine, lr_wsd
@@ -50,7 +49,7 @@ def _torch_adamw(params, lr, wd, betas, eps):
 def test_adamw_matches_torch(clip, use_c):
     params = _params()
     tparams, topt = _torch_adamw(params, 1e-2, 0.1, (0.9, 0.95), 1e-8)
-    import torch
+    torch = pytest.importorskip("torch", reason="torch is a test extra (pip install '.[test]')")
     opt = AdamW(params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, use_c=use_c)
     rng = np.random.default_rng(1)
     for step in range(6):
@@ -203,21 +202,16 @@ def test_wsd_schedule():
     assert lrs[80] == pytest.approx(1e-3 * 19 / 20)
 
 
-# ---- the C kernels (csrc/optim.c) against their NumPy twins ----------------------------
-# Sizes: odd, below and above the C code's thread threshold (2^15 values) and its update
-# blocks (2^14); n_decay cuts through the middle of a block and of an 8-wide vector.
+def test_use_c_without_the_kernels_is_refused():
+    if clib.c_available():
+        assert AdamW(_params(), use_c=True).use_c
+    else:
+        with pytest.raises(ValueError, match="C kernels are not loaded"):
+            AdamW(_params(), use_c=True)
+    assert not AdamW(_params(), use_c=False).use_c
 
-SIZES = [(1, 1), (13, 0), (13, 13), (45, 19), (3 * 16384 + 37, 16384 + 11), (70001, 70001)]
-COEFS = KO.AdamWCoefs(b1=0.9, b2=0.95, g1=0.1 * 0.7, g2=0.05 * 0.49, eps_hat=1e-8 * 0.2236,
-                      step_size=1e-2 * 0.2236 / 0.1, decay=1 - 1e-2 * 0.1)
 
-
-def _buffers(n, seed):
-    rng = np.random.default_rng(seed)
-    p, m, g = (rng.standard_normal(n).astype(np.float32) for _ in range(3))    # (n,) each
-    v = (rng.standard_normal(n) ** 2).astype(np.float32)                       # (n,)
-    return p, m, v, g
-
+# ---- thread counts and the two paths ------------------------------------------------------
 
 @contextmanager
 def _threads(n):
@@ -228,92 +222,6 @@ def _threads(n):
     finally:
         clib.set_num_threads(before)
 
-
-@needs_c
-@pytest.mark.parametrize("n,n_decay", SIZES)
-def test_adamw_update_c_matches_numpy_bit_for_bit(n, n_decay):
-    """Tolerance 0: the C update does the twin's float32 operations in the same order
-    (no FMA; sqrt and divide are correctly rounded in both)."""
-    c_bufs, ref_bufs = _buffers(n, 0), _buffers(n, 0)
-    for _ in range(2):
-        KO.adamw_update(*c_bufs, n_decay, COEFS)
-        KO.adamw_update_ref(*ref_bufs, n_decay, COEFS)
-    for name, a, b in zip("pmv", c_bufs, ref_bufs):
-        np.testing.assert_array_equal(a, b, err_msg=f"{name}, n={n}, n_decay={n_decay}")
-    # the mask: values below n_decay update as if all decayed, the others as if none did
-    runs = {}
-    for d in (n, 0):
-        bufs = _buffers(n, 0)
-        for _ in range(2):
-            KO.adamw_update(*bufs, d, COEFS)
-        runs[d] = bufs[0]
-    np.testing.assert_array_equal(c_bufs[0][:n_decay], runs[n][:n_decay])
-    np.testing.assert_array_equal(c_bufs[0][n_decay:], runs[0][n_decay:])
-    assert not np.array_equal(runs[n], runs[0])      # the decay factor did act
-
-
-def test_adamw_update_ref_works_in_float64():
-    p, m, v, g = (a.astype(np.float64) for a in _buffers(45, 1))
-    p0, m0, v0 = p.copy(), m.copy(), v.copy()
-    KO.adamw_update_ref(p, m, v, g, 19, COEFS)
-    m1 = 0.9 * m0 + COEFS.g1 * g
-    v1 = 0.95 * v0 + COEFS.g2 * g * g
-    d = np.where(np.arange(45) < 19, COEFS.decay, 1.0)
-    np.testing.assert_allclose(p, p0 * d - COEFS.step_size * m1 / (np.sqrt(v1) + COEFS.eps_hat),
-                               rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(m, m1, rtol=1e-15)
-
-
-@needs_c
-@pytest.mark.parametrize("n", [1, 7, 13, 4095, 4097, 70001, 1_000_003])
-def test_sum_squares_and_grad_store_match_numpy(n):
-    rng = np.random.default_rng(n)
-    x = rng.standard_normal(n).astype(np.float32)                      # (n,)
-    exact = math.fsum((x.astype(np.float64) ** 2).tolist())
-    assert KO.sum_squares(x) == pytest.approx(exact, rel=1e-12)        # double adds
-    assert KO.sum_squares_ref(x) == pytest.approx(exact, rel=1e-5)     # float32 dots
-    dst, dst_ref = np.empty_like(x), np.empty_like(x)
-    s, s_ref = KO.grad_store(dst, x, False), KO.grad_store_ref(dst_ref, x, False)
-    np.testing.assert_array_equal(dst, x)
-    y = rng.standard_normal(n).astype(np.float32)                      # (n,)
-    s, s_ref = KO.grad_store(dst, y, True), KO.grad_store_ref(dst_ref, y, True)
-    np.testing.assert_array_equal(dst, dst_ref)                        # one float add: exact
-    assert s == KO.sum_squares(dst)                                    # the same blocks
-    assert s == pytest.approx(s_ref, rel=1e-5)
-
-
-@needs_c
-def test_sum_squares_does_not_depend_on_alignment():
-    """Lanes are fixed by index, not address: a resumed run (new allocations) sums alike."""
-    x = np.random.default_rng(2).standard_normal(100_003).astype(np.float32)   # (n,)
-    want = KO.sum_squares(x)
-    for shift in range(1, 8):
-        buf = np.empty(x.size + 8, np.float32)                             # (n + 8,)
-        buf[shift:shift + x.size] = x
-        assert KO.sum_squares(buf[shift:shift + x.size]) == want, shift
-
-
-def test_use_c_without_the_kernels_is_refused():
-    if clib.c_available():
-        assert AdamW(_params(), use_c=True).use_c
-    else:
-        with pytest.raises(ValueError, match="C kernels are not loaded"):
-            AdamW(_params(), use_c=True)
-    assert not AdamW(_params(), use_c=False).use_c
-
-
-@needs_c
-def test_kernels_refuse_overlap_and_bad_sizes():
-    p, m, v, g = _buffers(13, 3)
-    with pytest.raises(ValueError, match="overlap"):
-        KO.adamw_update(p, m, v, p, 0, COEFS)
-    with pytest.raises(ValueError, match="n_decay"):
-        KO.adamw_update(p, m, v, g, 14, COEFS)
-    with pytest.raises(ValueError, match="shape"):
-        KO.grad_store(p, g[:7], False)
-
-
-# ---- thread counts and the two paths ------------------------------------------------------
 
 BIG = {"tok_emb": (257, 131), "blocks.0.wq": (129, 131), "blocks.0.attn_norm": (131,),
        "lm_head": (257, 131)}      # ~118K values: both threads get work

@@ -6,7 +6,7 @@ float32 tolerances (both sides accumulate in float32, in different orders):
     loss     relative 1e-5
     grads    per tensor, max |diff| <= 1e-4 * max |torch grad|   (measured: ~1e-6)
 
-    python -m pytest tests/test_torch_parity.py
+    python -m pytest tests/nn/test_torch_parity.py
 """
 import numpy as np
 import pytest

@@ -1,19 +1,31 @@
-"""The causal attention kernels (csrc/attention*.c) and their NumPy twins: forward with
-the log-sum-exp, backward, prefill into a KV cache, one-token decode.
+"""The causal attention kernels (csrc/attention*.c) and their NumPy twins: the forward with
+its log-sum-exp, the backward, a prefill against a KV cache, and the one-token decode.
 
-Shapes: B batch, NH query heads, NKV key/value heads (NH % NKV == 0), T time, HD head
-dim, S KV-cache capacity.
+    out, lse = attention_forward(q, k, v)        # C on float32 C-contiguous arrays, else NumPy
+    out, lse = attention_forward_ref(q, k, v)    # NumPy, always: the readable definition
+
+nn/attention.py's layer calls the first two (training); the inference engine in
+minillm/generate/ calls the prefill and the decode. Each twin is the math the C kernel
+must match; the C side's tiling and online softmax are explained atop csrc/attention.c.
+
+    python -m pytest tests/nn/kernels/test_attention.py
+
+Read next: layers.py.
+
+Shapes: B batch, NH query heads, NKV key/value heads (NH % NKV == 0; query head h reads
+KV head h // (NH // NKV)), T time, HD head dim, S KV-cache capacity.
 """
 import numpy as np
 
-from minillm.clib import _check, _check_output, _load, _ptr
+from minillm.clib import _ptr
+from minillm.nn.kernels import c_lib, check_shape
 
 # ---- causal self-attention -------------------------------------------------------------
 
 def _attention_shapes(q, k, v):
-    _check("q", q, ndim=4)
-    _check("k", k, ndim=4)
-    _check("v", v, ndim=4)
+    check_shape("q", q, ndim=4)
+    check_shape("k", k, ndim=4)
+    check_shape("v", v, ndim=4)
     B, NH, T, HD = q.shape
     NKV = k.shape[1]
     if k.shape != (B, NKV, T, HD) or v.shape != k.shape:
@@ -30,25 +42,29 @@ def _expand_kv(x, NH):
 
 
 def attention_forward_ref(q, k, v):
-    """out (B, NH, T, HD), lse (B, NH, T) of causal softmax(q k^T / sqrt(HD)) v."""
+    """out (B, NH, T, HD), lse (B, NH, T) of causal softmax(q k^T / sqrt(HD)) v.
+
+    lse, the log of each row's softmax denominator, is all the backward needs to rebuild
+    the probabilities P = exp(S - lse) exactly, so the (T, T) matrix P is never stored.
+    """
     B, NH, T, HD = q.shape
     if T == 0:
         return np.empty_like(q), np.empty((B, NH, 0), dtype=q.dtype)
     k, v = _expand_kv(k, NH), _expand_kv(v, NH)
     att = q @ k.transpose(0, 1, 3, 2) / np.sqrt(HD).astype(q.dtype)     # (B, NH, T, T)
     att = np.where(np.tril(np.ones((T, T), dtype=bool)), att, -np.inf)  # causal mask
-    m = att.max(axis=-1, keepdims=True)                                 # (B, NH, T, 1)
+    m = att.max(axis=-1, keepdims=True)                                 # (B, NH, T, 1) so exp <= 1
     p = np.exp(att - m)                                                 # (B, NH, T, T)
     s = p.sum(axis=-1, keepdims=True)                                   # (B, NH, T, 1)
     out = (p / s) @ v                                                   # (B, NH, T, HD)
-    lse = (m + np.log(s))[..., 0]                                       # (B, NH, T)
+    lse = (m + np.log(s))[..., 0]                                       # (B, NH, T) log-sum-exp
     return out.astype(q.dtype), lse.astype(q.dtype)
 
 
 def attention_forward(q, k, v):
     """Causal self-attention: returns out (B, NH, T, HD) and lse (B, NH, T)."""
     B, NH, NKV, T, HD = _attention_shapes(q, k, v)
-    ffi, lib = _load()
+    ffi, lib = c_lib(q, k, v)
     if lib is None:
         return attention_forward_ref(q, k, v)
     out = np.empty((B, NH, T, HD), dtype=np.float32)
@@ -63,8 +79,10 @@ def attention_backward_ref(dout, q, k, v, out, lse):
 
     With S = q k^T / sqrt(HD) (masked) and P = softmax(S) = exp(S - lse):
         out = P v        ->  dv = P^T dout,  dP = dout v^T
-        P = softmax(S)   ->  dS = P * (dP - D),  D = rowsum(dP * P) = rowsum(dout * out)
+        P = softmax(S)   ->  dS = P * (dP - D),  D = rowsum(dP * P)
         S = q k^T / sqrt(HD)  ->  dq = dS k / sqrt(HD),  dk = dS^T q / sqrt(HD)
+    D = rowsum(dout * out) too, since sum_j P_ij (dout_i . v_j) = dout_i . sum_j P_ij v_j =
+    dout_i . out_i: a sum over HD per row instead of over T.
     Query heads that share a KV head add their dk, dv into it.
     """
     B, NH, T, HD = q.shape
@@ -76,7 +94,7 @@ def attention_backward_ref(dout, q, k, v, out, lse):
     p = np.where(mask, np.exp(att - lse[..., None]), 0.0)               # (B, NH, T, T)
     dve = p.transpose(0, 1, 3, 2) @ dout                                # (B, NH, T, HD)
     dp = dout @ ve.transpose(0, 1, 3, 2)                                # (B, NH, T, T)
-    D = (dout * out).sum(axis=-1, keepdims=True)                        # (B, NH, T, 1)
+    D = (dout * out).sum(axis=-1, keepdims=True)                        # (B, NH, T, 1) = rowsum(dp * p)
     ds = p * (dp - D) * scale                                           # (B, NH, T, T)
     dq = ds @ ke                                                        # (B, NH, T, HD)
     dke = ds.transpose(0, 1, 3, 2) @ q                                  # (B, NH, T, HD)
@@ -89,10 +107,10 @@ def attention_backward_ref(dout, q, k, v, out, lse):
 def attention_backward(dout, q, k, v, out, lse):
     """Gradients of attention_forward: returns dq, dk, dv."""
     B, NH, NKV, T, HD = _attention_shapes(q, k, v)
-    _check("dout", dout, (B, NH, T, HD))
-    _check("out", out, (B, NH, T, HD))
-    _check("lse", lse, (B, NH, T))
-    ffi, lib = _load()
+    check_shape("dout", dout, (B, NH, T, HD))
+    check_shape("out", out, (B, NH, T, HD))
+    check_shape("lse", lse, (B, NH, T))
+    ffi, lib = c_lib(dout, q, k, v, out, lse)
     if lib is None:
         return attention_backward_ref(dout, q, k, v, out, lse)
     dq = np.empty_like(q)
@@ -120,16 +138,16 @@ def attention_prefill_ref(q, kcache, vcache, pos0):
 
 def attention_prefill(q, kcache, vcache, pos0=0):
     """Attention of Tq new queries (positions pos0..pos0+Tq-1) against a KV cache."""
-    _check("q", q, ndim=4)
-    _check("kcache", kcache, ndim=4)
-    _check("vcache", vcache, kcache.shape)
+    check_shape("q", q, ndim=4)
+    check_shape("kcache", kcache, ndim=4)
+    check_shape("vcache", vcache, kcache.shape)
     B, NH, Tq, HD = q.shape
     _, NKV, S, _ = kcache.shape
     if kcache.shape[0] != B or kcache.shape[3] != HD or NKV < 1 or NH % NKV:
         raise ValueError(f"kcache must be (B={B}, NKV, S, HD={HD}) with NH={NH} a multiple of NKV; got {kcache.shape}")
     if not 0 <= pos0 or pos0 + Tq > S:
         raise ValueError(f"positions {pos0}..{pos0 + Tq - 1} do not fit in a cache of {S}")
-    ffi, lib = _load()
+    ffi, lib = c_lib(q, kcache, vcache)
     if lib is None:
         return attention_prefill_ref(q, kcache, vcache, pos0)
     out = np.empty_like(q)
@@ -154,9 +172,9 @@ def attention_decode_ref(q, kcache, vcache, lengths):
 
 def attention_decode(q, kcache, vcache, lengths):
     """One new query per sequence against its KV cache; lengths (B,) int32 in 1..S."""
-    _check("q", q, ndim=3)
-    _check("kcache", kcache, ndim=4)
-    _check("vcache", vcache, kcache.shape)
+    check_shape("q", q, ndim=3)
+    check_shape("kcache", kcache, ndim=4)
+    check_shape("vcache", vcache, kcache.shape)
     B, NH, HD = q.shape
     _, NKV, S, _ = kcache.shape
     if kcache.shape[0] != B or kcache.shape[3] != HD or NKV < 1 or NH % NKV:
@@ -164,7 +182,7 @@ def attention_decode(q, kcache, vcache, lengths):
     lengths = np.ascontiguousarray(lengths, dtype=np.int32)
     if lengths.shape != (B,) or (B and (lengths.min() < 1 or lengths.max() > S)):
         raise ValueError(f"lengths must be {B} integers in 1..{S}, got {lengths}")
-    ffi, lib = _load()
+    ffi, lib = c_lib(q, kcache, vcache)
     if lib is None:
         return attention_decode_ref(q, kcache, vcache, lengths)
     out = np.empty_like(q)

@@ -1,24 +1,26 @@
-"""The C kernels of the elementwise layers (csrc/layers.c) and the NumPy twin of each.
+"""The C kernels of the elementwise layers (csrc/layers.c) and the NumPy twin of each:
+RMSNorm, SwiGLU, RoPE fused with the split into heads, the head layouts, the softmax
+cross-entropy and the embedding's backward.
 
-Same scheme as minillm/clib.py, whose loader and argument checks these reuse:
-
-    out, rstd = rmsnorm_forward(x, w, eps)       # C when the extension is loaded, else NumPy
+    out, rstd = rmsnorm_forward(x, w, eps)       # C on float32 C-contiguous arrays, else NumPy
     out, rstd = rmsnorm_forward_ref(x, w, eps)   # NumPy, always: the readable definition
 
-The wrappers take float32, C-contiguous arrays (ValueError otherwise) and return new
-arrays, except cross_entropy_forward (in place on the logits, as its layer promises) and
-embedding_backward (adds into the given table). The _ref twins work in any float dtype:
-nn/layers.py runs them on float64 arrays, which is how its backward passes are checked
-against finite differences.
+The wrappers return new arrays, except cross_entropy_forward (in place on the logits, as
+its layer promises) and embedding_backward (adds into the given table). nn/layers.py and
+nn/attention.py call them; float64 arrays run the twins, which is how those layers'
+backward passes are checked against finite differences.
 
-    python -m pytest tests/test_kernels_layers.py
+    python -m pytest tests/nn/kernels/test_layers.py
+
+Read next: optim.py.
 
 Shapes: N rows (tokens), C channels, H SwiGLU hidden size, V vocab; B batch, T time,
 NH query heads, NKV key/value heads, HD head dim, D = (NH + 2 NKV) * HD.
 """
 import numpy as np
 
-from minillm.clib import _check, _check_output, _load, _ptr
+from minillm.clib import _check_output, _ptr
+from minillm.nn.kernels import c_lib, check_shape
 
 
 def _int32(name, a, shape, high):
@@ -41,10 +43,10 @@ def rmsnorm_forward_ref(inp, weight, eps):
 
 def rmsnorm_forward(inp, weight, eps):
     """out (N, C), rstd (N,) of RMSNorm over the rows of inp (N, C): see rmsnorm_forward_ref."""
-    _check("inp", inp, ndim=2)
+    check_shape("inp", inp, ndim=2)
     N, C = inp.shape
-    _check("weight", weight, (C,))
-    ffi, lib = _load()
+    check_shape("weight", weight, (C,))
+    ffi, lib = c_lib(inp, weight)
     if lib is None:
         return rmsnorm_forward_ref(inp, weight, eps)
     out = np.empty((N, C), np.float32)                                  # (N, C)
@@ -69,12 +71,12 @@ def rmsnorm_backward_ref(dout, inp, weight, rstd):
 
 def rmsnorm_backward(dout, inp, weight, rstd):
     """dinp (N, C), dweight (C,) (both new) of rmsnorm_forward: see rmsnorm_backward_ref."""
-    _check("inp", inp, ndim=2)
+    check_shape("inp", inp, ndim=2)
     N, C = inp.shape
-    _check("dout", dout, (N, C))
-    _check("weight", weight, (C,))
-    _check("rstd", rstd, (N,))
-    ffi, lib = _load()
+    check_shape("dout", dout, (N, C))
+    check_shape("weight", weight, (C,))
+    check_shape("rstd", rstd, (N,))
+    ffi, lib = c_lib(dout, inp, weight, rstd)
     if lib is None:
         return rmsnorm_backward_ref(dout, inp, weight, rstd)
     dinp = np.empty((N, C), np.float32)                                 # (N, C)
@@ -104,11 +106,11 @@ def swiglu_forward_ref(gu):
 
 def swiglu_forward(gu):
     """out (N, H) = silu(g) * u of gu (N, 2H) = [g | u]."""
-    _check("gu", gu, ndim=2)
+    check_shape("gu", gu, ndim=2)
     N, H2 = gu.shape
     if H2 % 2:
         raise ValueError(f"gu must be (N, 2H) = [gate | up], got an odd width {H2}")
-    ffi, lib = _load()
+    ffi, lib = c_lib(gu)
     if lib is None:
         return swiglu_forward_ref(gu)
     out = np.empty((N, H2 // 2), np.float32)                            # (N, H)
@@ -131,12 +133,12 @@ def swiglu_backward_ref(dout, gu):
 
 def swiglu_backward(dout, gu):
     """dgu (N, 2H) of swiglu_forward from dout (N, H) and its input gu (N, 2H)."""
-    _check("gu", gu, ndim=2)
+    check_shape("gu", gu, ndim=2)
     N, H2 = gu.shape
     if H2 % 2:
         raise ValueError(f"gu must be (N, 2H) = [gate | up], got an odd width {H2}")
-    _check("dout", dout, (N, H2 // 2))
-    ffi, lib = _load()
+    check_shape("dout", dout, (N, H2 // 2))
+    ffi, lib = c_lib(dout, gu)
     if lib is None:
         return swiglu_backward_ref(dout, gu)
     dgu = np.empty((N, H2), np.float32)                                 # (N, 2H)
@@ -191,12 +193,12 @@ def _qkv_shape(qkv_shape, n_head, n_kv_head):
 
 def rope_split_qkv(qkv, n_head, n_kv_head, freqs):
     """q (B, NH, T, HD), k, v (B, NKV, T, HD) of qkv (B, T, D), q and k rotated: one pass."""
-    _check("qkv", qkv, ndim=3)
+    check_shape("qkv", qkv, ndim=3)
     B, T, HD = _qkv_shape(qkv.shape, n_head, n_kv_head)
-    freqs = _freqs_checked(freqs, T, HD, np.float32)
-    ffi, lib = _load()
+    ffi, lib = c_lib(qkv)
     if lib is None:
         return rope_split_qkv_ref(qkv, n_head, n_kv_head, freqs)
+    freqs = _freqs_checked(freqs, T, HD, np.float32)
     q = np.empty((B, n_head, T, HD), np.float32)                        # (B, NH, T, HD)
     k = np.empty((B, n_kv_head, T, HD), np.float32)                     # (B, NKV, T, HD)
     v = np.empty((B, n_kv_head, T, HD), np.float32)                     # (B, NKV, T, HD)
@@ -222,17 +224,17 @@ def rope_split_qkv_backward_ref(dq, dk, dv, freqs):
 
 def rope_split_qkv_backward(dq, dk, dv, freqs):
     """dqkv (B, T, D) of rope_split_qkv: one pass."""
-    _check("dq", dq, ndim=4)
-    _check("dk", dk, ndim=4)
+    check_shape("dq", dq, ndim=4)
+    check_shape("dk", dk, ndim=4)
     B, NH, T, HD = dq.shape
     NKV = dk.shape[1]
-    _check("dk", dk, (B, NKV, T, HD))
-    _check("dv", dv, (B, NKV, T, HD))
+    check_shape("dk", dk, (B, NKV, T, HD))
+    check_shape("dv", dv, (B, NKV, T, HD))
     _qkv_shape((B, T, (NH + 2 * NKV) * HD), NH, NKV)
-    freqs = _freqs_checked(freqs, T, HD, np.float32)
-    ffi, lib = _load()
+    ffi, lib = c_lib(dq, dk, dv)
     if lib is None:
         return rope_split_qkv_backward_ref(dq, dk, dv, freqs)
+    freqs = _freqs_checked(freqs, T, HD, np.float32)
     dqkv = np.empty((B, T, (NH + 2 * NKV) * HD), np.float32)            # (B, T, D)
     lib.rope_split_qkv_backward(_ptr(ffi, dqkv, True), _ptr(ffi, dq), _ptr(ffi, dk), _ptr(ffi, dv),
                                 _ptr(ffi, freqs.view(np.float32)), B, T, NH, NKV, HD)
@@ -249,9 +251,9 @@ def merge_heads_ref(inp):
 
 def merge_heads(inp):
     """out (B, T, NH * HD) of inp (B, NH, T, HD)."""
-    _check("inp", inp, ndim=4)
+    check_shape("inp", inp, ndim=4)
     B, NH, T, HD = inp.shape
-    ffi, lib = _load()
+    ffi, lib = c_lib(inp)
     if lib is None:
         return merge_heads_ref(inp)
     out = np.empty((B, T, NH * HD), np.float32)                         # (B, T, NH*HD)
@@ -267,11 +269,11 @@ def split_heads_ref(inp, n_head):
 
 def split_heads(inp, n_head):
     """out (B, NH, T, HD) of inp (B, T, NH * HD)."""
-    _check("inp", inp, ndim=3)
+    check_shape("inp", inp, ndim=3)
     B, T, D = inp.shape
     if n_head < 1 or D % n_head:
         raise ValueError(f"width {D} must be a multiple of n_head = {n_head}")
-    ffi, lib = _load()
+    ffi, lib = c_lib(inp)
     if lib is None:
         return split_heads_ref(inp, n_head)
     out = np.empty((B, n_head, T, D // n_head), np.float32)             # (B, NH, T, HD)
@@ -301,13 +303,13 @@ def cross_entropy_forward_ref(logits, targets, coef):
 def cross_entropy_forward(logits, targets, coef):
     """losses (N,); logits (N, V) become dlogits IN PLACE (see cross_entropy_forward_ref).
     targets may be -1 (or anything) where coef is 0; elsewhere they must be in 0..V-1."""
-    _check("logits", logits, ndim=2)
+    check_shape("logits", logits, ndim=2)
     N, V = logits.shape
-    _check("coef", coef, (N,))
+    check_shape("coef", coef, (N,))
     targets = _int32("targets", np.where(coef != 0, targets, 0), (N,), V)
     if not logits.flags.writeable:
         raise ValueError("logits must be writable (cross_entropy_forward works in place)")
-    ffi, lib = _load()
+    ffi, lib = c_lib(logits, coef)
     if lib is None:
         return cross_entropy_forward_ref(logits, targets, coef)
     losses = np.empty(N, np.float32)                                    # (N,)
@@ -326,16 +328,16 @@ def embedding_backward_ref(dweight, dout, idx):
 
 def embedding_backward(dweight, dout, idx):
     """dweight (V, C) += dout (N, C) into rows idx (N,), in position order; returns dweight."""
-    _check("dweight", dweight, ndim=2)
+    check_shape("dweight", dweight, ndim=2)
     V, C = dweight.shape
-    _check("dout", dout, ndim=2)
+    check_shape("dout", dout, ndim=2)
     N = dout.shape[0]
-    _check_output("dweight", dweight, (V, C), dout)
     if dout.shape != (N, C):
         raise ValueError(f"dout must be (N, {C}), got {dout.shape}")
     idx = _int32("idx", idx, (N,), V)
-    ffi, lib = _load()
+    ffi, lib = c_lib(dweight, dout)
     if lib is None:
         return embedding_backward_ref(dweight, dout, idx)
+    _check_output("dweight", dweight, (V, C), dout)
     lib.embedding_backward(_ptr(ffi, dweight, True), _ptr(ffi, dout), _ptr(ffi, idx), N, C)
     return dweight

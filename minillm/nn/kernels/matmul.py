@@ -1,15 +1,24 @@
-"""The matmul kernels (csrc/matmul.c) and their NumPy twins: a linear layer y = x W^T.
+"""The matmul kernels (csrc/matmul.c) and their NumPy twins: the three products of a linear
+layer y = x W^T, weight W (OC, C).
 
-    out = matmul_forward(x, w)        # C when the extension is loaded, else NumPy
+    out = matmul_forward(x, w)        # C on float32 C-contiguous arrays, else the twin
     out = matmul_forward_ref(x, w)    # NumPy, always: the readable definition
+
+Every wrapper follows the rule of minillm/nn/kernels/__init__.py: shapes checked first,
+then C when `c_lib` allows it, else the `_ref` twin just above. nn/layers.py's linear layer
+calls these three.
+
+    python -m pytest tests/nn/kernels/test_matmul.py
+
+Read next: attention.py.
 
 Shapes: N rows (tokens), C input channels, OC output channels.
 """
 import numpy as np
 
-from minillm.clib import _check, _check_output, _load, _ptr
+from minillm.clib import _check_output, _ptr
+from minillm.nn.kernels import c_lib, check_shape
 
-# ---- matmul: a linear layer y = x W^T, W (OC, C) ---------------------------------------
 
 def matmul_forward_ref(inp, weight):
     """out (..., OC) = inp (..., C) @ weight (OC, C)^T."""
@@ -18,19 +27,18 @@ def matmul_forward_ref(inp, weight):
 
 def matmul_forward(inp, weight, out=None):
     """out (..., OC) = inp (..., C) @ weight (OC, C)^T, overwriting `out` if given."""
-    _check("weight", weight, ndim=2)
+    check_shape("weight", weight, ndim=2)
     OC, C = weight.shape
-    _check("inp", inp)
+    check_shape("inp", inp)
     if inp.ndim < 1 or inp.shape[-1] != C:
         raise ValueError(f"inp's last dimension must be {C} (weight is {weight.shape}), got {inp.shape}")
     shape = inp.shape[:-1] + (OC,)
-    ffi, lib = _load()
+    ffi, lib = c_lib(inp, weight, out)
     if lib is None:
-        result = matmul_forward_ref(inp, weight)
         if out is None:
-            return result
-        _check_output("out", out, shape, inp, weight)
-        out[...] = result
+            return matmul_forward_ref(inp, weight)
+        check_shape("out", out, shape)
+        out[...] = matmul_forward_ref(inp, weight)
         return out
     if out is None:
         out = np.empty(shape, dtype=np.float32)
@@ -48,19 +56,18 @@ def matmul_backward_input_ref(dout, weight):
 
 def matmul_backward_input(dout, weight, dinp=None):
     """dinp (..., C) = dout (..., OC) @ weight (OC, C), overwriting `dinp` if given."""
-    _check("weight", weight, ndim=2)
+    check_shape("weight", weight, ndim=2)
     OC, C = weight.shape
-    _check("dout", dout)
+    check_shape("dout", dout)
     if dout.ndim < 1 or dout.shape[-1] != OC:
         raise ValueError(f"dout's last dimension must be {OC} (weight is {weight.shape}), got {dout.shape}")
     shape = dout.shape[:-1] + (C,)
-    ffi, lib = _load()
+    ffi, lib = c_lib(dout, weight, dinp)
     if lib is None:
-        result = matmul_backward_input_ref(dout, weight)
         if dinp is None:
-            return result
-        _check_output("dinp", dinp, shape, dout, weight)
-        dinp[...] = result
+            return matmul_backward_input_ref(dout, weight)
+        check_shape("dinp", dinp, shape)
+        dinp[...] = matmul_backward_input_ref(dout, weight)
         return dinp
     if dinp is None:
         dinp = np.empty(shape, dtype=np.float32)
@@ -78,28 +85,23 @@ def matmul_backward_weight_ref(dout, inp):
 
 
 def matmul_backward_weight(dout, inp, dweight=None):
-    """dweight (OC, C) += dout (..., OC)^T @ inp (..., C); a new zeroed dweight if None."""
-    _check("dout", dout)
-    _check("inp", inp)
+    """dweight (OC, C) += dout (..., OC)^T @ inp (..., C); a new dweight if None."""
+    check_shape("dout", dout)
+    check_shape("inp", inp)
     if dout.ndim < 1 or inp.ndim < 1 or dout.shape[:-1] != inp.shape[:-1]:
         raise ValueError(f"dout {dout.shape} and inp {inp.shape} must agree in all but the last dimension")
     OC, C = dout.shape[-1], inp.shape[-1]
-    N = int(np.prod(dout.shape[:-1]))
-    ffi, lib = _load()
+    ffi, lib = c_lib(dout, inp, dweight)
+    if lib is None:
+        if dweight is None:
+            return matmul_backward_weight_ref(dout, inp)
+        check_shape("dweight", dweight, (OC, C))
+        dweight += matmul_backward_weight_ref(dout, inp)
+        return dweight
     if dweight is None:
         dweight = np.zeros((OC, C), dtype=np.float32)
     else:
         _check_output("dweight", dweight, (OC, C), dout, inp)
-    if lib is None:
-        dweight += matmul_backward_weight_ref(dout, inp)
-        return dweight
+    N = int(np.prod(dout.shape[:-1]))
     lib.matmul_backward_weight(_ptr(ffi, dweight, True), _ptr(ffi, dout), _ptr(ffi, inp), N, C, OC)
     return dweight
-
-
-def matmul_backward(dout, inp, weight, dweight=None):
-    """Both backward products of out = inp @ weight^T: returns (dinp, dweight).
-
-    dinp is new; dweight is accumulated into (+=) when given, else returned fresh.
-    """
-    return matmul_backward_input(dout, weight), matmul_backward_weight(dout, inp, dweight)

@@ -1,19 +1,17 @@
-"""The optimizer's C kernels (csrc/optim.c) and the NumPy twin of each.
+"""The optimizer's C kernels (csrc/optim.c) and the NumPy twin of each: one AdamW step in
+place on the flat buffers (adamw_update), copying or adding a gradient into the flat buffer
+while summing its squares (grad_store), and the sum of squares alone (sum_squares).
 
-Same scheme as minillm/clib.py, whose loader and argument checks these reuse:
-
-    adamw_update(p, m, v, g, n_decay, coefs)       # C when the extension is loaded, else NumPy
+    adamw_update(p, m, v, g, n_decay, coefs)       # C on float32 C-contiguous arrays, else NumPy
     adamw_update_ref(p, m, v, g, n_decay, coefs)   # NumPy, always: the readable definition
 
-The kernels: adamw_update (one AdamW step, in place on p, m, v), grad_store (copy or add a
-gradient into the flat buffer, returning its sum of squares) and sum_squares. nn/optim.py
-keeps every parameter in one flat buffer and calls them on it. The C wrappers take
-float32, C-contiguous arrays (ValueError otherwise); the _ref twins work in any float
-dtype. adamw_update and its twin agree bit for bit (same float32 operations in the same
-order); the sums of squares agree to rounding (C adds in double, the twin in float32 per
-chunk).
+nn/optim.py keeps every parameter in one flat buffer and calls these on it. adamw_update
+and its twin agree bit for bit (the same float32 operations in the same order); the sums
+of squares agree to rounding (C adds in double, the twin in float32 per chunk).
 
-    python -m pytest tests/test_optim.py
+    python -m pytest tests/nn/kernels/test_optim.py
+
+Read next: minillm/nn/layers.py, the layers these kernels serve.
 
 Shapes: P values of a flat buffer, of which the first n_decay get weight decay.
 """
@@ -22,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minillm.clib import _check, _check_output, _load, _ptr
+from minillm.clib import _check_output, _ptr
+from minillm.nn.kernels import c_lib, check_shape
 
 CHUNK = 65536          # floats per NumPy ufunc call: 256 KB per array, cache-resident
 
@@ -47,8 +46,8 @@ def adamw_update_ref(p, m, v, g, n_decay, c):
     """p, m, v (P,) updated in place from g (P,); values [0, n_decay) also decay.
 
     CHUNK values at a time, with 13 in-place ufunc calls (`out=`, no temporaries) per
-    chunk, so that each chunk's p, g, m, v stay in cache across the calls (one pass over
-    the whole buffer per call is ~2.5x slower).
+    chunk, so that each chunk's p, g, m, v stay in cache across the calls (rather than 13
+    passes over the whole buffer).
     """
     tmp = np.empty(min(CHUNK, p.size), p.dtype)                         # (CHUNK,)
     for s in range(0, p.size, CHUNK):
@@ -73,15 +72,17 @@ def adamw_update_ref(p, m, v, g, n_decay, c):
 
 def adamw_update(p, m, v, g, n_decay, c):
     """adamw_update_ref in one pass over memory (csrc/optim.c), OpenMP over blocks."""
-    _check("g", g, ndim=1)
+    check_shape("g", g, ndim=1)
+    for name, a in zip("pmv", (p, m, v)):
+        check_shape(name, a, g.shape)
+    if not 0 <= n_decay <= g.size:
+        raise ValueError(f"n_decay must be in 0..{g.size}, got {n_decay}")
+    ffi, lib = c_lib(p, m, v, g)
+    if lib is None:
+        return adamw_update_ref(p, m, v, g, n_decay, c)
     arrays = [p, m, v, g]
     for i, name in enumerate("pmv"):
         _check_output(name, arrays[i], g.shape, *(arrays[:i] + arrays[i + 1:]))
-    if not 0 <= n_decay <= g.size:
-        raise ValueError(f"n_decay must be in 0..{g.size}, got {n_decay}")
-    ffi, lib = _load()
-    if lib is None:
-        return adamw_update_ref(p, m, v, g, n_decay, c)
     lib.adamw_update(_ptr(ffi, p, True), _ptr(ffi, m, True), _ptr(ffi, v, True), _ptr(ffi, g),
                      g.size, int(n_decay), c.b1, c.b2, c.g1, c.g2, c.eps_hat, c.step_size,
                      c.decay)
@@ -99,8 +100,8 @@ def sum_squares_ref(x):
 
 def sum_squares(x):
     """Sum of x^2 (any shape, float32) in double, independent of the thread count."""
-    _check("x", x)
-    ffi, lib = _load()
+    check_shape("x", x)
+    ffi, lib = c_lib(x)
     if lib is None:
         return sum_squares_ref(x)
     return lib.sum_squares(_ptr(ffi, x), x.size)
@@ -117,9 +118,10 @@ def grad_store_ref(dst, src, accumulate):
 
 def grad_store(dst, src, accumulate):
     """grad_store_ref in one pass (csrc/optim.c); returns what sum_squares(dst) would."""
-    _check("src", src)
-    _check_output("dst", dst, src.shape, src)
-    ffi, lib = _load()
+    check_shape("src", src)
+    check_shape("dst", dst, src.shape)
+    ffi, lib = c_lib(dst, src)
     if lib is None:
         return grad_store_ref(dst, src, accumulate)
+    _check_output("dst", dst, src.shape, src)
     return lib.grad_store(_ptr(ffi, dst, True), _ptr(ffi, src), src.size, int(bool(accumulate)))

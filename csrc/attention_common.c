@@ -1,9 +1,10 @@
 /*
- * attention_decode.c — the row kernel: one query against a run of cached keys, and the
- * decode step built on it (csrc/kernels.h: attention_decode).
+ * attention_common.c — what attention.c and attention_backward.c share besides the tile
+ * product: K^T packing, the workspace, the row softmax helpers, and the row kernel (one
+ * query against a run of keys), declared in attention_common.h.
  *
- * A lone query cannot fill the key lanes of attention.c's tiles, so the row kernel keeps
- * the head dimension in the lanes instead:
+ * The row kernel. A lone query (decode, a prefill of a few tokens) cannot fill the key
+ * lanes of attention.c's tiles, so it keeps the head dimension in the lanes instead:
  *   scores   s_j = q . k_j, VW keys at a time: each key's products accumulate in their own
  *            vector, and one transpose-and-add tree (vhsum_lanes) turns VW vectors into VW
  *            scores, instead of a horizontal sum per key;
@@ -11,21 +12,118 @@
  *            e^(m - m') as in attention.c), so no buffer grows with the cache length;
  *   values   out += sum_j p_j v_j with four keys in flight (four accumulator sets).
  * The common head sizes (32, 48, 64, 128) get their own inlined copy of the score loop so
- * that every address is base + constant. At stories15M's shape (NH = 6, HD = 48, L = 256)
- * the kernel streams K and V (590 KB) from L2 at about 5 ns per key and head.
+ * that every address is base + constant.
  */
+#define _POSIX_C_SOURCE 200112L
+#include <stdlib.h>
 #include <string.h>
-#include "kernels.h"
-#include "attention_internal.h"
-#include "attention_simd.h"
+#include "attention_common.h"
+#include "simd.h"
+
+/* ---- K^T packing ---- */
+
+size_t att_packed_size(int n, int HD) {
+    return (size_t)((n + KT - 1) / KT) * HD * KT;
+}
+
+void att_pack_transposed(float *restrict packed, const float *restrict x, int n, int HD) {
+    for (int t0 = 0; t0 < n; t0 += KT) {
+        float *tile = packed + (size_t)(t0 / KT) * HD * KT;     /* (HD, KT) */
+        for (int j0 = 0; j0 < KT; j0 += VW)                      /* VW keys x VW dims blocks */
+            for (int d0 = 0; d0 < HD; d0 += VW) {
+                vec r[VW];
+                int nd = HD - d0 < VW ? HD - d0 : VW;
+                vmask m = vfirst(nd);
+                for (int j = 0; j < VW; j++) {
+                    int key = t0 + j0 + j;
+                    r[j] = key < n ? vload_m(x + (size_t)key * HD + d0, m) : vzero();
+                }
+                vtranspose(r);
+                for (int c = 0; c < nd; c++) vstore(tile + (size_t)(d0 + c) * KT + j0, r[c]);
+            }
+    }
+}
+
+/* The workspace: one 64-byte aligned block per call, and a one-slot cache of the last block
+ * released. Calls come in long sequences (each layer's forward, then each backward), and
+ * handing big blocks back to the system every call costs page faults on the next one.
+ * The slot is taken and refilled with atomic exchanges, so concurrent callers (cffi
+ * releases the GIL) never share a block. The largest block stays cached until exit.
+ * Layout: a 64-byte header holding the capacity in floats, then the floats. */
+#define WS_HEADER 16   /* floats */
+#if defined(__GNUC__)
+static float *ws_slot = NULL;
+#define WS_TAKE() __atomic_exchange_n(&ws_slot, (float *)NULL, __ATOMIC_ACQ_REL)
+#define WS_GIVE(p) __atomic_exchange_n(&ws_slot, (p), __ATOMIC_ACQ_REL)
+#else
+#define WS_TAKE() ((float *)NULL)
+#define WS_GIVE(p) (p)
+#endif
+
+float *att_workspace(size_t nfloats) {
+    float *block = WS_TAKE();
+    if (block && *(size_t *)block >= nfloats) return block + WS_HEADER;
+    free(block);
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (nfloats + WS_HEADER) * sizeof(float))) return NULL;
+    *(size_t *)p = nfloats;
+    return (float *)p + WS_HEADER;
+}
+
+void att_workspace_done(float *ws) {
+    if (ws) free(WS_GIVE(ws - WS_HEADER));
+}
+
+size_t att_round(size_t nfloats) { return (nfloats + 15) / 16 * 16; }
+
+int att_split_rows(int *start, int *cols, int i0, int nq, int p0, int j0, int nk) {
+    int full = imin(nq, imax(i0, j0 + nk - 1 - p0)), c = 0;
+    for (int a = i0; a < nq; c++) {
+        int b = a < full ? imin(a + CHUNK, full) : nq;
+        start[c] = a;
+        cols[c] = imin(nk, p0 + b - j0);
+        a = b;
+    }
+    start[c] = nq;
+    return c;
+}
+
+void att_scale_row(float *x, int n, float a) {
+    vec va = vset1(a);
+    for (int d = 0; d < n; d += VW) {
+        vmask m = vfirst(n - d);
+        vstore_m(x + d, vmul(vload_m(x + d, m), va), m);
+    }
+}
+
+float att_max_row(const float *s, int n, float scale) {
+    vec m = vset1(-INFINITY);
+    for (int j = 0; j < n; j += VW) m = vmax(m, vload_or(s + j, vfirst(n - j), -INFINITY));
+    return vhmax(m) * scale;
+}
+
+float att_exp_row(float *s, int n, int ncols, float scale, float shift) {
+    vec sum = vzero(), vscale = vset1(scale), vshift = vset1(-shift);
+    for (int j = 0; j < ncols; j += VW) {
+        vmask m = vfirst(n - j), inside = vfirst(ncols - j);
+        vec p = vkeep(vexp(vfma(vload_m(s + j, inside), vscale, vshift)), m);
+        sum = vadd(sum, p);
+        vstore_m(s + j, p, inside);
+    }
+    return vhsum(sum);
+}
+
+void minillm_attention_exp(float *out, const float *x, int n) {
+    for (int i = 0; i < n; i += VW) {
+        vmask m = vfirst(n - i);
+        vstore_m(out + i, vexp(vload_m(x + i, m)), m);
+    }
+}
+
+/* ---- the row kernel ---- */
 
 #define ROW_CHUNK 256      /* keys per online-softmax step */
 #define NVMAX_ROW 4        /* vectors per strip of P V */
-#ifndef DECODE_PARALLEL_MIN
-#define DECODE_PARALLEL_MIN (1L << 14)  /* multiply-adds worth waking the threads for: in a
-                                         * decode step K and V come from L3 (the weights
-                                         * flushed L2), and two cores read them faster */
-#endif
 
 /* s[0 .. last] = q . k[j] for keys k[0 .. last] (rows of stride HD), 0 <= last < VW: each
  * key's products stay in its own vector and vhsum_lanes adds the VW vectors at once (no
@@ -128,7 +226,7 @@ static void row_pv(float *restrict out, const float *restrict p, const float *re
     }
 }
 
-/* One query against keys/values 0..n-1: see attention_internal.h. */
+/* One query against keys/values 0..n-1: see attention_common.h. */
 float att_attend_row(float *restrict out, const float *restrict q, const float *restrict k,
                      const float *restrict v, int n, int HD) {
     const float scale = 1.0f / sqrtf((float)HD);
@@ -146,22 +244,4 @@ float att_attend_row(float *restrict out, const float *restrict q, const float *
     }
     att_scale_row(out, HD, 1.0f / l);
     return m + logf(l);
-}
-
-/* out (B, NH, HD): q (B, NH, HD), row b against the first lengths[b] positions of kcache,
- * vcache (B, NKV, S, HD).  Overwrites out. */
-void attention_decode(float *restrict out, const float *restrict q,
-                      const float *restrict kcache, const float *restrict vcache,
-                      const int *restrict lengths, int B, int NH, int NKV, int S, int HD) {
-    if (B <= 0 || NH <= 0 || HD <= 0) return;               /* empty: nothing to write */
-    int group = NH / NKV;
-    long work = 0;
-    for (int b = 0; b < B; b++) work += (long)lengths[b] * NH * HD;
-    #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work > DECODE_PARALLEL_MIN)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            size_t row = (size_t)b * NH + h, kv = ((size_t)b * NKV + h / group) * S * HD;
-            att_attend_row(out + row * HD, q + row * HD, kcache + kv, vcache + kv, lengths[b],
-                           HD);
-        }
 }

@@ -1,17 +1,18 @@
-"""The kernel wrappers: argument checks, the NumPy fallback, thread control.
+"""The C library's runtime (minillm/clib.py): loading, MINILLM_NO_C and MINILLM_THREADS,
+thread control, and the wrappers' NumPy fallback without the library.
 
-The kernels' numerics are in test_kernels_matmul.py and test_kernels_attention.py.
+The kernels' numerics and argument checks are in tests/nn/kernels/.
 """
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from minillm import clib
-from minillm.nn.kernels import attention as KA
-from minillm.nn.kernels import matmul as KM
 
 
 def test_c_extension_is_loaded():
@@ -20,43 +21,6 @@ def test_c_extension_is_loaded():
         pytest.skip("MINILLM_NO_C=1 forces the NumPy references")
     assert clib.c_available(), clib.load_error()
     assert clib.simd_level() in ("avx512", "avx2", "scalar")
-
-
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((3, 5), np.float64), "float32"),
-    (np.zeros((5, 3), np.float32).T, "C-contiguous"),
-    (np.zeros((3, 4), np.float32), "last dimension"),
-    ([[0.0] * 5] * 3, "numpy array"),
-])
-def test_matmul_rejects_bad_input(bad, message):
-    w = np.zeros((2, 5), np.float32)
-    with pytest.raises(ValueError, match=message):
-        KM.matmul_forward(bad, w)
-
-
-def test_output_must_not_alias_input(rng):
-    x = rng.standard_normal((4, 4), dtype=np.float32)
-    with pytest.raises(ValueError, match="overlap"):
-        KM.matmul_forward(x, x.copy(), out=x)
-    with pytest.raises(ValueError, match="overlap"):
-        KM.matmul_backward_weight(x, x.copy(), dweight=x)
-
-
-def test_attention_rejects_bad_heads(rng):
-    q = rng.standard_normal((1, 3, 4, 8), dtype=np.float32)
-    kv = rng.standard_normal((1, 2, 4, 8), dtype=np.float32)
-    with pytest.raises(ValueError, match="multiple"):
-        KA.attention_forward(q, kv, kv)
-    with pytest.raises(ValueError, match="shape"):
-        KA.attention_forward(q, kv[:, :, :3].copy(), kv)
-
-
-def test_decode_rejects_bad_lengths(rng):
-    q = rng.standard_normal((2, 2, 8), dtype=np.float32)
-    cache = np.zeros((2, 2, 5, 8), np.float32)
-    for lengths in ([0, 3], [3, 6], [3]):
-        with pytest.raises(ValueError, match="lengths"):
-            KA.attention_decode(q, cache, cache, lengths)
 
 
 def test_threads_can_be_set():
@@ -100,3 +64,49 @@ def test_fallback_matches_reference(rng):
     a = [float(s) for s in _in_subprocess(code, MINILLM_NO_C="1").split()]
     b = [float(s) for s in _in_subprocess(code).split()]
     np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+# ---- csrc/: the .c files call each other in one direction --------------------------------
+
+CSRC = Path(__file__).resolve().parents[1] / "csrc"
+DEFINITION = re.compile(r"^([A-Za-z_][\w \t*]*?)\b(\w+)\s*\([^;{)]*\)\s*\{", re.M)
+
+
+def _calls_between_c_files():
+    """{file: set of other .c files whose exported functions it calls}, by reading the
+    sources: a definition is a function at the start of a line, exported unless static."""
+    graph, owner, local = {}, {}, {}
+    codes = {}
+    for path in sorted(CSRC.glob("*.c")):
+        code = re.sub(r"/\*.*?\*/|//[^\n]*", "", path.read_text(), flags=re.S)  # no comments
+        code = re.sub(r"__attribute__\s*\(\([^)]*\)\)\s*|(?<=inline)\s*\n", " ", code)
+        codes[path.name] = code
+        for prefix, name in DEFINITION.findall(code):
+            if prefix.startswith("static"):
+                local.setdefault(path.name, set()).add(name)
+            else:
+                owner[name] = path.name
+    for f, code in codes.items():
+        called = set(re.findall(r"\b(\w+)\s*\(", code)) - local.get(f, set())
+        graph[f] = {owner[name] for name in called if owner.get(name, f) != f}
+    return graph
+
+
+def test_c_files_call_each_other_without_cycles():
+    graph = _calls_between_c_files()
+    assert graph["attention.c"] >= {"attention_common.c", "attention_gemm.c"}   # the reader works
+    assert graph["attention_common.c"] == graph["attention_gemm.c"] == set()    # shared leaves
+    done, on_path = set(), []
+
+    def visit(f):
+        assert f not in on_path, f"csrc call cycle: {' -> '.join(on_path + [f])}"
+        if f in done:
+            return
+        on_path.append(f)
+        for g in sorted(graph[f]):
+            visit(g)
+        on_path.pop()
+        done.add(f)
+
+    for f in graph:
+        visit(f)

@@ -1,7 +1,8 @@
-"""The C attention kernels (csrc/attention*.c) against their NumPy twins in minillm.nn.kernels.
+"""The C attention kernels (csrc/attention*.c) against their NumPy twins in
+minillm/nn/kernels/attention.py, and the wrappers' argument checks.
 
-    python -m pytest tests/test_kernels_attention.py -q
-    MINILLM_KERNELS_PATH=runs/build-attn python -m pytest tests/test_kernels_attention.py -q
+    python -m pytest tests/nn/kernels/test_attention.py -q
+    MINILLM_KERNELS_PATH=runs/build-attn python -m pytest tests/nn/kernels/test_attention.py -q
 
 Shapes are odd and distinct (B, NH/NKV, T, HD) so that a transposed index, a missed tail
 (T or HD not a multiple of the tile or vector width) or a wrong KV head fails. Tolerances:
@@ -12,6 +13,7 @@ while an index error moves values by O(1). The 1- and 2-thread runs must agree e
 """
 import itertools
 
+import cffi
 import numpy as np
 import pytest
 
@@ -19,7 +21,7 @@ from minillm import clib
 from minillm.nn.kernels import attention as KA
 
 pytestmark = pytest.mark.skipif(not clib.c_available(), reason="C kernels not built (these tests "
-                                "compare C with NumPy; tests/test_kernels.py checks the fallback)")
+                                "compare C with NumPy; tests/test_clib.py checks the fallback)")
 
 HEADS = [(1, 1), (4, 2), (6, 3), (4, 1)]           # (NH, NKV)
 TIMES = [1, 2, 7, 17, 64, 65, 100, 257]
@@ -198,9 +200,7 @@ def test_extreme_scores_stay_finite(rng):
 
 
 def _exp_hook():
-    """The kernels' vectorised exp (csrc/attention_simd.h), reached through its test hook."""
-    import cffi
-
+    """The kernels' vectorised exp (csrc/simd.h), reached through its test hook."""
     ffi = cffi.FFI()
     ffi.cdef("void minillm_attention_exp(float *out, const float *x, int n);")
     return ffi, ffi.dlopen(clib.library_path())
@@ -232,3 +232,22 @@ def test_vectorised_exp_is_accurate():
                               ffi.from_buffer("float[]", special), special.size)
     assert out[0] == 0 and out[1] == np.inf and np.isnan(out[2]) and out[3] == 1
     assert out[4] == 0 and out[5] == np.inf and 0 <= out[6] <= 2e-45
+
+
+# ---- argument checks -------------------------------------------------------------------
+
+def test_attention_rejects_bad_heads(rng):
+    q = rng.standard_normal((1, 3, 4, 8), dtype=np.float32)
+    kv = rng.standard_normal((1, 2, 4, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match="multiple"):
+        KA.attention_forward(q, kv, kv)
+    with pytest.raises(ValueError, match="shape"):
+        KA.attention_forward(q, kv[:, :, :3].copy(), kv)
+
+
+def test_decode_rejects_bad_lengths(rng):
+    q = rng.standard_normal((2, 2, 8), dtype=np.float32)
+    cache = np.zeros((2, 2, 5, 8), np.float32)
+    for lengths in ([0, 3], [3, 6], [3]):
+        with pytest.raises(ValueError, match="lengths"):
+            KA.attention_decode(q, cache, cache, lengths)

@@ -1,6 +1,12 @@
 /*
- * attention_internal.h — what the attention_*.c files share (not exported through cffi;
+ * attention_common.h — what the attention files share (not exported through cffi;
  * csrc/kernels.h is the public contract).
+ *
+ * The files call each other only through this header, in one direction:
+ *   attention.c (forward, prefill, decode)  and  attention_backward.c (gradients)
+ *       call  attention_gemm.c (att_gemm, the one tile product)
+ *       and   attention_common.c (K^T packing, the workspace, row softmax, the row kernel);
+ *   the last two call nothing but simd.h's inline vocabulary.
  *
  * Layout conventions used by every helper here:
  *   - a "tile" of keys is KT consecutive key positions; score tiles are (rows, KT) with the
@@ -10,8 +16,8 @@
  *     that walking d inside one tile never strides by the whole sequence (which aliases the
  *     L1 cache sets when T*4 bytes is a multiple of 4 KiB).
  */
-#ifndef MINILLM_ATTENTION_INTERNAL_H
-#define MINILLM_ATTENTION_INTERNAL_H
+#ifndef MINILLM_ATTENTION_COMMON_H
+#define MINILLM_ATTENTION_COMMON_H
 
 #include <stddef.h>
 
@@ -19,9 +25,8 @@
 #include <omp.h>
 #endif
 
-/* Tile sizes (-DKT=... -DQT=... to experiment; KT a multiple of 16). 32, 64 and 128 in
- * either role measured within noise of each other; 64 x 64 keeps a tile pair's blocks
- * (Q rows, K^T, V, S: 16 KiB each at HD = 64) near L1. */
+/* Tile sizes (-DKT=... -DQT=... to experiment; KT a multiple of 16). 64 x 64 keeps a tile
+ * pair's blocks (Q rows, K^T, V, S: 16 KiB each at HD = 64) near L1. */
 #ifndef KT
 #define KT 64   /* keys per tile: the columns (SIMD lanes) of a score tile */
 #endif
@@ -29,9 +34,6 @@
 #define QT 64   /* query rows per tile: the unit of parallel work */
 #endif
 #define CHUNK 16   /* rows (or keys) per chunk on a diagonal tile */
-
-static inline int imin(int a, int b) { return a < b ? a : b; }
-static inline int imax(int a, int b) { return a > b ? a : b; }
 
 /* The calling thread's index inside a parallel region (0 without OpenMP): which per-thread
  * scratch block it uses.  The thread count is minillm_get_num_threads() (runtime.c). */
@@ -43,12 +45,16 @@ static inline int att_thread_id(void) {
 #endif
 }
 
+/* ---- attention_gemm.c ---- */
+
 /* C (R, N) = [C +] A' B where A'[r][k] = A[k*sak + r*sar] and B (K, N) has row stride ldb.
  * Row stride of C is ldc.  accumulate = 0 overwrites C, 1 adds to it.  Any R, N, K >= 0.
  * The one matmul of the file: every product in attention is an instance of it (the
  * strides let A be read transposed without copying it). */
 void att_gemm(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t sak, ptrdiff_t sar,
               const float *B, ptrdiff_t ldb, int R, int N, int K, int accumulate);
+
+/* ---- attention_common.c ---- */
 
 /* packed (ceil(n/KT) tiles of (HD, KT)) = x (n, HD) transposed per tile, zero-padded. */
 void att_pack_transposed(float *packed, const float *x, int n, int HD);
@@ -82,7 +88,8 @@ int att_split_rows(int *start, int *cols, int i0, int nq, int p0, int j0, int nk
 void att_scale_row(float *x, int n, float a);
 
 /* One query q (HD) against keys/values 0..n-1 (rows of k, v with stride HD), n >= 1:
- * writes out (HD) and returns the row's lse (attention_decode.c). */
+ * writes out (HD) and returns the row's lse: decode, short prefills, and the forward when
+ * the tiles' scratch cannot be allocated. */
 float att_attend_row(float *out, const float *q, const float *k, const float *v, int n, int HD);
 
 /* Test hook (not in kernels.h; the tests reach it with ffi.dlopen): out[i] = vexp(x[i]). */

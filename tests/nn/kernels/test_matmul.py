@@ -1,6 +1,7 @@
-"""The C matmul (csrc/matmul.c) against its NumPy twins in minillm/nn/kernels.py.
+"""The C matmul (csrc/matmul.c) against its NumPy twins in minillm/nn/kernels/matmul.py,
+and the wrappers' rule and argument checks.
 
-    python -m pytest tests/test_kernels_matmul.py -q
+    python -m pytest tests/nn/kernels/test_matmul.py -q
 
 Tolerance. The reference is computed in float64 from the same float32 inputs, so it is
 exact to ~1e-16. Any float32 evaluation of a sum of k products, in any order, with or
@@ -126,9 +127,10 @@ def test_batched_leading_dims(rng):
     dout = rng.standard_normal((2, 7, 17), dtype=np.float32)             # (B, T, OC)
     np.testing.assert_allclose(KM.matmul_forward(inp, w), KM.matmul_forward_ref(inp, w),
                                rtol=1e-5, atol=1e-5)
-    dinp, dw = KM.matmul_backward(dout, inp, w)
-    np.testing.assert_allclose(dinp, KM.matmul_backward_input_ref(dout, w), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dw, KM.matmul_backward_weight_ref(dout, inp), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(KM.matmul_backward_input(dout, w),
+                               KM.matmul_backward_input_ref(dout, w), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(KM.matmul_backward_weight(dout, inp),
+                               KM.matmul_backward_weight_ref(dout, inp), rtol=1e-5, atol=1e-5)
 
 
 def test_backward_weight_accumulates(rng):
@@ -200,3 +202,41 @@ def test_tolerance_catches_one_missed_term(rng):
     tol = bound(inp, w.T, 257)
     assert np.mean(np.abs(missed - exact) > tol) > 0.9
     assert np.all(np.abs(KM.matmul_forward(inp, w) - exact) <= tol)
+
+
+# ---- the wrappers' rule and argument checks ----------------------------------------------
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((3, 4), np.float32), "last dimension"),
+    ([[0.0] * 5] * 3, "numpy array"),
+])
+def test_matmul_rejects_bad_input(bad, message):
+    w = np.zeros((2, 5), np.float32)
+    with pytest.raises(ValueError, match=message):
+        KM.matmul_forward(bad, w)
+
+
+def test_other_dtypes_and_layouts_run_the_twin(rng):
+    # C takes float32 C-contiguous arrays; anything else goes to the NumPy twin, which
+    # keeps the input's dtype (float64 stays float64 for the finite-difference checks).
+    x = rng.standard_normal((5, 3))                                      # (N, C) float64
+    w = rng.standard_normal((2, 3))                                      # (OC, C)
+    out = KM.matmul_forward(x, w)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, KM.matmul_forward_ref(x, w))
+    xt = rng.standard_normal((3, 5), dtype=np.float32).T                 # (5, 3) not contiguous
+    np.testing.assert_allclose(KM.matmul_forward(xt, w.astype(np.float32)),
+                               xt @ w.T.astype(np.float32), rtol=1e-6)
+    dw = np.ones((2, 3))
+    assert KM.matmul_backward_weight(out, x, dweight=dw) is dw
+    np.testing.assert_allclose(dw, 1.0 + out.T @ x, rtol=1e-12)
+
+
+@pytest.mark.skipif(not clib.c_available(), reason="aliasing is refused on the C path only "
+                    "(the kernels are not built)")
+def test_output_must_not_alias_input(rng):
+    x = rng.standard_normal((4, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        KM.matmul_forward(x, x.copy(), out=x)
+    with pytest.raises(ValueError, match="overlap"):
+        KM.matmul_backward_weight(x, x.copy(), dweight=x)

@@ -1,11 +1,12 @@
 /*
- * attention_simd.h — the small vector vocabulary the attention kernels are written in.
+ * simd.h — the small vector vocabulary the attention kernels are written in, and the two
+ * scalar helpers every kernel file shares (imin, imax).
  *
  * One `vec` holds VW floats: 16 with AVX-512, 8 with AVX2+FMA, 1 in the scalar fallback.
  * The level is chosen at build time by -march=native (csrc/build.py), like runtime.c's
- * minillm_simd_level(). Every operation the kernels need is here, so attention.c and
- * attention_backward.c read the same on every machine (matmul_simd.h borrows its masks,
- * transpose and horizontal sum too):
+ * minillm_simd_level(). Every operation the kernels need is here, so the attention_*.c
+ * files read the same on every machine (matmul_simd.h borrows its masks, transpose and
+ * horizontal sum too):
  *
  *   vzero() vset1(x) vload(p) vstore(p, a)     plain loads/stores (unaligned)
  *   vfirst(n)                                  a mask of the first n lanes (n may exceed VW)
@@ -26,13 +27,16 @@
  * subnormal range round once). Error, measured over every 97th float in [-104, 89.5]
  * (23 million inputs; AVX-512 and AVX2 alike): at most 0.998 ulp from the exact e^x, mean
  * 0.06 ulp, 99.3% correctly rounded and the rest one bit away; subnormal results within
- * one subnormal step. -inf -> 0, large x -> +inf, NaN -> NaN. tests/test_kernels_attention.py
+ * one subnormal step. -inf -> 0, large x -> +inf, NaN -> NaN. tests/nn/kernels/test_attention.py
  * checks <= 1 ulp. The scalar fallback uses the C library's expf.
  */
-#ifndef MINILLM_ATTENTION_SIMD_H
-#define MINILLM_ATTENTION_SIMD_H
+#ifndef MINILLM_SIMD_H
+#define MINILLM_SIMD_H
 
 #include <math.h>
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
 
 #define EXP_LO (-104.0f)  /* e^x rounds to 0 below about -103.97 */
 #define EXP_HI (89.0f)    /* e^x overflows to +inf above about 88.72 */
