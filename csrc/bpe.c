@@ -1,7 +1,7 @@
 /*
  * bpe.c — byte-level BPE encoding: the per-chunk merge loop, its rank table and cache.
  *
- * minillm/tokenizer_fast.py wraps these; minillm/tokenizer.py holds the Python twin
+ * minillm/tokenizer/fast.py wraps these; minillm/tokenizer/bpe.py holds the Python twin
  * (Tokenizer._encode_chunk) and the tests check that both give identical ids. Chunks come
  * from bpe_split.c; training lives in bpe_train.c.
  *

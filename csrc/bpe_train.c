@@ -1,6 +1,6 @@
 /*
  * bpe_train.c — byte-level BPE training: count unique chunks, then merge with incremental
- * pair counts. The Python twin is train_merges_py in minillm/tokenizer_train.py; the tests
+ * pair counts. The Python twin is train_merges_py in minillm/tokenizer/train.py; the tests
  * check that both learn identical merges.
  *
  * Phase 1 (count): documents are pre-split (bpe_split's patterns) and each distinct chunk

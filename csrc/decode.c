@@ -5,8 +5,8 @@
  * RoPE, two cache writes, attention, two residual adds, SwiGLU, another RMSNorm), each only
  * microseconds of arithmetic at stories15M's size. Driven from Python, every one of them
  * also pays an interpreter round trip and a cffi call; here the whole sequence runs in C,
- * as in llama2.c's run.c forward(). minillm/generate/ keeps the same sequence in Python
- * as the NumPy twin and the fallback without the C library.
+ * as in llama2.c's run.c forward(). minillm/nn/kernels/decode.py wraps it; its NumPy twin
+ * (and the fallback without the C library) is minillm/nn/gpt.py's forward over the KV cache.
  *
  * The heavy parts are the existing kernels (matmul_forward, rmsnorm_forward,
  * attention_decode, swiglu_forward), called as plain functions: each opens its own

@@ -179,7 +179,7 @@ double sum_squares(const float *x, long long n);
  * into dst); returns sum_squares of the new dst, bit-identical to calling it afterwards. */
 double grad_store(float *dst, const float *src, long long n, int accumulate);
 
-/* ==== one decode step of the whole model (csrc/decode.c; owner: minillm/generate/) ====
+/* ==== one decode step of the whole model (csrc/decode.c; wrapper: minillm/nn/kernels/decode.py) ====
  * The weights as minillm/generate/ lays them out for inference (run.c's
  * TransformerWeights): per layer, pointers to fused matrices with the RMSNorm weights
  * folded into their columns, so the step's RMSNorms multiply by `ones`. QD = NH * HD,

@@ -43,7 +43,7 @@ class Skip(Exception):
 
 @dataclass
 class EvalContext:
-    engine: object                    # minillm.generate.engine.Engine (its model and tokenizer)
+    engine: object                    # minillm.generate.engine.Engine (its params and tokenizer)
     params: dict
     config: object                    # GPTConfig
     world: object = None              # minillm.world.world.World

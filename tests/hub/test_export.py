@@ -54,7 +54,7 @@ def _rope_half(x, pos, theta=10000.0):
 
 def test_permutation_keeps_attention_scores_at_every_position(rng):
     """Interleaved RoPE on our rows == rotate-half RoPE on the permuted rows, for q.k. Without
-    the permutation only position 0 (no rotation) agrees: the trap FORMATS.md measured."""
+    the permutation only position 0 (no rotation) agrees: the trap a test that only checks position 0 falls into."""
     hd, C, T = 16, 12, 9
     wq, wk = rng.standard_normal((hd, C)), rng.standard_normal((hd, C))
     x = rng.standard_normal((T, C))
