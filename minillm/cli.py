@@ -18,7 +18,7 @@ from minillm.common import UserError
 # provides add_arguments(parser) and run(args), or add_<name>_arguments and run_<name>.
 COMMANDS = {
     "info": ("minillm.cli", "show how this installation is set up"),
-    "world": ("minillm.world.world", "build / inspect the mini-world (the generated internet)"),
+    "world": ("minillm.world.cli", "build / inspect the mini-world (the generated internet)"),
     "crawl": ("minillm.crawl.pages", "render the mini-world as a web crawl in WARC files"),
     "download": ("minillm.internet.download", "download a real corpus (resumable, checksummed)"),
     "clean": ("minillm.internet.pipeline", "run the FineWeb-style cleaning pipeline over WARCs"),
