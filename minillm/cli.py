@@ -19,7 +19,7 @@ from minillm.common import UserError
 COMMANDS = {
     "info": ("minillm.cli", "show how this installation is set up"),
     "world": ("minillm.world.cli", "build / inspect the mini-world (the generated internet)"),
-    "crawl": ("minillm.crawl.pages", "render the mini-world as a web crawl in WARC files"),
+    "crawl": ("minillm.crawl.cli", "render the mini-world as a web crawl in WARC files"),
     "download": ("minillm.internet.download", "download a real corpus (resumable, checksummed)"),
     "clean": ("minillm.internet.pipeline", "run the FineWeb-style cleaning pipeline over WARCs"),
     "tokenizer": ("minillm.tokenizer.bpe", "train / use the byte-level BPE tokenizer"),

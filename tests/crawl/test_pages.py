@@ -1,24 +1,22 @@
 """The crawl generator: WARC layout, determinism, resumption, and honest ground truth.
 
-Most tests crawl a small hand-made world (FakeWorld below: Document-like objects with the
-contract's fields), so they do not depend on minillm.world.world; one test crawls the
-real mini-world when that module is present.
+Most tests crawl a small hand-made world (fake_world.FakeWorld: Document-like objects with
+the contract's fields), so they do not depend on minillm.world; one test crawls the real
+mini-world.
 """
 import html as htmlmod
 import ipaddress
 import re
-import sys
-import types
 from collections import Counter
-from dataclasses import dataclass, field
 
 import pytest
 
 from minillm.common import UserError
 from minillm.crawl import bundle as pages_bundle, noise, pages, sites
 from minillm.internet.warc import iter_records
+from minillm.world.world import World
 
-from fake_world import KINDS, SENTENCES, Doc, FakeWorld  # noqa: E402
+from fake_world import FakeWorld
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +180,9 @@ def test_pii_spans_are_exact(crawled):
     assert set(found) == {"email", "phone", "ip"}
 
 
+GOPHER_STOP_WORDS = frozenset("the be to of and that have with".split())
+
+
 # Minimal versions of the published rules, to check the positives are catchable and the
 # good pages are not: Gopher (stop words, top 2-gram share, duplicate lines, alphabetic
 # words), C4 (lorem ipsum), FineWeb (share of lines ending in punctuation).
@@ -191,7 +192,7 @@ def _rule_hits(text):
     hits = set()
     if len(words) < 50:
         hits.add("gopher_min_words")
-    if sum(w.strip(".,!?") in noise.GOPHER_STOP_WORDS for w in words) < 2:
+    if sum(w.strip(".,!?") in GOPHER_STOP_WORDS for w in words) < 2:
         hits.add("gopher_stop_words")
     bigrams = Counter(zip(words, words[1:]))
     if bigrams:
@@ -272,26 +273,6 @@ def test_article_html_escapes_and_keeps_text():
         assert "$" not in out and "<p>x</p>" in out
 
 
-def test_cli_run_with_a_fake_world_module(tmp_path, monkeypatch, capsys):
-    fake = types.ModuleType("minillm.world.world")
-    fake.World = type("World", (), {"load": staticmethod(lambda d: FakeWorld(40)),
-                                    "build": staticmethod(lambda seed, size: FakeWorld(40, seed))})
-    monkeypatch.setitem(sys.modules, "minillm.world.world", fake)
-    # subtle: once the real module was imported, `from minillm.world import world`
-    # reads the package attribute, so replace that too.
-    import minillm.world
-    monkeypatch.setattr(minillm.world, "world", fake, raising=False)
-    (tmp_path / "w").mkdir()
-    args = types.SimpleNamespace(run="x", world=str(tmp_path / "w"), world_size=None, world_seed=0,
-                                 out=str(tmp_path / "c"), shards=2, seed=0, url_filter=None, no_progress=True)
-    pages.run(args)
-    out = capsys.readouterr().out
-    assert "crawl-*.warc.gz" in out and str(tmp_path / "c") in out
-    assert (tmp_path / "c" / "crawl.json").exists()
-    with pytest.raises(UserError, match="no world at"):
-        pages.run(types.SimpleNamespace(**{**vars(args), "world": str(tmp_path / "nope")}))
-
-
 def test_dup_index_finds_exact_and_near_repeats_only():
     base = " ".join(f"word{i} sits beside the river number {i % 7} today" for i in range(20))
     idx = noise.DupIndex()
@@ -307,8 +288,7 @@ def test_dup_index_finds_exact_and_near_repeats_only():
 
 
 def test_crawl_of_the_real_mini_world(tmp_path):
-    world_mod = pytest.importorskip("minillm.world.world", reason="minillm.world.world not available")
-    world = world_mod.World.build(seed=0, size="smoke")
+    world = World.build(seed=0, size="smoke")
     summary = pages.crawl(world, tmp_path, n_shards=2, seed=0, progress=False)
     truth = list(pages.load_truth(tmp_path))
     docs = {d.id: d for d in world.iter_documents()}
