@@ -3,7 +3,7 @@
 The mini-world is minillm's default data; this fetches real text when you are online:
 
     minillm download tinyshakespeare                 # a catalogue name (minillm download --list)
-    minillm download https://host/file.txt --sha256 HEX --out DIR
+    minillm download https://host/file.txt --sha256 HEX --out DIR      (the command: cli.py)
 
 How a download survives a bad network:
 
@@ -17,8 +17,8 @@ How a download survives a bad network:
     Without a known checksum the computed one is printed so you can pin it next time.
   * only a verified file is renamed to its final name (one atomic os.replace).
 
-Tests run a local HTTP server on 127.0.0.1 that cuts transfers off midway, ignores Range or
-serves the wrong bytes: `pytest tests/test_download.py`.
+tests/internet/test_download.py runs a local HTTP server that cuts transfers off midway,
+ignores Range or serves the wrong bytes.
 """
 import hashlib
 import os
@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 
-from minillm.common import UserError, runs_dir
+from tqdm import tqdm
+
+from minillm.common import UserError
 
 CHUNK = 1 << 16
 
@@ -46,7 +48,7 @@ class Source:
 
 
 CATALOGUE = {
-    # sha256 confirmed in several independent projects; equals ../shared/data/text's copy.
+    # sha256 confirmed in several independent projects.
     "tinyshakespeare": Source(
         "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", 1_115_394,
@@ -141,8 +143,6 @@ def download(url, dest, sha256=None, *, retries=5, backoff=1.0, timeout=30.0, pr
     `dest.part` is resumed. Raises UserError after `retries` failed attempts in a row or
     on a checksum mismatch (the .part is deleted then).
     """
-    from tqdm import tqdm
-
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     sha256 = sha256.lower() if sha256 else None
@@ -190,33 +190,3 @@ def resolve(name_or_url):
                         f"{', '.join(CATALOGUE)} (minillm download --list)")
     name = Path(urllib.parse.unquote(parsed.path)).name or "download"
     return name_or_url, None, name
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser):
-    parser.add_argument("source", nargs="?", help="catalogue name or http(s) URL")
-    parser.add_argument("--out", help="output directory (default: runs/downloads)")
-    parser.add_argument("--sha256", help="expected sha256 (hex); overrides the catalogue's")
-    parser.add_argument("--list", action="store_true", help="list the catalogue and exit")
-    parser.add_argument("--retries", type=int, default=5, help="failed attempts in a row before giving up")
-    parser.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds")
-
-
-def run(args):
-    if args.list:
-        for name, src in CATALOGUE.items():
-            print(f"{name:<22} {src.note}\n{'':<22} {src.url}\n"
-                  f"{'':<22} sha256 {src.sha256 or 'unknown (printed on first download)'}")
-        return 0
-    if not args.source:
-        raise UserError(f"say what to download: a URL or one of {', '.join(CATALOGUE)}")
-    url, sha, name = resolve(args.source)
-    if args.sha256:
-        sha = args.sha256.strip().lower()
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-            raise UserError(f"--sha256 must be 64 hex digits, got {args.sha256!r}")
-    out = Path(args.out) if args.out else runs_dir() / "downloads"
-    path = download(url, out / name, sha, retries=args.retries, timeout=args.timeout)
-    print(f"wrote {path} ({path.stat().st_size:,} bytes)")

@@ -1,6 +1,6 @@
 """Score a cleaning run against the crawl's ground truth: `minillm clean ... --report`.
 
-The crawl (pages.py) wrote, beside each WARC, what every page really is: its kind (good,
+The crawl (minillm/crawl/pages.py) wrote, beside each WARC, what every page really is: its kind (good,
 non_english, spam, junk, blocklisted, boilerplate, duplicate, near_duplicate), language,
 the URL it copies, its PII and its true main text. The pipeline never reads that; this
 module compares the pipeline's decisions with it, shard by shard (bounded memory):
@@ -37,6 +37,7 @@ from pathlib import Path
 from minillm.common import UserError
 from minillm.internet.dedup import shingle_hashes
 from minillm.internet.pipeline import find_warcs, read_jsonl_gz, shard_name
+from minillm.internet.warc import iter_records
 
 BAD_KINDS = ("spam", "junk", "blocklisted", "boilerplate")
 FILTER_STAGES = ("read", "url_filter", "extract", "langid", "gopher_repetition", "gopher_quality",
@@ -221,7 +222,6 @@ def _pii_scores(acc):
 
 def cld2_agreement(paths, out_dir):
     """English-vs-not agreement with Common Crawl's languages-cld2, where the WARCs have it."""
-    from minillm.internet.warc import iter_records
     agree = total = 0
     for path in paths:
         cld2 = {r.url: r.cld2_languages() for r in iter_records(path) if r.type == "metadata"}

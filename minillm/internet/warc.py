@@ -348,11 +348,6 @@ def iter_records(source):
             opened.close()
 
 
-def read_records(source, types=None):
-    """All records as a list (optionally only the given WARC-Types)."""
-    return [r for r in iter_records(source) if types is None or r.type in types]
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -379,7 +374,8 @@ class WarcWriter:
 
     `target` is a path (written atomically: a temporary file renamed on close(); an
     exception inside `with` leaves no file) or a binary file object. With `seed`, record ids
-    are uuid5(seed, record number), so the same crawl gives byte-identical files.
+    are uuid5(seed, record number); with a `date` passed to every write too (a record
+    without one is dated now), the same crawl gives byte-identical files.
     """
 
     def __init__(self, target, *, seed=None, compress=True, compresslevel=6):

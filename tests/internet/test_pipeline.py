@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from minillm.internet import pipeline, stages
+from minillm.internet import filters, pipeline, stages
 from minillm.internet.warc import WarcWriter, iter_records
 
 SENTENCES = """The old harbour was built by merchants who traded wool and salt along the coast.
@@ -145,7 +145,7 @@ def crawl(tmp_path, rng):
 
 
 def test_stage_functions_on_one_document():
-    ctx = {"config": stages.Config(), "url_lists": pipeline.filters.load_url_lists(extra_domains=["bad.example"])}
+    ctx = stages.Context(stages.Config(), filters.load_url_lists(extra_domains=["bad.example"]))
     doc = stages.Doc("s/0", "https://bad.example/x", html="<p>hi</p>")
     assert stages.stage_url_filter(doc, ctx) == "banned_domain"
     doc = stages.Doc("s/1", "https://ok.example/x", html=html_page("T", FRENCH))
@@ -156,7 +156,7 @@ def test_stage_functions_on_one_document():
 
 
 def test_run_stages_counts_the_funnel(rng):
-    ctx = {"config": stages.Config(), "url_lists": pipeline.filters.load_url_lists()}
+    ctx = stages.Context(stages.Config(), filters.load_url_lists())
     funnel = stages.new_funnel()
     kept = stages.run_stages(stages.Doc("s/0", "https://ok.example/a", html=html_page("A", article(rng))), ctx, funnel)
     dropped = stages.run_stages(stages.Doc("s/1", "https://ok.example/b", html=html_page("B", FRENCH)), ctx, funnel)
@@ -245,23 +245,6 @@ def test_real_common_crawl_excerpt(shared_data, tmp_path):
     agree = [(ours[u] == "en") == (cld2[u][0][0] == "en") for u in ours if cld2.get(u)]
     assert np.mean(agree) >= 0.9
     assert ours["http://01spb.ru/company/"] == "other" and ours["http://037426.cn/"] == "en"
-
-
-def test_token_shards_stage(crawl, tmp_path):
-    from minillm.pretrain.shards import read_shard, shard_paths
-    from minillm.tokenizer.bpe import Tokenizer
-    crawl_dir, _ = crawl
-    out = tmp_path / "clean"
-    pipeline.clean(crawl_dir, out, workers=1, config=CONFIG)
-    docs = read_all(out.glob("*.jsonl.gz"))
-    tok = Tokenizer.train([d["text"] for d in docs], vocab_size=300)
-    tok.save(tmp_path / "tokenizer.json")
-    n_docs, n_tokens = pipeline.write_token_shards(out, tmp_path / "tokenizer.json", tmp_path / "shards")
-    tokens = np.concatenate([np.asarray(read_shard(p)) for p in shard_paths(tmp_path / "shards")])
-    assert n_docs == len(docs) and len(tokens) == n_tokens
-    assert (tokens == tok.bos_id).sum() == len(docs) and tokens[0] == tok.bos_id
-    first = tokens[1:np.flatnonzero(tokens == tok.bos_id)[1]]
-    assert tok.decode(first.tolist()) == docs[0]["text"]
 
 
 class _Doc:
