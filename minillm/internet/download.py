@@ -5,20 +5,13 @@ The mini-world is minillm's default data; this fetches real text when you are on
     minillm download tinyshakespeare                 # a catalogue name (minillm download --list)
     minillm download https://host/file.txt --sha256 HEX --out DIR      (the command: cli.py)
 
-How a download survives a bad network:
-
-  * bytes go to `<file>.part`; a rerun (or a retry) asks the server for the rest with an
-    HTTP `Range: bytes=N-` header and appends. A server that ignores Range answers 200 with
-    the whole file: we start the .part over instead of appending a second copy.
-  * a dropped connection, a timeout or a 5xx is retried with exponential backoff
-    (1 s, 2 s, 4 s, ...); attempts are counted only while no bytes arrive.
-  * when the last byte is in, the file's sha256 is checked against the catalogue or
-    --sha256. A mismatch deletes the .part and is a one-line error; nothing is left behind.
-    Without a known checksum the computed one is printed so you can pin it next time.
-  * only a verified file is renamed to its final name (one atomic os.replace).
-
-tests/internet/test_download.py runs a local HTTP server that cuts transfers off midway,
-ignores Range or serves the wrong bytes.
+How a download survives a bad network: bytes go to `<file>.part`, and a rerun or a retry
+asks for the rest with `Range: bytes=N-` (a server that ignores Range sends the whole file:
+the .part starts over); a dropped connection, a timeout or a 5xx is retried with
+exponential backoff, counting attempts only while no bytes arrive; the finished file's
+sha256 is checked against the catalogue or --sha256 (a mismatch deletes the .part, and
+without a known checksum the computed one is printed); only a verified file is renamed
+into place. Read warc.py next (what a crawl's files hold).
 """
 import hashlib
 import os

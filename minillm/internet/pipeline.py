@@ -16,6 +16,7 @@ Three passes, so that it can use N processes, stream in bounded memory and resum
      removal log clean/removed/<shard>.jsonl.gz. Files are gzip with mtime 0, so a
      resumed run's output is byte-identical to an uninterrupted one; clean/funnel.json
      holds documents, bytes and seconds per stage. score.py compares it with the truth.
+Read stages.py next.
 """
 import dataclasses
 import gzip

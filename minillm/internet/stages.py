@@ -5,7 +5,7 @@ through, a reason string removes it (logged with the stage's name). A stage may 
 the document (extraction fills doc.text, C4 drops lines). `run_stages` threads a Doc
 through STAGES and counts documents, bytes and seconds per stage into a funnel.
 pipeline.py runs this over WARC shards in worker processes. Read the stages' own modules
-next, in order: filters.py (URL filter), extract.py, langid.py, filters.py (quality).
+next: extract.py, langid.py, filters.py (the URL filter and the quality rules).
 """
 import time
 from dataclasses import dataclass

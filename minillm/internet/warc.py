@@ -1,44 +1,21 @@
 """WARC files, read and written the way Common Crawl ships them.
 
-A WARC file is a sequence of records. Each record is a version line, header lines, a blank
-line, `Content-Length` bytes of content (the "block"), and two CRLFs:
-
-    WARC/1.1\\r\\n
-    WARC-Type: response\\r\\n
-    WARC-Target-URI: https://example.org/\\r\\n
-    Content-Length: 1234\\r\\n
-    ...\\r\\n
-    \\r\\n
-    HTTP/1.1 200 OK\\r\\nContent-Type: text/html; charset=utf-8\\r\\n\\r\\n<html>...   (the block)
-    \\r\\n\\r\\n
-
-Common Crawl gzips each record on its own and concatenates the members (so a reader can
-seek to one record); a gzip reader that handles multi-member files reads the whole file as
-one stream, which is what `iter_records` does. For every fetched page a crawl has three
-records: the `request` we sent, the `response` (HTTP status line + headers + body) and a
-`metadata` record (`application/warc-fields`; CC stores `charset-detected` and
-`languages-cld2` there).
-
-Reading:
+A WARC file is a sequence of records (the layout: iter_records). Common Crawl gzips each
+record on its own and concatenates the members, so a reader can seek to one record; a
+gzip reader that handles multi-member files reads the whole file as one stream. A fetched
+page has three records: the `request`, the `response` (HTTP status line, headers, body)
+and a `metadata` record (CC stores `charset-detected` and `languages-cld2` there).
 
     for rec in iter_records("crawl-00000.warc.gz"):      # path or binary file; gz or plain
         if rec.type == "response":
-            rec.url, rec.http_status, rec.http_headers["content-type"], rec.charset
             html = rec.text()                              # body decoded with rec.charset
-        elif rec.type == "metadata":
-            rec.fields["languages-cld2"]; rec.cld2_languages()   # [("zh", 0.98), ...]
-
-Writing (deterministic record ids and dates when you pass a seed and dates):
-
     with WarcWriter("out.warc.gz", seed="world-0/shard-3") as w:
-        w.write_warcinfo({"software": "minillm"})
         req = w.write_request(url, date=d)
-        resp = w.write_response(url, html_bytes, {"Content-Type": "text/html; charset=utf-8"},
-                                date=d, concurrent_to=req)
-        w.write_metadata(url, {"fetchTimeMs": "12"}, date=d, concurrent_to=resp)
+        w.write_response(url, html_bytes, {"Content-Type": "text/html"}, date=d, concurrent_to=req)
 
-The writer emits WARC/1.1 with WARC-Block-Digest and WARC-Payload-Digest (sha1, base32,
-as CC does); the reader accepts 1.0 and 1.1. Run the tests: `pytest tests/test_warc.py`.
+The writer emits WARC/1.1 with WARC-Block-Digest and WARC-Payload-Digest (sha1, base32, as
+CC does); the reader accepts 1.0 and 1.1. minillm/crawl writes its crawl with it; the
+pipeline reads WARCs with it. Read pipeline.py next.
 """
 import base64
 import codecs
@@ -307,6 +284,16 @@ def _open_stream(source):
 
 def iter_records(source):
     """Stream the records of a WARC file (path or binary file; gzipped per record or plain).
+    A record is a version line, header lines, a blank line, `Content-Length` bytes of
+    content (the "block") and two CRLFs:
+
+        WARC/1.1\\r\\n
+        WARC-Type: response\\r\\n
+        WARC-Target-URI: https://example.org/\\r\\n
+        Content-Length: 1234\\r\\n
+        \\r\\n
+        HTTP/1.1 200 OK\\r\\nContent-Type: text/html; charset=utf-8\\r\\n\\r\\n<html>...  (the block)
+        \\r\\n\\r\\n
 
     Yields WarcRecord objects one at a time; memory is bounded by the largest record.
     Raises UserError on a malformed file (with the byte offset in the uncompressed stream).
