@@ -193,12 +193,6 @@ def find_duplicates(exact, bands, sigs=None, min_similarity=0.0):
     return np.where(dup_exact >= 0, target, dup_near), kind
 
 
-def jaccard(text_a, text_b):
-    """Exact Jaccard similarity of two texts' shingle sets (for tests and reports)."""
-    a, b = set(shingle_hashes(text_a).tolist()), set(shingle_hashes(text_b).tolist())
-    return len(a & b) / max(len(a | b), 1)
-
-
 if __name__ == "__main__":
     texts = [open(p, encoding="utf-8").read() for p in sys.argv[1:]]
     params = minhash_params()

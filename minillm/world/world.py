@@ -30,8 +30,8 @@ from minillm.world.frames import frames, render_frame
 from minillm.world.lists import render_list
 from minillm.world.plan import Planner
 from minillm.world.probes import (  # noqa: F401  (check_answer is part of the API)
-    Probe, check_answer, make_probes, normalize, qa_pairs)
-from minillm.world.store import document_stats, read_world, save_world
+    Probe, check_answer, make_probes, normalize)
+from minillm.world.store import read_world, save_world
 from minillm.world.worksheets import render_worksheet
 
 # Bytes of text. The default, at ~4 bytes a token, is ~2.5M tokens: a CPU pretraining run
@@ -74,7 +74,8 @@ class World:
     iter_documents() -> Document(id, kind, lang, title, text, facts, entities, topic,
                   bucket, template) one at a time, in a fixed order; text is plain text,
                   paragraphs separated by a blank line
-    probes(kind="cloze" | "qa"), qa_pairs(), check_answer(probe, text), find(name_or_id)
+    probes(kind="cloze" | "qa"), check_answer(probe, text), find(name_or_id); question/
+                  answer pairs for an assistant: probes.qa_pairs(world)
     save(dir) / World.load(dir): a loaded world streams its documents back from disk
     """
 
@@ -84,7 +85,6 @@ class World:
         self.exposure, self.fact_mentions, self.n_documents = {}, {}, 0
         self.by_name = {e.name.lower(): e for e in entities.values()}
         self._dir = None        # set by load(): documents and probes come from disk
-        self._stats = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -146,10 +146,6 @@ class World:
         """An entity by id or (case-insensitive) name; None if there is none."""
         return self.entities.get(key) or self.by_name.get(str(key).strip().lower())
 
-    def facts_of(self, entity_id):
-        e = self.entities[entity_id]
-        return [Fact(e.id, rel, value) for rel, value in e.attrs.items()]
-
     def probes(self, kind="cloze", buckets=None):
         """One probe per fact (see probes.py); buckets: keep only these buckets."""
         if self._dir is not None and (self._dir / f"probes_{kind}.jsonl").is_file():
@@ -158,9 +154,6 @@ class World:
         else:
             probes = make_probes(self, kind)
         return [p for p in probes if buckets is None or p.bucket in buckets]
-
-    def qa_pairs(self, variants=False):
-        return qa_pairs(self, variants)
 
     @functools.lru_cache(maxsize=None)
     def _candidates(self, entity_type, relation):
@@ -186,8 +179,7 @@ class World:
     # ------------------------------------------------------------------ saving
     def save(self, out_dir, progress=False):
         """Write the world to out_dir (the files: store.py); returns the stats dict."""
-        self._stats = save_world(self, Path(out_dir), progress)
-        return self._stats
+        return save_world(self, Path(out_dir), progress)
 
     @classmethod
     def load(cls, out_dir):
@@ -195,11 +187,5 @@ class World:
         meta, entities, bucket, exposure, mentions = read_world(folder)
         world = cls(meta["seed"], meta["size"], entities, bucket)
         world.exposure, world.fact_mentions = exposure, mentions
-        world.n_documents, world._dir, world._stats = meta["documents"], folder, meta
+        world.n_documents, world._dir = meta["documents"], folder
         return world
-
-    def stats(self):
-        """Counts and bytes by kind, language and bucket (writes every document once)."""
-        if self._stats is None:
-            self._stats = document_stats(self.iter_documents())[0]
-        return self._stats

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from minillm.common import UserError
-from minillm.crawl import bundle as pages_bundle, noise, pages, sites
+from minillm.crawl import bundle, noise, pages, sites
 from minillm.internet.warc import iter_records
 from minillm.world.world import World
 
@@ -308,5 +308,5 @@ def test_crawl_of_the_real_mini_world(tmp_path):
         if t["kind"] == "good":
             words.append(len(t["main_text"].split()))
             kinds = Counter(t["doc_kinds"])
-            assert all(kinds[k] <= n for k, (n, _) in pages_bundle.KIND_LIMITS.items())
+            assert all(kinds[k] <= n for k, (n, _) in bundle.KIND_LIMITS.items())
     assert sorted(words)[len(words) // 2] >= 250                        # pages of several hundred words

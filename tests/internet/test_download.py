@@ -1,7 +1,8 @@
 """download.py against a local HTTP server on 127.0.0.1 (no external network).
 
-The server serves ../shared/data and can misbehave on purpose: cut the first transfer off
-after K bytes, ignore Range headers, or fail with 503 a few times.
+The server serves the shared real-data folder (the `shared_data` fixture) and can
+misbehave on purpose: cut the first transfer off after K bytes, ignore Range headers, or
+fail with 503 a few times.
 """
 import argparse
 import hashlib

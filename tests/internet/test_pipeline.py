@@ -1,19 +1,26 @@
-"""The cleaning pipeline end to end (minillm/internet/pipeline.py, stages.py).
+"""The cleaning pipeline end to end (minillm/internet/pipeline.py, stages.py, score.py).
 
 A small hand-made crawl (WARC files written with minillm.internet.warc) holds one page of
 each kind the pipeline must handle; the tests check each stage's decision, the logs, the
 funnel, resumption (byte-identical output), workers, and the real Common Crawl excerpt.
 
-    python -m pytest tests/test_pipeline.py
+    python -m pytest tests/internet/test_pipeline.py
 """
 import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from minillm.internet import filters, pipeline, stages
+from minillm.crawl import pages
+from minillm.internet import filters, pipeline, score, stages
 from minillm.internet.warc import WarcWriter, iter_records
+from minillm.world.world import World
 
 SENTENCES = """The old harbour was built by merchants who traded wool and salt along the coast.
 Two stone piers still shelter the fishing boats from the winter storms.
@@ -267,8 +274,6 @@ class _World:
 def test_report_against_the_crawl_truth(tmp_path, rng, monkeypatch):
     """pages.py renders documents into a crawl with spam, junk, blocklisted, boilerplate,
     copies and PII, and the truth; the report scores our decisions against it."""
-    from minillm.crawl import pages
-    from minillm.internet import score
     crawl = tmp_path / "crawl"
     # subtle: the test articles share their sentences, so one page per document here
     # (bundled pages of the real mini-world: the slow tests below)
@@ -294,9 +299,6 @@ def test_report_against_the_crawl_truth(tmp_path, rng, monkeypatch):
 
 
 def _world_run(tmp_path, size, shards):
-    from minillm.crawl import pages
-    from minillm.internet import score
-    from minillm.world.world import World
     crawl = tmp_path / "crawl"
     pages.crawl(World.build(seed=0, size=size), crawl, n_shards=shards, seed=0, progress=False)
     pipeline.clean(crawl, tmp_path / "clean", workers=2)
@@ -328,12 +330,6 @@ def test_small_world_meets_every_target(tmp_path):
 def test_killed_process_resumes_to_identical_output(tmp_path, rng):
     """A real interruption: `minillm clean` is killed (SIGKILL) once 2 of 6 shards are done;
     the rerun skips those 2 and writes the same bytes as an uninterrupted run."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from minillm.crawl import pages
     crawl = tmp_path / "crawl"
     pages.crawl(_World(rng, n=600), crawl, n_shards=6, seed=1, progress=False)
     cmd = [sys.executable, "-m", "minillm", "clean", "--crawl", str(crawl), "--workers", "1"]
