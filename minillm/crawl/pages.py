@@ -33,7 +33,8 @@ from minillm.common import UserError, atomic_path, write_json
 from minillm.crawl import noise, sites as S
 from minillm.crawl.bundle import PAGE_WORDS, Bundler
 from minillm.crawl.planner import CRAWL_START, Planner
-from minillm.internet.warc import WarcWriter, detect_charset, warc_date
+from minillm.internet.warc import detect_charset
+from minillm.internet.warc_writer import WarcWriter, warc_date
 
 CRAWL_VERSION = 2     # 2: pages bundle several documents; a crawl of another version is not reused
 

@@ -31,9 +31,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    folder = Path(getattr(args, "out", None) or getattr(args, "dir", None) or runs_dir() / "world")
     if args.action == "build":
-        return _build(folder, args.seed, args.size)
+        return _build(Path(args.out or runs_dir() / "world"), args.seed, args.size)
+    folder = Path(args.dir or runs_dir() / "world")
     if not (folder / "stats.json").is_file():
         raise UserError(f"no world in {folder}; build one with `minillm world build --out {folder}`")
     if args.action == "show":

@@ -44,9 +44,9 @@ def document_stats(docs, sink=None):
         size = len(doc.text.encode("utf-8"))
         total_docs += 1
         total_bytes += size
-        for key in by:
-            by[key][getattr(doc, key)] += 1
-            nbytes[key][getattr(doc, key)] += size
+        for key, value in (("kind", doc.kind), ("lang", doc.lang), ("bucket", doc.bucket)):
+            by[key][value] += 1
+            nbytes[key][value] += size
     stats = {"documents": total_docs, "bytes": total_bytes}
     for key in by:
         stats[f"by_{key}"] = {k: {"documents": by[key][k], "bytes": nbytes[key][k]}

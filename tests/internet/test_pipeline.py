@@ -19,7 +19,8 @@ import pytest
 
 from minillm.crawl import pages
 from minillm.internet import filters, pipeline, score, stages
-from minillm.internet.warc import WarcWriter, iter_records
+from minillm.internet.warc import iter_records
+from minillm.internet.warc_writer import WarcWriter
 from minillm.world.world import World
 
 SENTENCES = """The old harbour was built by merchants who traded wool and salt along the coast.
