@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from minillm.common import UserError
-from minillm.crawl import bundle, noise, pages, sites
+from minillm.crawl import bundle, noise, pages
 from minillm.internet.warc import iter_records
 from minillm.world.world import World
 
@@ -104,23 +104,6 @@ def test_blocklist_labels_are_exact(crawled):
             assert reason is not None and t["blocked"] == reason
         else:
             assert reason is None, t["url"]
-
-
-def test_fallback_blocklist_when_fineweb_lists_are_absent(tmp_path, monkeypatch):
-    monkeypatch.setattr(noise, "SHARED_URL_LISTS", tmp_path / "absent")
-    monkeypatch.delenv("MINILLM_SHARED_DATA", raising=False)
-    monkeypatch.delenv("MINILLM_URL_FILTER", raising=False)
-    noise.url_lists.cache_clear()
-    try:
-        lists = noise.url_lists()
-        assert lists.source.endswith("blocklist_fallback.txt") and "xxx" in lists.banned_words
-        rng = sites.Rng("t")
-        for _ in range(30):
-            host, reason = noise.blocklisted_host(rng, lists)
-            assert reason is not None, host
-        assert noise.url_block_reason("https://www.dailyharbor-news.com/2020/01/02/x", lists) is None
-    finally:
-        noise.url_lists.cache_clear()
 
 
 def test_duplicates_follow_their_originals(crawled):
@@ -260,31 +243,6 @@ def test_interrupted_run_resumes_to_identical_output(tmp_path, monkeypatch):
         pages.crawl(world, tmp_path / "run", n_shards=3, seed=1, progress=False)
     with pytest.raises(UserError, match="other settings.*world"):
         pages.crawl(FakeWorld(300, seed=5), tmp_path / "run", n_shards=3, seed=0, progress=False)
-
-
-def test_article_html_escapes_and_keeps_text():
-    html = sites.article_html("A <b> & C", "Intro line\n\nFirst para has <tags> & more.\nSecond line.\n\nEnd.")
-    assert html.startswith("<h1>A &lt;b&gt; &amp; C</h1>")
-    assert "<h2>Intro line</h2>" in html and "<br>" in html and "&lt;tags&gt;" in html
-    assert sites.slugify("Café de la Gare (1907)") == "cafe-de-la-gare-1907"
-    for site in sites.load_sites().sites + sites.load_sites().syndicators:  # every template fills
-        out = sites.render_page(site, sites.Rng(0), title="T", main_html="<p>x</p>", date=pages.CRAWL_START,
-                                related=("R1", "R2"), n_comments=2)
-        assert "$" not in out and "<p>x</p>" in out
-
-
-def test_dup_index_finds_exact_and_near_repeats_only():
-    base = " ".join(f"word{i} sits beside the river number {i % 7} today" for i in range(20))
-    idx = noise.DupIndex()
-    assert idx.check_and_add("u0", base) == (None, None, 0.0)
-    assert idx.check_and_add("u1", base.upper() + " !!!") == ("exact", "u0", 1.0)  # case, punctuation
-    near = base.replace("word3 sits", "word3 rests", 1)
-    how, orig, jac = idx.check_and_add("u2", near)
-    assert (how, orig) == ("near", "u0") and jac == round(noise.jaccard(base, near), 4) and 0.8 <= jac < 1
-    other = " ".join(f"item{i} stands under a different tree {i}" for i in range(20))
-    assert idx.check_and_add("u3", other)[0] is None
-    far = " ".join(base.split()[:90]) + " " + other  # Jaccard well below 0.8 with both
-    assert idx.check_and_add("u4", far)[0] is None
 
 
 def test_crawl_of_the_real_mini_world(tmp_path):

@@ -1,4 +1,4 @@
-"""The mini-world's API, determinism, save/load, sizes and command line.
+"""The mini-world's API, determinism, save/load and sizes.
 
     python -m pytest tests/world/test_world.py            (fast)
     python -m pytest tests/world/test_world.py -m slow    (memory bound and scaling at MBs)
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from minillm.cli import main
 from minillm.common import UserError
 from minillm.world.world import SIZES, Document, Fact, World, parse_size
 from minillm.world.data import Rng, derive_seed
@@ -160,25 +159,6 @@ def test_size_is_about_right_and_scales_linearly():
     assert 75_000 < small < 125_000
     assert 300_000 < big < 500_000
     assert 3.2 < big / small < 4.8
-
-
-def test_cli_build_show_stats(tmp_path, capsys):
-    out = tmp_path / "w"
-    assert main(["world", "build", "--seed", "2", "--size", "smoke", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert str(out) in text and "documents" in text
-    assert main(["world", "stats", "--dir", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "by kind" in text and "worksheet" in text and "never" in text
-    world = World.load(out)
-    person = next(e for e in world.entities.values() if e.type == "person" and world.bucket[e.id] == "many")
-    assert main(["world", "show", person.name.lower(), "--dir", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert person.attrs["birth_city"] in text and "---" in text
-    assert main(["world", "show", "Nobody Anywhere", "--dir", str(out)]) == 2
-    assert "no entity" in capsys.readouterr().err
-    assert main(["world", "stats", "--dir", str(tmp_path / "empty")]) == 2
-    assert "world build" in capsys.readouterr().err
 
 
 _MEMORY = """
