@@ -34,9 +34,9 @@ from minillm.world.probes import (  # noqa: F401  (check_answer is part of the A
 from minillm.world.store import read_world, save_world
 from minillm.world.worksheets import render_worksheet
 
-# Bytes of text. The default, at ~4 bytes a token, is ~2.5M tokens: a CPU pretraining run
-# makes several passes, so a `many` fact is seen hundreds of times, a `few` fact a handful
-# and a `one` fact a few times, the gap the recall probes measure. Bigger worlds add
+# Bytes of text. The default, at ~4 bytes a token, is ~2.5M tokens, which a CPU pretraining
+# run reads several times; in one pass a `many` fact is stated ~100 times, a `few` fact 1-5
+# times and a `one` fact once: the gap the recall probes measure. Bigger worlds add
 # repetition of the popular facts, not more of them.
 SIZES = {"smoke": 100_000, "small": 1_500_000, "default": 10_000_000, "large": 200_000_000}
 
@@ -156,7 +156,9 @@ class World:
         return [p for p in probes if buckets is None or p.bucket in buckets]
 
     @functools.lru_cache(maxsize=None)
-    def _candidates(self, entity_type, relation):
+    def candidates(self, entity_type, relation):
+        """Every value (normalized) the relation can take in this world: what a wrong answer
+        names instead of the right one. Empty for years and numbers."""
         vt = VALUE_TYPE[entity_type, relation]
         if vt in ("year", "number"):
             return frozenset()
@@ -166,15 +168,10 @@ class World:
             values = {e.name for e in self.entities.values() if e.type == vt}
         return frozenset(normalize(v) for v in values)
 
-    def candidates(self, entity_type, relation):
-        """Every value (normalized) the relation can take in this world: what a wrong answer
-        names instead of the right one. Empty for years and numbers."""
-        return self._candidates(entity_type, relation)
-
     def check_answer(self, probe, text):
         """check_answer that also rejects every other value of the same kind."""
         e = self.entities[probe.entity]
-        return check_answer(probe, text, self._candidates(e.type, probe.relation))
+        return check_answer(probe, text, self.candidates(e.type, probe.relation))
 
     # ------------------------------------------------------------------ saving
     def save(self, out_dir, progress=False):
