@@ -16,7 +16,7 @@ can catch it -- these are realistic positives, not adversarial ones:
                two soft-banned words, or a banned sub-word anywhere in the URL)
 
 The URL word lists are FineWeb's when found (see url_lists); data/crawl/blocklist_fallback.txt
-is our own small stand-in when they are absent. Read pages.py next.
+is our own small stand-in when they are absent. cli.py (`minillm crawl`) ties it all together.
 """
 import functools
 import ipaddress

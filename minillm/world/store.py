@@ -15,7 +15,6 @@ Every file is written atomically; documents are streamed, so memory stays bounde
 import gzip
 import hashlib
 import json
-import time
 from collections import Counter
 
 from tqdm import tqdm
@@ -75,14 +74,14 @@ def _write_lines(path, rows):
 
 
 def save_world(world, out, progress=False):
-    start = time.time()
+    """Write every file of the world to `out`; returns what stats.json holds."""
     out.mkdir(parents=True, exist_ok=True)
     # stats.json is written last: without it the directory is not a world, so a build
     # interrupted half-way over an older world can never be loaded as a mix of both
     (out / "stats.json").unlink(missing_ok=True)
     bar = None
     if progress:
-                bar = tqdm(total=world.n_documents, unit="doc", desc="world", mininterval=0.5)
+        bar = tqdm(total=world.n_documents, unit="doc", desc="world", mininterval=0.5)
     with atomic_path(out / _DOC_FILE) as tmp:
         with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
             def sink(line):
@@ -107,8 +106,8 @@ def save_world(world, out, progress=False):
              "entities": len(world.entities), "entities_by_type": dict(sorted(types.items())),
              "facts": len(world.facts), **stats, "exposure": _exposure_summary(world),
              "probes": {b: sum(1 for e in world.facts if world.bucket[e.entity] == b) for b in BUCKETS},
-             "content_sha256": sha, "build_seconds": round(time.time() - start, 2)}
-    write_json(out / "stats.json", {k: v for k, v in stats.items() if k != "build_seconds"})
+             "content_sha256": sha}
+    write_json(out / "stats.json", stats)
     return stats
 
 
