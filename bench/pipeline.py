@@ -27,7 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minillm.common import runs_dir  # noqa: E402
+from minillm.crawl import pages  # noqa: E402
 from minillm.internet import pipeline, score  # noqa: E402
+from minillm.world.world import World  # noqa: E402
 
 STAGES = ["read", "url_filter", "extract", "langid", "gopher_repetition", "gopher_quality", "c4_quality",
           "fineweb_quality", "signatures", "exact_dedup", "minhash_dedup", "pii"]
@@ -35,8 +37,6 @@ STAGES = ["read", "url_filter", "extract", "langid", "gopher_repetition", "gophe
 
 def make_crawl(size, shards, root):
     """The crawl of World.build(seed=0, size) in root/crawl (reused when already complete)."""
-    from minillm.crawl import pages
-    from minillm.world.world import World
     crawl = root / "crawl"
     summary = crawl / "crawl.json"
     if summary.exists() and json.loads(summary.read_text()).get("version") != pages.CRAWL_VERSION:

@@ -1,49 +1,41 @@
 """`minillm <command> ...`: one subcommand per stage (also `python -m minillm`).
 
-Each command lives in the module that implements it; the module provides
+COMMANDS below is the whole map: each command names the functions of its package's cli.py
+that fill an argparse parser with the command's flags and do the work. Those cli modules
+are the only places that know about argparse; the stages themselves are plain functions
+(`minillm.world.cli` calls `World.build`, and so on), so read a stage from its cli.py
+inward. A UserError prints as one line ("minillm: error: ...") with exit status 2; Ctrl-C
+exits 130.
 
-    add_arguments(parser)   # fill an argparse parser with the command's flags
-    run(args)               # do the work; raise UserError for mistakes the user can fix
+    minillm info          # how this installation is set up (C kernels, threads, SIMD)
+    minillm -h            # every command, in lecture order
 
-and this file only dispatches, so `minillm info` never imports the training code. A
-UserError prints as one line ("minillm: error: ...") with exit status 2; Ctrl-C exits 130.
+Read next: minillm/world/cli.py, the first stage.
 """
 import argparse
-import importlib
 import sys
 
-from minillm.common import UserError
+import numpy as np
 
-# command -> ("module" or "module:name", one-line help), in lecture order. The module
-# provides add_arguments(parser) and run(args), or add_<name>_arguments and run_<name>.
-COMMANDS = {
-    "info": ("minillm.cli", "show how this installation is set up"),
-    "world": ("minillm.world.world", "build / inspect the mini-world (the generated internet)"),
-    "crawl": ("minillm.crawl.pages", "render the mini-world as a web crawl in WARC files"),
-    "download": ("minillm.internet.download", "download a real corpus (resumable, checksummed)"),
-    "clean": ("minillm.internet.pipeline", "run the FineWeb-style cleaning pipeline over WARCs"),
-    "tokenizer": ("minillm.tokenizer.cli", "train / use the byte-level BPE tokenizer"),
-    "pretrain": ("minillm.pretrain.cli", "pretrain the transformer (the base model)"),
-    "sample": ("minillm.generate.cli", "sample text from a checkpoint"),
-    "eval": ("minillm.evals.cli", "evaluate a checkpoint on the mini-world's probes"),
-    "speedrun": ("minillm.speedrun", "run every stage end to end"),
-    "export": ("minillm.hub.cli:export", "export a checkpoint to GGUF, Hugging Face or llama2.c"),
-    "import": ("minillm.hub.cli:import", "import a Hugging Face Llama checkpoint"),
-}
+import minillm
+from minillm import clib, speedrun
+from minillm.common import UserError, runs_dir
+from minillm.crawl import cli as crawl_cli
+from minillm.evals import cli as evals_cli
+from minillm.generate import cli as generate_cli
+from minillm.hub import cli as hub_cli
+from minillm.internet import cli as internet_cli
+from minillm.pretrain import cli as pretrain_cli
+from minillm.tokenizer import cli as tokenizer_cli
+from minillm.world import cli as world_cli
 
 
-def add_arguments(parser):
+def add_info_arguments(parser):
     """`minillm info` has no flags."""
 
 
-def run(args):
+def run_info(args):
     """`minillm info`: version, C kernels, threads, SIMD, NumPy's BLAS, runs directory."""
-    import numpy as np
-
-    import minillm
-    from minillm.common import runs_dir
-    from minillm import clib
-
     print(f"minillm {minillm.__version__}  (python {sys.version.split()[0]}, numpy {np.__version__})")
     if clib.c_available():
         print(f"C kernels:    loaded ({clib.library_path()})")
@@ -57,8 +49,6 @@ def run(args):
 
 
 def _numpy_blas():
-    import numpy as np
-
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
@@ -66,12 +56,38 @@ def _numpy_blas():
         return "unknown"
 
 
+# command -> (add_arguments(parser), run(args), one-line help), in lecture order.
+COMMANDS = {
+    "info": (add_info_arguments, run_info, "show how this installation is set up"),
+    "world": (world_cli.add_arguments, world_cli.run,
+              "build / inspect the mini-world (the generated internet)"),
+    "crawl": (crawl_cli.add_arguments, crawl_cli.run,
+              "render the mini-world as a web crawl in WARC files"),
+    "download": (internet_cli.add_download_arguments, internet_cli.run_download,
+                 "download a real corpus (resumable, checksummed)"),
+    "clean": (internet_cli.add_clean_arguments, internet_cli.run_clean,
+              "run the FineWeb-style cleaning pipeline over WARCs"),
+    "tokenizer": (tokenizer_cli.add_arguments, tokenizer_cli.run,
+                  "train / use the byte-level BPE tokenizer"),
+    "pretrain": (pretrain_cli.add_arguments, pretrain_cli.run,
+                 "pretrain the transformer (the base model)"),
+    "sample": (generate_cli.add_arguments, generate_cli.run, "sample text from a checkpoint"),
+    "eval": (evals_cli.add_arguments, evals_cli.run,
+             "evaluate a checkpoint on the mini-world's probes"),
+    "speedrun": (speedrun.add_arguments, speedrun.run, "run every stage end to end"),
+    "export": (hub_cli.add_export_arguments, hub_cli.run_export,
+               "export a checkpoint to GGUF, Hugging Face or llama2.c"),
+    "import": (hub_cli.add_import_arguments, hub_cli.run_import,
+               "import a Hugging Face Llama checkpoint"),
+}
+
+
 def _top_parser():
     parser = argparse.ArgumentParser(
         prog="minillm", description="Build a ChatGPT-like assistant from scratch on a CPU.")
     parser.add_argument("command", choices=list(COMMANDS), metavar="command",
                         help="one of: " + ", ".join(COMMANDS))
-    lines = [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines = [f"  {name:<12} {help_}" for name, (_, _, help_) in COMMANDS.items()]
     parser.epilog = "commands:\n" + "\n".join(lines) + "\n\n`minillm <command> -h` for a command's flags."
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
@@ -84,22 +100,12 @@ def main(argv=None):
         top.print_help()
         return 0
     name = top.parse_args(argv[:1]).command
-    spec, help_ = COMMANDS[name]
-    module_name, _, prefix = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        print(f"minillm: error: `minillm {name}` is not available in this version", file=sys.stderr)
-        return 2
-    add = getattr(module, f"add_{prefix}_arguments" if prefix else "add_arguments")
-    run_ = getattr(module, f"run_{prefix}" if prefix else "run")
+    add, run, help_ = COMMANDS[name]
     parser = argparse.ArgumentParser(prog=f"minillm {name}", description=help_)
     add(parser)
     args = parser.parse_args(argv[1:])
     try:
-        result = run_(args)
+        result = run(args)
     except UserError as e:
         print(f"minillm: error: {e}", file=sys.stderr)
         return 2

@@ -1,40 +1,18 @@
 """Page bundles: how the crawl groups short world documents into the pages of a site.
 
-    python -m pytest -q tests/test_pages_bundle.py   # its tests (bundling rules, determinism)
-    minillm crawl --world-size smoke --out /tmp/crawl   # pages.py bundles with it
-
-World documents are short (median ~65 words), far shorter than a web page. A page bundle
-is a page being filled: world documents of one site and one language, in the order the
-world yields them. pages_planner.py's Planner turns each closed bundle into one page: the
-first document's title is the headline, its text the opening, and every further document
-follows as its own title and text -- an encyclopedia page with several entries, a news
-page with several items, a community page with forum threads among members' stories, a
-lesson page with one worksheet among prose.
-
-The rules (Bundler.add):
-
-    site       each document goes to the site sites.pick_site draws for its kind and
-               language: data/crawl/sites.json gives every site the kinds it publishes,
-               each with a weight, and a kind several sites list is shared among them in
-               proportion (one English document in ten lands on the catch-all site).
-    novelty    a document joins an open page of its site only if fewer than 20% of its
-               word 5-grams (noise.shingles) are on that page already (MAX_OVERLAP): the
-               world writes many documents from one template, and a site does not print
-               two near-identical how-tos side by side.
-    limits     per page at most 1 worksheet, at most 30% of its words, and at most 4
-               forum threads, at most 40% of its words (KIND_LIMITS).
-    length     each page draws its target length from 250-600 words (PAGE_WORDS; median
-               ~500) and closes once it has that many with no kind over its share.
-    memory     a site keeps at most OPEN_PAGES pages open per language; when a document
-               fits none of them it joins the open page with the least overlap that has
-               room for its kind, else the oldest page is closed to make room.
-
-At the end of the world (Bundler.flush) a site's unfinished pages are merged, oldest
-first, as far as the per-page document limits let them.
+World documents are short (median ~65 words), far shorter than a web page. A bundle is a
+page being filled: world documents of one site and one language, in the order the world
+yields them. planner.py turns each closed bundle into one page: the first document's
+title is the headline, every further document follows as its own title and text -- an
+encyclopedia page with several entries, a community page with forum threads among
+members' stories, a lesson page with one worksheet among prose. Bundler.add states the
+rules (site, novelty, per-kind limits, length, memory); at the end of the world
+Bundler.flush merges each site's unfinished pages as far as the limits let them.
 
 Everything is a function of (seed, the world's document order): document j's randomness
 (its site, a new page's target length) is sites.Rng(seed, "doc", j), and a bundle is
 named by the index of its first document (Bundle.key), which seeds its page's randomness.
+`minillm crawl` (cli.py, pages.py) bundles with it. Read planner.py next.
 """
 from collections import Counter
 from dataclasses import dataclass, field
@@ -87,13 +65,24 @@ class Bundle:
 
 
 class Bundler:
-    """Groups world documents into pages, streaming: each document goes to the site
-    pick_site chooses for it, then onto one of that site's open pages -- the first that
-    has room for its kind and does not already hold most of its word 5-grams. A page
-    closes when it reaches its target length with no kind over its share (KIND_LIMITS).
-    With OPEN_PAGES open already, the document joins the open page with the least
-    overlap, or the oldest page is closed. `page_words`: the range a page's target length
-    is drawn from (PAGE_WORDS)."""
+    """Groups world documents into pages, streaming. The rules (add):
+
+    site       each document goes to the site sites.pick_site draws for its kind and
+               language: data/crawl/sites.json gives every site the kinds it publishes,
+               each with a weight, and a kind several sites list is shared among them in
+               proportion (one English document in ten lands on the catch-all site).
+    novelty    a document joins an open page of its site only if fewer than 20% of its
+               word 5-grams (noise.shingles) are on that page already (MAX_OVERLAP): the
+               world writes many documents from one template, and a site does not print
+               two near-identical how-tos side by side.
+    limits     per page at most 1 worksheet, at most 30% of its words, and at most 4
+               forum threads, at most 40% of its words (KIND_LIMITS).
+    length     each page draws its target length from `page_words` (PAGE_WORDS: 250-600
+               words) and closes once it has that many with no kind over its share.
+    memory     a site keeps at most OPEN_PAGES pages open per language; when a document
+               fits none of them it joins the open page with the least overlap that has
+               room for its kind, else the oldest page is closed to make room.
+    """
 
     def __init__(self, seed, sites, page_words=PAGE_WORDS):
         self.seed, self.sites, self.page_words = seed, sites, page_words

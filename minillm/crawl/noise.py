@@ -1,8 +1,8 @@
 """What the crawl mixes in besides good articles: spam, junk, boilerplate-only pages,
 blocklisted hosts, near-duplicate edits and PII.
 
-Part of the crawl (minillm.crawl.pages; read that docstring first). Each generator
-returns the page's title and its true main text, and is built so that a standard filter
+Used by planner.py (and bundle.py, pages.py for shingles and the duplicate index). Each
+generator returns the page's title and its true main text, and is built so that a standard filter
 can catch it -- these are realistic positives, not adversarial ones:
 
   spam         keyword stuffing (the top 2-gram covers far more than Gopher's 20% of
@@ -15,9 +15,8 @@ can catch it -- these are realistic positives, not adversarial ones:
   blocklisted  hosts whose URL FineWeb's URL filter bans (a banned word as a URL token,
                two soft-banned words, or a banned sub-word anywhere in the URL)
 
-The URL word lists are FineWeb's, read at run time from ../shared/data/url-filter (or
-$MINILLM_URL_FILTER, $MINILLM_SHARED_DATA/url-filter); data/crawl/blocklist_fallback.txt
-is our own small stand-in when they are absent.
+The URL word lists are FineWeb's when found (see url_lists); data/crawl/blocklist_fallback.txt
+is our own small stand-in when they are absent. cli.py (`minillm crawl`) ties it all together.
 """
 import functools
 import ipaddress
@@ -25,16 +24,18 @@ import json
 import os
 import re
 import unicodedata
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from minillm.common import data_path
 
 SHARED_URL_LISTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "url-filter"
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _NON_WORD_U = re.compile(r"[\W_]+")
-GOPHER_STOP_WORDS = frozenset("the be to of and that have with".split())
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,7 +65,9 @@ def _read_list(path):
 
 @functools.lru_cache(maxsize=4)
 def url_lists(word_dir=None):
-    """FineWeb's URL word lists when found (see module docstring), else our fallback."""
+    """FineWeb's URL word lists from the first directory that holds them: `word_dir`,
+    $MINILLM_URL_FILTER, $MINILLM_SHARED_DATA/url-filter, SHARED_URL_LISTS (the shared
+    data directory beside the checkout); else our fallback list."""
     shared = os.environ.get("MINILLM_SHARED_DATA")
     for d in (word_dir, os.environ.get("MINILLM_URL_FILTER"), shared and Path(shared) / "url-filter",
               SHARED_URL_LISTS):
@@ -298,8 +301,6 @@ class DupIndex:
     BANDS, ROWS, PRIME = 28, 4, 4294967291   # P(candidate | J=0.8) = 1 - 4e-7
 
     def __init__(self, threshold=0.8):
-        import numpy as np
-
         self.threshold = threshold
         gen = np.random.default_rng(20240518)
         n = self.BANDS * self.ROWS
@@ -308,10 +309,6 @@ class DupIndex:
         self.exact, self.bands, self.texts = {}, {}, []                 # key -> url; band -> [page]; (url, words)
 
     def _band_keys(self, words):
-        import zlib
-
-        import numpy as np
-
         h = np.array([zlib.crc32(w.encode("utf-8")) for w in words] or [0], dtype=np.uint64)  # (W,)
         n = max(len(h) - 4, 1)
         g = h[:n].copy()                                                # (S,) shingle hashes

@@ -1,56 +1,21 @@
-"""Render the mini-world as a web crawl: WARC shards like Common Crawl's, plus the truth.
+"""The crawl: the mini-world rendered as web pages in WARC files like Common Crawl's, plus the truth.
 
-    minillm crawl                                    # runs/default/world -> runs/default/crawl
-    minillm crawl --world DIR --out DIR --shards 8 --seed 0
+    minillm crawl                                       # runs/default/world -> runs/default/crawl
     minillm crawl --world-size smoke --out /tmp/crawl   # build a world in memory first
 
-World documents are short (median ~65 words), so a page bundles several of them
-(pages_bundle.py: which site a document goes to, which documents share a page, when a
-page is full -- 250-600 words): an encyclopedia page with several entries, a news page
-with several items, a community page with forum threads among members' stories, a lesson
-page with one worksheet among prose. Each site (sites.py) has its own template,
-navigation, cookie banner, ads, comments, sidebars and charset. The Planner
-(pages_planner.py) turns each bundle into a page and mixes in what a real crawl is full of
-(noise.py); this file orders the pages into shards and writes them. Page shares
-the default aims at:
+bundle.py decides which world documents share a page of which site; planner.py turns
+each bundle into its page, the spam, junk, boilerplate and blocklisted pages mixed in,
+and exact and near copies. This file orders the pages into shards, labels pages that
+repeat an earlier one, renders them (sites.py) and writes, per shard, a WARC
+(crawl-00000.warc.gz: a warcinfo record, then per page a request, a response and a
+metadata record, each its own gzip member) and truth/crawl-00000.jsonl.gz (truth_record:
+what each page really is; only the cleaning pipeline's scoring reads it), then crawl.json
+(a summary) and plan.json (what a rerun must match to keep finished shards).
 
-    good            ~69%   pages of English documents; ~10% of them carry PII (e-mail
-                           addresses, phone numbers, IP addresses) in their text
-    non_english      ~2%   pages of the world's fr/de/es documents (whatever share the
-                           world has), on French (ISO-8859-1), German (windows-1252) and
-                           Spanish sites
-    spam             ~8%   keyword stuffing, spun copy, doorway pages on spam hosts
-    blocklisted      ~4%   hosts FineWeb's URL filter bans
-    junk             ~4%   word salad, lorem ipsum, data dumps
-    boilerplate      ~3%   404s, paywalls, login stubs, tag pages: chrome and no content
-    duplicate        ~4%   exact copies: the same page under a mirror URL, or syndicated
-                           word for word on an aggregator
-    near_duplicate   ~4%   syndicated copies with small edits (synonyms, an attribution
-                           line, a dropped closing paragraph): word 5-gram Jaccard 0.82-0.97
-
-A copy always comes after its original in (shard, position) order -- the order a
-"keep the first" deduplicator uses -- in the same shard a few pages later or at the
-start of the next one.
-
-Output (`out/`):
-    crawl-00000.warc.gz ...   per page a request, a response and a metadata record, each
-                              record its own gzip member, after one warcinfo record
-    truth/crawl-00000.jsonl.gz  the ground truth, one JSON line per page -- never read by
-                              the pipeline, only by its scoring (`load_truth`):
-        url, record_id (of the response), shard, index (the page's position among the
-        shard's responses), kind (above), subtype, lang, site, doc_ids (the world
-        documents on the page, in order), doc_kinds (their kinds), doc_id (the first),
-        duplicate_of / near_duplicate_of (url of the original), jaccard, pii [{type,
-        value}], blocked (the URL filter rule that bans it), charset, main_text (what an
-        ideal extractor returns: per document its title, blank line, its paragraphs, the
-        documents joined by a blank line; "" has no content)
-    crawl.json                what was written: pages per kind, shares, bytes, seconds
-    plan.json                 seed, shards, a fingerprint of the world: a rerun keeps
-                              finished shards only if these match
-
-Everything is a function of (world, seed, shards): rerunning gives identical bytes. Shards
-are written one after another, atomically; a rerun skips finished shards. Memory: the
-open pages (at most pages_bundle.OPEN_PAGES per site) and the duplicate index of the pages so far.
+Everything is a function of (world, seed, shards): a rerun gives identical bytes. Shards
+are written atomically, one after another; a rerun skips finished ones. A copy always
+comes after its original in (shard, position) order, the order a keep-the-first
+deduplicator uses. Read bundle.py next, then planner.py, sites.py and noise.py.
 """
 import contextlib
 import datetime as dt
@@ -62,11 +27,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from minillm.common import UserError, atomic_path, runs_dir, write_json
+from tqdm import tqdm
+
+from minillm.common import UserError, atomic_path, write_json
 from minillm.crawl import noise, sites as S
 from minillm.crawl.bundle import PAGE_WORDS, Bundler
 from minillm.crawl.planner import CRAWL_START, Planner
-from minillm.internet.warc import WarcWriter, detect_charset, warc_date
+from minillm.internet.warc import detect_charset
+from minillm.internet.warc_writer import WarcWriter, warc_date
 
 CRAWL_VERSION = 2     # 2: pages bundle several documents; a crawl of another version is not reused
 
@@ -153,6 +121,14 @@ def render(page, seed):
 
 
 def truth_record(page, shard, index, record_id):
+    """The ground truth of one page, a JSON line of truth/<shard>.jsonl.gz: url,
+    record_id (of the response), shard, index (the page's position among the shard's
+    responses), kind (good, non_english, spam, blocklisted, junk, boilerplate, duplicate,
+    near_duplicate), subtype, lang, site, doc_ids (the world documents on the page, in
+    order), doc_kinds (their kinds), doc_id (the first), duplicate_of / near_duplicate_of
+    (url of the original), jaccard, pii [{type, value}], blocked (the URL filter rule that
+    bans it), charset, main_text (what an ideal extractor returns: per document its title,
+    a blank line, its paragraphs, the documents joined by a blank line; "": no content)."""
     return {"url": page.url, "record_id": record_id, "shard": shard, "index": index, "kind": page.kind,
             "subtype": page.subtype, "lang": page.lang, "site": page.site.host, "doc_id": page.doc_id,
             "doc_ids": list(page.doc_ids), "doc_kinds": list(page.doc_kinds),
@@ -206,11 +182,9 @@ def _shard_writer(out_dir, shard, seed, n_shards):
 
 def count_documents(world):
     """How many documents the world has (a pass over them unless the world knows)."""
-    for attr in ("num_documents", "n_documents"):
-        n = getattr(world, attr, None)
-        n = n() if callable(n) else n
-        if isinstance(n, int) and n > 0:
-            return n
+    n = getattr(world, "n_documents", None)
+    if isinstance(n, int) and n > 0:
+        return n
     return sum(1 for _ in world.iter_documents())
 
 
@@ -234,9 +208,8 @@ def _check_plan(out_dir, world, n_docs, n_shards, seed, lists):
 
 def crawl(world, out_dir, n_shards=8, seed=0, progress=True, url_filter=None):
     """Write the crawl of `world` to `out_dir` (see the module docstring); returns the
-    summary also written to crawl.json. Finished shards of an earlier run are kept."""
-    from tqdm import tqdm
-
+    summary also written to crawl.json. Finished shards of an earlier run are kept.
+    Memory: the open pages (at most bundle.OPEN_PAGES per site) and the duplicate index."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -307,43 +280,3 @@ def summarize(out_dir, n_shards):
             "pages_with_pii": pii, "pii_share_of_good": round(pii_good / max(kinds["good"], 1), 4),
             "world_repeats": world_copies,
             "warc_bytes": warc_bytes}
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser):
-    parser.add_argument("--run", default="default", help="run name: defaults below live in runs/<run>/")
-    parser.add_argument("--world", help="world directory (default runs/<run>/world)")
-    parser.add_argument("--world-size", help="build the world in memory at this size instead "
-                                             "(smoke | small | default | large)")
-    parser.add_argument("--world-seed", type=int, default=0, help="seed for --world-size")
-    parser.add_argument("--out", help="output directory (default runs/<run>/crawl)")
-    parser.add_argument("--shards", type=int, default=8, help="number of WARC files")
-    parser.add_argument("--seed", type=int, default=0, help="crawl seed (sites, noise, edits)")
-    parser.add_argument("--url-filter", help="directory with FineWeb's URL word lists")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args):
-    from minillm.world import world as W
-
-    if args.shards < 1:
-        raise UserError("--shards must be at least 1")
-    base = runs_dir() / args.run
-    if args.world_size:
-        size = int(args.world_size) if args.world_size.isdigit() else args.world_size
-        world, source = W.World.build(seed=args.world_seed, size=size), f"built ({args.world_size})"
-    else:
-        world_dir = Path(args.world) if args.world else base / "world"
-        if not world_dir.exists():
-            raise UserError(f"no world at {world_dir}; run `minillm world build --out {world_dir}` "
-                            "or pass --world-size smoke")
-        world, source = W.World.load(world_dir), str(world_dir)
-    out = Path(args.out) if args.out else base / "crawl"
-    s = crawl(world, out, args.shards, args.seed, progress=not args.no_progress, url_filter=args.url_filter)
-    shares = ", ".join(f"{k} {v:.1%}" for k, v in s["shares"].items())
-    print(f"crawl: {s['pages']} pages from world {source} in {s['seconds']:.1f}s, "
-          f"{s['warc_bytes'] / 1e6:.1f} MB in {s['shards']} shards ({s['shards_resumed']} kept from an earlier run)")
-    print(f"  {shares}")
-    print(f"  WARCs: {out}/crawl-*.warc.gz   truth: {out}/truth/   summary: {out}/crawl.json")

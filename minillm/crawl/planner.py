@@ -1,29 +1,21 @@
 """The Planner: one bundle of world documents -> the pages of the crawl that come with it.
 
-    python -m pytest -q tests/test_pages.py     # its tests (shares, duplicates, PII, labels)
-    minillm crawl --world-size smoke --out /tmp/crawl   # pages.py plans the crawl with it
-
-Part of the crawl (pages.py; read that docstring first). pages_bundle.py decides which
-world documents share a page; pages.py orders the pages into shards and writes them.
-In between, Planner.page turns one closed bundle into:
+bundle.py decides which world documents share a page; pages.py orders the pages into
+shards and writes them. In between, Planner.page turns one closed bundle into:
 
     its page        headline: the first document's title; body: that document's text,
                     then each further document as its title and text. An English page
                     carries PII (noise.insert_pii) with probability PII_RATE.
     mixed-in pages  with per-kind probability RATES, a spam, blocklisted, junk or
-                    boilerplate page (noise.py writes the text; the Planner gives it a
-                    host, a site and a URL), placed at a random position among them
-    copies          for an English page with probability COPY_RATE, an exact copy (the
-                    same page under a mirror, tracking or AMP URL, or the same text on a
-                    syndicating site) or a near copy (noise.near_duplicate: small edits,
-                    made from this or a later page when an edit keeps it similar enough),
-                    each with the delay after which pages.py emits it
+                    boilerplate page (noise.py writes the text, the Planner gives it a
+                    host, a site and a URL), at a random position among them
+    copies          for an English page with probability COPY_RATE, an exact copy (a
+                    mirror, tracking or AMP URL, or a syndicating site) or a near copy
+                    (noise.near_duplicate), each with the delay after which it is emitted
 
-Page holds what to render and the page's ground truth; nothing is rendered here. No two
-articles share a URL (`_article_url`), and only blocklisted pages may trip the URL filter
-(`_safe_url`), or the labels would lie.
-A page's randomness is sites.Rng(seed, "page", bundle.key): planning is a function of
-(seed, the bundles) and of the pages planned before it (URLs in use, recent titles).
+Nothing is rendered here. No two articles share a URL, and only blocklisted pages may
+trip the URL filter, or the labels would lie. A page's randomness is sites.Rng(seed,
+"page", bundle.key). Read sites.py next.
 """
 import datetime as dt
 from collections import deque
@@ -31,7 +23,11 @@ from dataclasses import dataclass, field
 
 from minillm.crawl import noise, sites as S
 
-# Pages per good or non-English page for each mixed-in kind: the target share / (good + non_english).
+# The page shares the default crawl aims at: good ~69% (pages of English documents, ~10%
+# of them with PII), non_english ~2% (whatever share the world has, on French, German and
+# Spanish sites), spam ~8%, blocklisted ~4%, junk ~4%, boilerplate ~3%, duplicate ~4%
+# (exact copies), near_duplicate ~4% (small edits: word 5-gram Jaccard 0.82-0.97).
+# RATES: pages of each mixed-in kind per good or non-English page.
 PAGE_SHARE = 0.73
 RATES = {"spam": 0.08 / PAGE_SHARE, "blocklisted": 0.04 / PAGE_SHARE, "junk": 0.04 / PAGE_SHARE,
          "boilerplate": 0.03 / PAGE_SHARE}
@@ -84,6 +80,9 @@ class Planner:
         self.recent = {}    # lang -> deque of recent titles (for related-link lists)
         self.owed_near = 0  # near duplicates decided on but not yet made
         self.used = set()   # article URLs handed out so far
+        # mixed-in kind (as in RATES) -> its page maker, called with (rng, bundle key)
+        self.mixed_in = {"spam": self._spam, "blocklisted": self._blocklisted, "junk": self._junk,
+                         "boilerplate": self._boilerplate}
 
     def _related(self, rng, lang, title):
         pool = [t for t in self.recent.setdefault(lang, deque(maxlen=40)) if t != title]
@@ -131,7 +130,7 @@ class Planner:
         pages = [page]
         for kind, rate in RATES.items():
             if rng.chance(rate):
-                extra = getattr(self, f"_{kind}")(rng, j)
+                extra = self.mixed_in[kind](rng, j)
                 extra.crawled = crawled + dt.timedelta(seconds=rng.randint(1, 50))
                 pages.insert(rng.below(len(pages) + 1), extra)
         copies = []

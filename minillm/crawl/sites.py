@@ -1,6 +1,6 @@
 """The crawl's web sites: invented hosts, each with its own HTML template and page chrome.
 
-Part of the crawl (minillm.crawl.pages; read that docstring first). A real page is
+Used by bundle.py, planner.py and pages.py. A real page is
 mostly not its article: navigation, cookie banners, ads, share buttons, related-story
 lists, comment sections, sidebars, footers. data/crawl/sites.json lists the sites (host,
 language, the document kinds each publishes, URL pattern, charset and where it is
@@ -14,11 +14,12 @@ article), data/crawl/chrome.json the furniture they are filled with.
 
 The layouts differ on purpose, as on the real web: semantic <main>/<article>/<nav>/
 <footer> on some sites, class-named <div>s on others, a 1990s table layout on one, so an
-extractor cannot key on a single convention.
+extractor cannot key on a single convention. Read noise.py next.
 """
 import functools
 import html as htmlmod
 import json
+import random
 import re
 import string
 import unicodedata
@@ -58,7 +59,6 @@ class Rng:
     """Deterministic randomness from random.Random.random() only (stable across Pythons)."""
 
     def __init__(self, *parts):
-        import random
         self._r = random.Random("/".join(str(p) for p in parts))
 
     def random(self):

@@ -4,20 +4,10 @@ The web repeats itself: mirrors, syndicated copies with a changed byline, the sa
 under two URLs. Two passes, as FineWeb (which ran MinHash per dump):
 
   exact   documents whose normalised text (lowercase, no punctuation, whitespace
-          squeezed) hashes the same: keep the first. # subtle: datatrove also maps every
-          digit to 0; we keep digits, since two worksheets that differ only in their
-          numbers are different exercises, not copies.
-  near    MinHash over word 5-gram shingles, 112 hash functions in 14 bands of 8 rows.
-          Two documents become candidates when all 8 values of any one band agree; with
-          Jaccard similarity s of their shingle sets, that happens with probability
-              P(s) = 1 - (1 - s^8)^14        P(0.7) = 0.52, P(0.8) = 0.92, P(0.9) = 1.00
-          so the cut sits near s = 0.75. Candidates are joined into clusters (union-find)
-          and each cluster keeps its first document. Optionally a candidate pair must also
-          agree in a given share of all 112 values: a check FineWeb skips, against chance
-          band collisions between very short documents. The pipeline asks for 0.77,
-          chosen on the default crawl: the mini-world holds distinct documents sharing
-          70-79% of their shingles (how-tos with one body and two titles) while the
-          crawl's syndicated copies share 82-97%.
+          squeezed) hashes the same: keep the first (exact_duplicates).
+  near    MinHash over word 5-gram shingles, 112 hash functions in 14 bands of 8 rows;
+          candidates are joined into clusters, each keeps its first document
+          (near_duplicates; the band arithmetic is below, by NUM_BANDS).
 
 "First" is a stable order given by the caller -- the pipeline uses (shard, index in
 shard) -- so the result does not depend on how work was split among processes. The
@@ -25,6 +15,8 @@ hashing is vectorised NumPy: one crc32 per word, then the shingle hashes and all
 permutations as uint64 array arithmetic.
 
     python -m minillm.internet.dedup a.txt b.txt ...   # which files duplicate which
+
+Read pii.py next.
 """
 import hashlib
 import re
@@ -34,6 +26,14 @@ import zlib
 
 import numpy as np
 
+# Two documents become candidates when all 8 values of any one band agree; with Jaccard
+# similarity s of their shingle sets, that happens with probability
+#     P(s) = 1 - (1 - s^8)^14        P(0.7) = 0.52, P(0.8) = 0.92, P(0.9) = 1.00
+# so the cut sits near s = 0.75. Optionally a candidate pair must also agree in a given
+# share of all 112 values: a check FineWeb skips, against chance band collisions between
+# very short documents. The pipeline asks for 0.77 (stages.Config): the mini-world holds
+# distinct documents sharing 70-79% of their shingles (how-tos with one body and two
+# titles) while the crawl's syndicated copies share 82-97%.
 NGRAM = 5
 NUM_BANDS = 14
 ROWS = 8
@@ -44,7 +44,9 @@ _NON_WORD = re.compile(r"[\W_]+")
 
 
 def normalize(text):
-    """Lowercase, NFKC, punctuation -> space, whitespace squeezed (digits kept)."""
+    """Lowercase, NFKC, punctuation -> space, whitespace squeezed. # subtle: datatrove
+    also maps every digit to 0; we keep digits, since two worksheets that differ only in
+    their numbers are different exercises, not copies."""
     text = unicodedata.normalize("NFKC", text).lower()
     return " ".join(_NON_WORD.sub(" ", text).split())
 
@@ -189,12 +191,6 @@ def find_duplicates(exact, bands, sigs=None, min_similarity=0.0):
     # An exact copy of a near duplicate points at the document its cluster keeps.
     target = np.where(dup_near[dup_exact] >= 0, dup_near[dup_exact], dup_exact)        # (N,)
     return np.where(dup_exact >= 0, target, dup_near), kind
-
-
-def jaccard(text_a, text_b):
-    """Exact Jaccard similarity of two texts' shingle sets (for tests and reports)."""
-    a, b = set(shingle_hashes(text_a).tolist()), set(shingle_hashes(text_b).tolist())
-    return len(a & b) / max(len(a | b), 1)
 
 
 if __name__ == "__main__":

@@ -3,22 +3,15 @@
 The mini-world is minillm's default data; this fetches real text when you are online:
 
     minillm download tinyshakespeare                 # a catalogue name (minillm download --list)
-    minillm download https://host/file.txt --sha256 HEX --out DIR
+    minillm download https://host/file.txt --sha256 HEX --out DIR      (the command: cli.py)
 
-How a download survives a bad network:
-
-  * bytes go to `<file>.part`; a rerun (or a retry) asks the server for the rest with an
-    HTTP `Range: bytes=N-` header and appends. A server that ignores Range answers 200 with
-    the whole file: we start the .part over instead of appending a second copy.
-  * a dropped connection, a timeout or a 5xx is retried with exponential backoff
-    (1 s, 2 s, 4 s, ...); attempts are counted only while no bytes arrive.
-  * when the last byte is in, the file's sha256 is checked against the catalogue or
-    --sha256. A mismatch deletes the .part and is a one-line error; nothing is left behind.
-    Without a known checksum the computed one is printed so you can pin it next time.
-  * only a verified file is renamed to its final name (one atomic os.replace).
-
-Tests run a local HTTP server on 127.0.0.1 that cuts transfers off midway, ignores Range or
-serves the wrong bytes: `pytest tests/test_download.py`.
+How a download survives a bad network: bytes go to `<file>.part`, and a rerun or a retry
+asks for the rest with `Range: bytes=N-` (a server that ignores Range sends the whole file:
+the .part starts over); a dropped connection, a timeout or a 5xx is retried with
+exponential backoff, counting attempts only while no bytes arrive; the finished file's
+sha256 is checked against the catalogue or --sha256 (a mismatch deletes the .part, and
+without a known checksum the computed one is printed); only a verified file is renamed
+into place. Read warc.py next (what a crawl's files hold).
 """
 import hashlib
 import os
@@ -31,7 +24,9 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 
-from minillm.common import UserError, runs_dir
+from tqdm import tqdm
+
+from minillm.common import UserError
 
 CHUNK = 1 << 16
 
@@ -46,7 +41,7 @@ class Source:
 
 
 CATALOGUE = {
-    # sha256 confirmed in several independent projects; equals ../shared/data/text's copy.
+    # sha256 confirmed in several independent projects.
     "tinyshakespeare": Source(
         "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", 1_115_394,
@@ -141,8 +136,6 @@ def download(url, dest, sha256=None, *, retries=5, backoff=1.0, timeout=30.0, pr
     `dest.part` is resumed. Raises UserError after `retries` failed attempts in a row or
     on a checksum mismatch (the .part is deleted then).
     """
-    from tqdm import tqdm
-
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     sha256 = sha256.lower() if sha256 else None
@@ -190,33 +183,3 @@ def resolve(name_or_url):
                         f"{', '.join(CATALOGUE)} (minillm download --list)")
     name = Path(urllib.parse.unquote(parsed.path)).name or "download"
     return name_or_url, None, name
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser):
-    parser.add_argument("source", nargs="?", help="catalogue name or http(s) URL")
-    parser.add_argument("--out", help="output directory (default: runs/downloads)")
-    parser.add_argument("--sha256", help="expected sha256 (hex); overrides the catalogue's")
-    parser.add_argument("--list", action="store_true", help="list the catalogue and exit")
-    parser.add_argument("--retries", type=int, default=5, help="failed attempts in a row before giving up")
-    parser.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds")
-
-
-def run(args):
-    if args.list:
-        for name, src in CATALOGUE.items():
-            print(f"{name:<22} {src.note}\n{'':<22} {src.url}\n"
-                  f"{'':<22} sha256 {src.sha256 or 'unknown (printed on first download)'}")
-        return 0
-    if not args.source:
-        raise UserError(f"say what to download: a URL or one of {', '.join(CATALOGUE)}")
-    url, sha, name = resolve(args.source)
-    if args.sha256:
-        sha = args.sha256.strip().lower()
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-            raise UserError(f"--sha256 must be 64 hex digits, got {args.sha256!r}")
-    out = Path(args.out) if args.out else runs_dir() / "downloads"
-    path = download(url, out / name, sha, retries=args.retries, timeout=args.timeout)
-    print(f"wrote {path} ({path.stat().st_size:,} bytes)")

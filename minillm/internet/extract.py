@@ -3,29 +3,17 @@
 The second stage of the cleaning pipeline (after the URL filter). A crawled page is mostly
 not the text we want: navigation, menus, headers and footers, cookie banners, ads, share
 buttons, "related articles" link lists, comment sections. FineWeb runs trafilatura here;
-this is our own, smaller take on the same idea, in four steps:
-
-  1. parse the HTML into a small element tree (stdlib html.parser, tolerant of bad HTML);
-  2. prune subtrees that are never main text: script/style/nav/header/footer/aside/form/...,
-     hidden elements, ARIA landmarks of the page chrome (navigation, banner, contentinfo),
-     and elements whose class/id names them boilerplate (cookie, menu, sidebar, comments,
-     share, ads, ...);
-  3. pick the content root: the <main>/<article>/role=main element holding the most text,
-     else the body;
-  4. walk it collecting blocks (paragraphs, headings, list items, table cells, preformatted
-     text) and drop link-dense blocks (menus and link lists that slipped through),
-     link-dense lists as a whole, and blocks that are only a date (page metadata).
-
-The result is one block per line, "\\n" between blocks, as trafilatura and Common Crawl's
-WET files lay text out (the line-based quality rules downstream count lines that way).
-
-    python -m minillm.internet.extract page.html      # print the main text of a file
-
-Worked example:
+this is our own, smaller take on the same idea (the four steps: extract_blocks). The
+result is one block per line, as trafilatura and Common Crawl's WET files lay text out
+(the line-based quality rules downstream count lines that way).
 
     >>> extract_text("<nav><a href=/>Home</a></nav><article><h1>Tides</h1>"
     ...              "<p>The moon pulls the sea.</p></article><footer>(c) 2024</footer>")
     'Tides\\nThe moon pulls the sea.'
+
+    python -m minillm.internet.extract page.html      # print the main text of a file
+
+Read langid.py next.
 """
 import re
 import sys
@@ -263,7 +251,18 @@ def _is_navigation(blocks):
 
 
 def extract_blocks(html):
-    """HTML -> list of main-text blocks (strings), boilerplate removed."""
+    """HTML -> list of main-text blocks (strings), boilerplate removed, in four steps:
+
+      1. parse the HTML into a small element tree (stdlib html.parser, tolerant of bad HTML);
+      2. prune subtrees that are never main text: script/style/nav/header/footer/aside/
+         form/..., hidden elements, ARIA landmarks of the page chrome (navigation, banner,
+         contentinfo), and elements whose class/id names them boilerplate (cookie, menu,
+         sidebar, comments, share, ads, ...);
+      3. pick the content root: the <main>/<article>/role=main element holding the most
+         text, else the body;
+      4. walk it collecting blocks (paragraphs, headings, list items, table cells,
+         preformatted text) and drop link-dense blocks (menus and link lists that slipped
+         through), link-dense lists as a whole, and blocks that are only a date."""
     root = prune(parse_html(html))
     raw = []
     _collect_blocks(content_root(root), raw)

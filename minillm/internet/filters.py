@@ -1,37 +1,20 @@
-"""The filtering stages of the cleaning pipeline: URL blocklist and the quality rules.
+"""The filtering stages of the cleaning pipeline: the URL blocklist and the quality rules.
 
-Each rule set is one function `text -> reason or None` (None: the document passes), with
-its thresholds as keyword defaults taken from the paper that published them:
+Each rule set is one function `text -> reason or None` (None: the document passes), its
+thresholds keyword defaults taken from the paper that published them; each function's
+docstring says which rules and where from:
 
-  url_filter          FineWeb (Penedo et al. 2024, sec. 3.1) -- banned domains, banned words
-                      among the URL's tokens, >= 2 "soft" banned words, banned sub-words
-                      anywhere in the squashed URL. Word lists: FineWeb's, read at run time
-                      from ../shared/data/url-filter when present, else our own small list
-                      in data/url-filter/ (see load_url_lists).
-  gopher_repetition   Gopher (Rae et al. 2021, appendix A, table A1): duplicate lines /
-                      paragraphs, most frequent 2-4-grams, duplicated 5-10-grams.
-  gopher_quality      Gopher (same appendix): 50..100,000 words, mean word length 3..10,
-                      '#' and '...' per word <= 0.1, <= 90% bullet lines, <= 30% lines ending
-                      in '...', >= 80% words with a letter, >= 2 English stop words.
-  c4_quality          C4 (Raffel et al. 2020, sec. 2.2), as FineWeb ran it (no terminal-
-                      punctuation rule): drops lines with < 3 words, "javascript", cookie/
-                      terms-of-use phrases, citations "[1]"; drops documents with "lorem
-                      ipsum", a curly bracket, or < 5 sentences. *Rewrites* the text.
-  fineweb_quality     FineWeb (sec. 3.3): <= 12% lines ending in punctuation, >= 67% lines of
-                      <= 30 characters, >= 10% characters in duplicated lines; plus datatrove's
-                      list rule (newlines per word > 0.3).
+    url_filter           FineWeb's URL filter (banned domains, words, sub-words)
+    gopher_repetition    Gopher's repeated lines, paragraphs and n-grams
+    gopher_quality       Gopher's word counts, lengths, symbols and stop words
+    c4_quality           C4's line and document rules (rewrites the text)
+    fineweb_quality      FineWeb's line rules
 
-The pipeline runs every rule with its published thresholds (the functions' defaults). The
-mini-world's documents are short (median ~65 words), but the crawl bundles several of
-them on one page (minillm.crawl.pages), so a page is several hundred words as on the
-real web, and the published rules keep ~99% of its good pages (the rest are pages heavy
-in forum threads or templated stories that FineWeb's short-line and Gopher's repetition
-rules would drop on the real web too). Parameters other than the defaults remain for
-experiments: e.g. fineweb_quality(text, short_line_max=None) turns the short-line rule off.
-
-Run on a text file, printing the first rule that removes it:
-
-    python -m minillm.internet.filters page.txt
+The pipeline runs every rule with its published thresholds. A mini-world document is
+short, but the crawl bundles several on a page, so pages are several hundred words as on
+the real web. Other parameters remain for experiments, e.g. fineweb_quality(text,
+short_line_max=None) turns the short-line rule off. `python -m minillm.internet.filters
+page.txt` prints the first rule that removes a file. Read dedup.py next.
 """
 import os
 import re
@@ -69,8 +52,8 @@ def _read_list(path):
 
 def load_url_lists(word_dir=None, extra_domains=()):
     """FineWeb's word lists from `word_dir` (default $MINILLM_URL_FILTER, then
-    $MINILLM_SHARED_DATA/url-filter, then ../shared/data/url-filter), else our small
-    fallback in data/url-filter. Banned domains come
+    $MINILLM_SHARED_DATA/url-filter, then SHARED_URL_LISTS, the shared data directory
+    beside the checkout), else our small fallback in data/url-filter. Banned domains come
     from data/url-filter/banned_domains.txt plus `extra_domains`."""
     shared = os.environ.get("MINILLM_SHARED_DATA")
     candidates = [word_dir, os.environ.get("MINILLM_URL_FILTER"),
@@ -90,7 +73,9 @@ def load_url_lists(word_dir=None, extra_domains=()):
 
 def url_filter(url, lists, soft_threshold=2):
     """Reason the URL is blocked ("banned_domain", "banned_word", "soft_banned_words",
-    "banned_subword"), or None."""
+    "banned_subword"), or None. FineWeb (Penedo et al. 2024, sec. 3.1): a banned domain or
+    subdomain, a banned word among the URL's tokens, `soft_threshold` or more soft-banned
+    words, or a banned sub-word anywhere in the URL squashed to [a-z0-9]."""
     host = (urlsplit(url).hostname or "").lower()
     labels = host.split(".")
     if any(".".join(labels[i:]) in lists.banned_domains for i in range(len(labels))):
@@ -196,7 +181,9 @@ def _dup_ngram_chars(table, n):
 def gopher_repetition(text, dup_line_frac=0.3, dup_para_frac=0.3, dup_line_char_frac=0.2,
                       dup_para_char_frac=0.2, top_ngrams=((2, 0.2), (3, 0.18), (4, 0.16)),
                       dup_ngrams=((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))):
-    """Gopher's repetition rules; reason or None."""
+    """Gopher's repetition rules (Rae et al. 2021, appendix A, table A1): duplicate lines
+    and paragraphs (by count and by characters), the most frequent 2-4-grams, duplicated
+    5-10-grams; reason or None."""
     if not text.strip():
         return "empty"
     paragraphs = _PARAGRAPHS.split(text.strip())
@@ -230,8 +217,11 @@ BULLETS = ("•", "●", "▪", "‣", "◦", "-", "*")
 def gopher_quality(text, min_words=50, max_words=100_000, min_mean_len=3, max_mean_len=10,
                    max_symbol_ratio=0.1, max_bullet_lines=0.9, max_ellipsis_lines=0.3,
                    min_alpha_words=0.8, min_stop_words=2, stop_words_from=0, stop_words=STOP_WORDS):
-    """Gopher's quality rules; reason or None. The stop-word rule applies to documents of
-    at least `stop_words_from` words (0: all, as published)."""
+    """Gopher's quality rules (Rae et al. 2021, appendix A): 50..100,000 words, mean word
+    length 3..10, '#' and '...' per word <= 0.1, <= 90% bullet lines, <= 30% lines ending
+    in '...', >= 80% words with a letter, >= 2 English stop words; reason or None. The
+    stop-word rule applies to documents of at least `stop_words_from` words (0: all, as
+    published)."""
     tokens = words_of(text)
     words = [t for t in tokens if _is_word(t)]
     n = len(words)
@@ -274,9 +264,12 @@ def count_sentences(line):
 
 
 def c4_quality(text, min_words_per_line=3, max_word_len=1000, min_sentences=5, extra_phrases=()):
-    """C4's rules as FineWeb ran them. Returns (new_text, reason): the text with bad lines
-    dropped, and a reason when the whole document goes (then new_text is None). Lines
-    containing one of `extra_phrases` are dropped like C4's policy lines."""
+    """C4's rules (Raffel et al. 2020, sec. 2.2) as FineWeb ran them, without the
+    terminal-punctuation rule: drops lines with < 3 words, "javascript", cookie/terms-of-use
+    phrases, citations "[1]"; drops documents with "lorem ipsum", a curly bracket, or < 5
+    sentences. Returns (new_text, reason): the text with bad lines dropped, and a reason
+    when the whole document goes (then new_text is None). Lines containing one of
+    `extra_phrases` are dropped like C4's policy lines."""
     kept, sentences = [], 0
     for line in text.splitlines():
         line = line.strip()
@@ -309,7 +302,9 @@ STOP_CHARS = (".", "'", '"', "!", "?")
 
 def fineweb_quality(text, line_punct_max=0.12, short_line_max=0.67, short_line_len=30,
                     dup_line_chars_max=0.1, newline_per_word_max=0.3, min_words=0):
-    """FineWeb's extra rules; reason or None. Documents under `min_words` words pass
+    """FineWeb's extra rules (sec. 3.3): <= 12% lines ending in punctuation, >= 67% lines
+    of <= 30 characters, >= 10% characters in duplicated lines; plus datatrove's list rule
+    (newlines per word > 0.3); reason or None. Documents under `min_words` words pass
     untested (0: none, as published); short_line_max None turns that rule off."""
     n_words = len(words_of(text))
     if n_words < min_words:

@@ -1,29 +1,20 @@
 """Language identification: a naive Bayes classifier over character 1-4-grams.
 
 The third stage of the cleaning pipeline. FineWeb keeps pages that fastText's language
-model calls English with a score >= 0.65; we train our own, much smaller model: for each
-language, counts of the character n-grams (n = 1..4) of text written for this project
-(data/langid/<lang>.txt: a few kilobytes each of en, fr, de, es -- the mini-world's
-languages -- and a paragraph or two of twelve other Latin-script languages, so that a
-page in one of those has a better home than en/fr/de/es). Each text is then scored by
+model calls English with a score >= 0.65; we train our own, much smaller model on text
+written for this project (data/langid/<lang>.txt: en, fr, de, es -- the mini-world's
+languages -- and a little of twelve other Latin-script languages, so that a page in one
+of those has a better home than en/fr/de/es). A text is scored by
 
     log P(text | lang) = sum over its n-grams g of log P(g | lang)   (smoothed: see train)
 
-and the posterior over languages (uniform prior) gives the decision and its confidence.
-
-# subtle: the n-grams of one text overlap (each character sits in up to 4 of them per
-# order), so they are far from independent and the raw naive Bayes posterior is absurdly
-# sure of itself. We divide the log-likelihoods by the number of orders times a
-# dependence factor before the softmax, which makes the confidence of short snippets
-# meaningful ("Merci" is fr at 0.9, not 1 - 1e-30).
-
-A text in a language the model has never seen still gets *some* best language, so the
-confidence also asks how well the winner explains the text: the share of the text's
-3- and 4-grams the winner has seen in training ("coverage"). Text of another script (zh,
-ru, ar, ...) has almost no Latin letters and is "other" at once, and so is any text whose
-confidence stays below MIN_CONFIDENCE.
+and the posterior over languages (uniform prior) gives the decision and its confidence
+(scaled: see scores). The confidence also asks how well the winner explains the text
+("coverage"); text of another script is "other" at once (see identify).
 
     python -m minillm.internet.langid "Le chat dort sur le canapé."   # -> fr 0.99...
+
+Read filters.py next (the quality rules).
 """
 import functools
 import sys
@@ -41,7 +32,7 @@ LANGS = ("en", "fr", "de", "es", "nl", "it", "pt", "ca", "ro", "sv", "da", "pl",
 ORDERS = (1, 2, 3, 4)
 BUCKETS = {1: 1 << 12, 2: 1 << 15, 3: 1 << 16, 4: 1 << 16}   # hashed rows per n-gram order
 MIX = 0.9                 # weight of a language's own n-gram frequencies (see train)
-DEPENDENCE = 2.0          # extra down-weighting of overlapping n-grams (see the docstring)
+DEPENDENCE = 2.0          # extra down-weighting of overlapping n-grams (see scores)
 MAX_CHARS = 2000          # classify on at most this many characters of normalised text
 MIN_LATIN = 0.5           # share of letters that must be Latin script for a Latin-language guess
 MIN_COVERAGE = 0.35       # below this share of seen 3/4-grams, the winner does not fit the text
@@ -82,7 +73,7 @@ def ngram_rows(norm):
     # up in a dict: a polynomial hash of the code points, vectorised over all positions,
     # salted by the order and reduced into that order's own block of BUCKETS[n] rows. A
     # collision merges two rare n-grams; with ~25k distinct 4-grams in 65k rows that is
-    # harmless for language ID and makes scoring ~20x faster than dict lookups."""
+    # harmless for language ID, and scoring becomes NumPy array indexing, not a Python loop."""
     codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)  # (C,)
     rows = []
     for n in ORDERS:
@@ -124,7 +115,7 @@ def train(texts, mix=MIX):
 
 @functools.lru_cache(maxsize=None)
 def default_model():
-    """The model trained on data/langid/*.txt (trained on first use, ~0.05 s)."""
+    """The model trained on data/langid/*.txt (trained on first use)."""
     texts = {lang: data_path("langid", f"{lang}.txt").read_text(encoding="utf-8") for lang in LANGS}
     return train(texts)
 
@@ -140,7 +131,11 @@ def latin_share(norm):
 
 def scores(norm, model):
     """Per-language scaled log-likelihoods (L,) and the coverage of each language (L,),
-    for a normalised text."""
+    for a normalised text. # subtle: the n-grams of one text overlap (each character sits
+    in up to 4 of them per order), so they are far from independent and the raw naive
+    Bayes posterior is absurdly sure of itself. Dividing the log-likelihoods by the number
+    of orders times DEPENDENCE before the softmax makes the confidence of short snippets
+    meaningful ("Merci" is fr at 0.9, not 1 - 1e-30)."""
     rows = ngram_rows(norm[:MAX_CHARS])                                         # (G,)
     loglik = model.logp[rows].sum(0)                                            # (L,)
     long_rows = rows[rows >= _OFFSET[3]]                                        # (G3,) 3/4-grams
@@ -149,7 +144,13 @@ def scores(norm, model):
 
 
 def identify(text, model=None):
-    """Guess the language of `text`: Guess(lang, confidence, best, coverage)."""
+    """Guess the language of `text`: Guess(lang, confidence, best, coverage).
+
+    A text in a language the model has never seen still gets *some* best language, so
+    the confidence is scaled down when the winner has seen few of the text's 3- and
+    4-grams (coverage below FULL_COVERAGE). Text of another script (zh, ru, ar, ...) has
+    almost no Latin letters and is "other" at once, and so is any text whose confidence
+    stays below MIN_CONFIDENCE."""
     model = model or default_model()
     norm = normalize(text[:3 * MAX_CHARS])
     latin = latin_share(norm)

@@ -14,6 +14,8 @@ we accept 7-15 digits in groups separated by spaces, dots or hyphens, optionally
 (dates, version numbers, plain long integers, year ranges).
 
     python -m minillm.internet.pii "text with jo@example.com"
+
+Read score.py next (how well the whole pipeline did).
 """
 import ipaddress
 import re

@@ -1,45 +1,40 @@
-"""The cleaning pipeline: WARC shards in, clean documents (and token shards) out.
+"""The cleaning pipeline: WARC shards in, clean documents out, in FineWeb's order.
 
-FineWeb's order, one small function per stage (see STAGES):
+    minillm clean --crawl runs/x/crawl --out runs/x/clean --workers 2 --report   (cli.py)
 
     read -> url_filter -> extract -> langid -> gopher_repetition -> gopher_quality
-         -> c4_quality -> fineweb_quality -> exact_dedup -> minhash_dedup -> pii -> [tokens]
+         -> c4_quality -> fineweb_quality -> exact_dedup -> minhash_dedup -> pii
 
-It runs in three passes so that it can use N processes, stream in bounded memory and
-resume after an interruption:
-
-  1. per WARC shard, in worker processes: the per-document stages up to fineweb_quality,
-     then MinHash signatures of the survivors. Writes work/<shard>.{kept,removed,wet}
-     .jsonl.gz (wet: every page's extracted text, like CC's WET files) and
-     work/<shard>.{keys,sigs}.npy, then a done marker work/<shard>.done.json last. A
-     restarted run skips every shard whose marker was written under the same settings.
-  2. global, in the main process: exact + near-duplicate decisions over all shards' keys
-     in the stable order (shard name, record index): the first document of a cluster stays.
-  3. per shard again: drop the duplicates, scrub PII, write clean/<shard>.jsonl.gz and the
-     shard's removal log clean/removed/<shard>.jsonl.gz (every removal with its stage and
-     reason). Files are gzip with mtime 0, so a resumed run's output is byte-identical to
-     an uninterrupted one. clean/funnel.json: documents and bytes in/out and seconds per stage.
-
-    minillm clean --crawl runs/x/crawl --out runs/x/clean --workers 2 --report
-    minillm clean --run x --tokenizer runs/x/tokenizer.json --shards runs/x/shards   # + token shards
-    minillm clean --crawl ../shared/data/crawl --out /tmp/cc --report    # real CC WARCs
-
-The quality rules run with their published thresholds (Gopher, C4, FineWeb; filters.py)
-on the mini-world's crawl and on real Common Crawl alike.
+Three passes, so that it can use N processes, stream in bounded memory and resume:
+  1. per WARC shard, in worker processes: the per-document stages (stages.py), then
+     MinHash signatures of the survivors -> work/<shard>.{kept,removed,wet}.jsonl.gz,
+     work/<shard>.{keys,sigs}.npy and, last, the marker work/<shard>.done.json; a rerun
+     skips every shard whose marker was written under the same settings.
+  2. global: exact and near-duplicate decisions over all shards in the stable order
+     (shard name, record index): the first document of a cluster stays.
+  3. per shard: drop the duplicates, scrub PII, write clean/<shard>.jsonl.gz and the
+     removal log clean/removed/<shard>.jsonl.gz. Files are gzip with mtime 0, so a
+     resumed run's output is byte-identical to an uninterrupted one; clean/funnel.json
+     holds documents, bytes and seconds per stage. score.py compares it with the truth.
+Read stages.py next.
 """
 import dataclasses
 import gzip
 import hashlib
 import io
 import json
+import multiprocessing as mp
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from minillm.common import UserError, atomic_path, num_cores, read_json, runs_dir, write_json
+from minillm.common import UserError, atomic_path, read_json, write_json
 from minillm.internet import dedup, filters, pii
-from minillm.internet.stages import GLOBAL_STAGES, HTML_TYPES, Config, Doc, count, new_funnel, run_stages
+from minillm.internet.stages import (
+    GLOBAL_STAGES, HTML_TYPES, Config, Context, Doc, count, new_funnel, run_stages)
+from minillm.internet.warc import iter_records
 
 # ---------------------------------------------------------------------------- files
 
@@ -97,8 +92,8 @@ def find_warcs(crawl):
 # ---------------------------------------------------------------------------- pass 1
 
 def iter_pages(warc_path):
-    """(record index, url, html) for every HTML response in a WARC file."""
-    from minillm.internet.warc import iter_records
+    """(record index, url, html or None, body bytes) for every response in a WARC file
+    (html None: not an HTML page with status 200)."""
     index = 0
     for rec in iter_records(warc_path):
         if rec.type != "response":
@@ -115,7 +110,7 @@ def process_shard(warc_path, work_dir, config):
     done = work_dir / f"{name}.done.json"
     if _is_done(done, config):
         return read_json(done, "shard marker")["funnel"]
-    ctx = {"config": config, "url_lists": filters.load_url_lists(config.url_filter_dir, config.blocked_domains)}
+    ctx = Context(config, filters.load_url_lists(config.url_filter_dir, config.blocked_domains))
     params = dedup.minhash_params(config.minhash_seed)
     funnel, keys, sigs = new_funnel(), [], []
     with JsonlGzWriter(work_dir / f"{name}.kept.jsonl.gz") as kept, \
@@ -269,10 +264,8 @@ def _dup_removal(rec, stage, reason, dup_id):
 
 def _map(fn, tasks, workers, desc):
     """fn(*task) for each task, in task order, over `workers` processes (inline for 1)."""
-    from tqdm import tqdm
     if workers <= 1 or len(tasks) <= 1:
         return [fn(*t) for t in tqdm(tasks, desc=desc, unit="shard", leave=False)]
-    import multiprocessing as mp
     with mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn").Pool(workers) as pool:
         pending = [pool.apply_async(fn, t) for t in tasks]
         return [p.get() for p in tqdm(pending, desc=desc, unit="shard", leave=False)]
@@ -323,62 +316,3 @@ def _merge_final(funnel, rows, finals):
 
 def _rounded(row):
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-
-
-def write_token_shards(clean_dir, tokenizer_path, shards_dir, batch=256):
-    """The last stage: clean/*.jsonl.gz -> token shards (<|bos|> before each document).
-    Web text is encoded with special tokens disallowed: "<|bos|>" in a page is plain text."""
-    from minillm.pretrain.shards import ShardWriter
-    from minillm.tokenizer.bpe import Tokenizer
-    tok = Tokenizer.load(tokenizer_path)
-    paths = sorted(Path(clean_dir).glob("*.jsonl.gz"))
-    if not paths:
-        raise UserError(f"no clean documents in {clean_dir}; run `minillm clean` first")
-    with ShardWriter(shards_dir, tok.vocab_size, tok.bos_id) as writer:
-        for path in paths:
-            texts = [rec["text"] for rec in read_jsonl_gz(path)]
-            for i in range(0, len(texts), batch):
-                for ids in tok.encode_batch(texts[i:i + batch]):
-                    writer.add(ids)
-    return writer.n_docs, writer.n_tokens
-
-
-# ---------------------------------------------------------------------------- CLI
-
-def add_arguments(parser):
-    parser.add_argument("--run", default="default", help="run name: defaults below live in runs/<run>/")
-    parser.add_argument("--crawl", help="directory of WARC files, or one .warc.gz (default runs/<run>/crawl)")
-    parser.add_argument("--out", help="output directory (default runs/<run>/clean)")
-    parser.add_argument("--workers", type=int, default=min(2, num_cores()), help="worker processes")
-    parser.add_argument("--langs", default="en", help="languages to keep, comma separated (default en)")
-    parser.add_argument("--min-lang-score", type=float, default=0.65, help="language confidence to keep")
-    parser.add_argument("--url-filter", default=None, help="directory with FineWeb's URL word lists")
-    parser.add_argument("--block-domains", default="", help="extra blocked domains, comma separated")
-    parser.add_argument("--report", action="store_true", help="score against the crawl's ground truth")
-    parser.add_argument("--tokenizer", help="tokenizer.json: also write token shards (needs --shards)")
-    parser.add_argument("--shards", help="directory for the token shards")
-
-
-def run(args):
-    if bool(args.tokenizer) != bool(args.shards):
-        raise UserError("--tokenizer and --shards go together")
-    args.crawl = args.crawl or str(runs_dir() / args.run / "crawl")
-    args.out = args.out or str(runs_dir() / args.run / "clean")
-    config = Config(langs=tuple(x.strip() for x in args.langs.split(",") if x.strip()),
-                    min_lang_score=args.min_lang_score, url_filter_dir=args.url_filter,
-                    blocked_domains=tuple(d.strip() for d in args.block_domains.split(",") if d.strip()))
-    summary = clean(args.crawl, args.out, max(1, args.workers), config)
-    st = summary["stages"]
-    print(f"clean: {st['read']['docs_in']} pages -> {st['pii']['docs_out']} documents "
-          f"({st['pii']['bytes_out'] / 1e6:.2f} MB) in {summary['wall_seconds']:.1f}s "
-          f"[{summary['shards']} shards, {summary['shards_resumed']} resumed]")
-    print(f"  documents: {args.out}/*.jsonl.gz   removals: {args.out}/removed/   funnel: {args.out}/funnel.json")
-    if args.report:
-        from minillm.internet import score
-        report = score.score_run(args.crawl, args.out)
-        write_json(Path(args.out) / "report.json", report)
-        print(score.format_report(report))
-        print(f"  report: {args.out}/report.json")
-    if args.tokenizer:
-        n_docs, n_tokens = write_token_shards(args.out, args.tokenizer, args.shards)
-        print(f"  token shards: {n_docs} documents, {n_tokens} tokens -> {args.shards}")

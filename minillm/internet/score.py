@@ -1,34 +1,14 @@
 """Score a cleaning run against the crawl's ground truth: `minillm clean ... --report`.
 
-The crawl (pages.py) wrote, beside each WARC, what every page really is: its kind (good,
-non_english, spam, junk, blocklisted, boilerplate, duplicate, near_duplicate), language,
-the URL it copies, its PII and its true main text. The pipeline never reads that; this
-module compares the pipeline's decisions with it, shard by shard (bounded memory):
-
-  filters      spam/junk precision and recall. Positives: spam, junk, blocklisted and
-               boilerplate pages. Predicted positive: removed by any stage before dedup
-               (URL filter, extraction, language ID, quality rules). Non-English pages
-               are left out (they are language ID's to remove); copies of good pages are
-               negatives (a filter must keep them for dedup to decide). Per stage: how
-               many it removed and the share of those that were bad.
-  langid       accuracy of the language decision against the true language, over pages
-               that reached language ID and whose true language is en, fr, de or es.
-  extraction   over pages with a true main text that reached extraction: the share of
-               the true main text's words the extractor kept, and the share of its output
-               words that are not main text (boilerplate); word multisets, micro-averaged.
-  dedup        truth clusters (a copy points at its original); among the documents that
-               reached deduplication, a cluster of m ideally loses m - 1. Recall: removals
-               that were due / due removals. Precision: the share of removals that were
-               right, where a removal is right if the truth says the two pages are copies,
-               or -- since the world itself holds documents that repeat each other (one
-               fact card rendered twice, how-tos sharing a body) and the truth labels only
-               the crawl's copies -- if the TRUE main texts of the two pages have word
-               5-gram Jaccard >= 0.8. Both precisions are reported.
-  pii          of the PII values in the pages the pipeline kept, the share that no longer
-               appear in the output text (recall), and placeholders beyond the truth's
-               count (precision).
-  cld2         on real Common Crawl WARCs: agreement on English vs not with the
-               languages-cld2 field of the metadata records (when present).
+The crawl (minillm/crawl/pages.py) wrote, beside each WARC, what every page really is: its
+kind (good, non_english, spam, junk, blocklisted, boilerplate, duplicate,
+near_duplicate), language, the URL it copies, its PII and its true main text. The
+pipeline never reads that; score_run compares the pipeline's decisions with it, shard by
+shard (bounded memory), and reports spam/junk filter precision and recall, language ID
+accuracy, how much main text extraction kept, dedup precision and recall, and PII recall
+(score_run's docstring defines each); on real Common Crawl WARCs, the English-vs-not
+agreement with CC's own language field. TARGETS are the goals the report checks.
+format_report prints it. Read cli.py last: it ties download, clean and this report.
 """
 import re
 from collections import Counter
@@ -37,6 +17,7 @@ from pathlib import Path
 from minillm.common import UserError
 from minillm.internet.dedup import shingle_hashes
 from minillm.internet.pipeline import find_warcs, read_jsonl_gz, shard_name
+from minillm.internet.warc import iter_records
 
 BAD_KINDS = ("spam", "junk", "blocklisted", "boilerplate")
 FILTER_STAGES = ("read", "url_filter", "extract", "langid", "gopher_repetition", "gopher_quality",
@@ -79,7 +60,33 @@ def _truth_path(crawl, name):
 
 
 def score_run(crawl, out_dir):
-    """The report dict (see the module docstring)."""
+    """The report dict:
+
+    filters      spam/junk precision and recall. Positives: spam, junk, blocklisted and
+                 boilerplate pages. Predicted positive: removed by any stage before dedup
+                 (URL filter, extraction, language ID, quality rules). Non-English pages
+                 are left out (they are language ID's to remove); copies of good pages are
+                 negatives (a filter must keep them for dedup to decide). Per stage: how
+                 many it removed and the share of those that were bad.
+    langid       accuracy of the language decision against the true language, over pages
+                 that reached language ID and whose true language is en, fr, de or es.
+    extraction   over pages with a true main text that reached extraction: the share of
+                 the true main text's words the extractor kept, and the share of its output
+                 words that are not main text (boilerplate); word multisets, micro-averaged.
+    dedup        truth clusters (a copy points at its original); among the documents that
+                 reached deduplication, a cluster of m ideally loses m - 1. Recall: removals
+                 that were due / due removals. Precision: the share of removals that were
+                 right, where a removal is right if the truth says the two pages are copies,
+                 or -- since the world itself holds documents that repeat each other (one
+                 fact card rendered twice, how-tos sharing a body) and the truth labels only
+                 the crawl's copies -- if the TRUE main texts of the two pages have word
+                 5-gram Jaccard >= 0.8. Both precisions are reported.
+    pii          of the PII values in the pages the pipeline kept, the share that no longer
+                 appear in the output text (recall), and placeholders beyond the truth's
+                 count (precision).
+    cld2         on real Common Crawl WARCs: agreement on English vs not with the
+                 languages-cld2 field of the metadata records (when present).
+    """
     acc = {"filter": Counter(), "by_stage": {}, "by_kind": {}, "lang": Counter(), "lang_confusion": Counter(),
            "extract": Counter(), "extract_by_kind": {}, "pii": Counter(), "pii_by_type": {}}
     dedup_pages = {}       # page id -> removed by dedup?, for pages that reached dedup
@@ -221,7 +228,6 @@ def _pii_scores(acc):
 
 def cld2_agreement(paths, out_dir):
     """English-vs-not agreement with Common Crawl's languages-cld2, where the WARCs have it."""
-    from minillm.internet.warc import iter_records
     agree = total = 0
     for path in paths:
         cld2 = {r.url: r.cld2_languages() for r in iter_records(path) if r.type == "metadata"}

@@ -4,9 +4,8 @@ Each stage is a plain function `(doc, ctx) -> reason or None`: None lets the doc
 through, a reason string removes it (logged with the stage's name). A stage may rewrite
 the document (extraction fills doc.text, C4 drops lines). `run_stages` threads a Doc
 through STAGES and counts documents, bytes and seconds per stage into a funnel.
-pipeline.py runs this over WARC shards in worker processes.
-
-    python -m pytest tests/test_pipeline.py -k stage
+pipeline.py runs this over WARC shards in worker processes. Read the stages' own modules
+next: extract.py, langid.py, filters.py (the URL filter and the quality rules).
 """
 import time
 from dataclasses import dataclass
@@ -25,8 +24,15 @@ class Config:
     min_lang_score: float = 0.65
     near_dup_similarity: float = 0.77   # MinHash estimate a band-candidate pair must reach
     minhash_seed: int = 1
-    url_filter_dir: str = None          # FineWeb's word lists (default: ../shared/data/url-filter)
+    url_filter_dir: str = None          # FineWeb's word lists (default: filters.load_url_lists's search)
     blocked_domains: tuple = ()
+
+
+@dataclass
+class Context:
+    """What the stages read besides the document."""
+    config: Config
+    url_lists: filters.UrlLists         # filters.load_url_lists(config.url_filter_dir, ...)
 
 
 @dataclass
@@ -48,7 +54,7 @@ class Doc:
 # Each stage: (doc, ctx) -> reason the document is removed, or None. It may rewrite doc.
 
 def stage_url_filter(doc, ctx):
-    return filters.url_filter(doc.url, ctx["url_lists"])
+    return filters.url_filter(doc.url, ctx.url_lists)
 
 
 def stage_extract(doc, ctx):
@@ -59,9 +65,9 @@ def stage_extract(doc, ctx):
 def stage_langid(doc, ctx):
     guess = langid.identify(doc.text)
     doc.lang, doc.lang_score = guess.lang, round(guess.confidence, 4)
-    if guess.lang not in ctx["config"].langs:
+    if guess.lang not in ctx.config.langs:
         return f"lang_{guess.lang}"
-    return "low_confidence" if guess.confidence < ctx["config"].min_lang_score else None
+    return "low_confidence" if guess.confidence < ctx.config.min_lang_score else None
 
 
 def stage_gopher_repetition(doc, ctx):

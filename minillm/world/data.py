@@ -1,14 +1,13 @@
 """Shared plumbing of the mini-world: a version-stable random generator, and the data files.
 
-Part of minillm.world.world.
-
 Determinism across machines and Python versions: Python only promises that
 random.Random(seed).random() keeps its sequence (choice, shuffle, randrange may change), so
 Rng builds everything on random() alone, and seeds come from a hash of their parts
 (derive_seed), never from hash() (which PYTHONHASHSEED randomises) or set order.
 
 Data files (data/world/*.txt) are sectioned word lists: "== name", then items separated by
-new lines or " | ", "#" comments.
+new lines or " | ", "#" comments. Every other world module builds on this one; read
+entities.py next.
 """
 import functools
 import hashlib

@@ -1,37 +1,26 @@
 """The mini-world's knowledge base: invented entities, their typed facts, and popularity.
 
-Part of minillm.world.world (read that docstring first). This file decides *what is
-true* in the world; the other world_* files decide how it is written down.
+The first file of the world (world.py says what a world is): this one decides *what is
+true*; the others decide how it is written down. Read document.py and plan.py next.
 
     census(size_bytes)          -> how many entities of each type land in each bucket
     make_entities(seed, census) -> {id: Entity}, {id: bucket}
 
-Five entity types, each with a fixed list of relations (RELATIONS); a relation's value is
-either another entity (its name is the fact's value, its id is in Entity.links) or a
-literal: a year, a number, a lower-case word ("baker") or a capitalised name ("Mirra").
-
-Popularity buckets, assigned here and honoured by the document planner:
-    many   the entity is the topic of many documents (tens to thousands)
-    few    topic of 2..5 documents
-    one    topic of exactly one document
-    never  held out: in the fact table, in no document (hallucination probes)
-So that a bucket's promise holds, links only point "up": an entity in many/few/one links
-only to `many` entities (a document about a one-off person may name her home city, but no
-document about a popular person can name a one-off city), and a held-out entity links to
-`many` or `never` entities. Countries are `many` except one held-out country whose cities
-are held out too.
-
-Names are glued from syllables (data/world/names.txt) and are unique: every city, country,
-company word, event word, river, language, continent and currency is a distinct word that
-is never a person's first name or surname, and no word of the templates is a name.
-
-Determinism: all randomness comes from world_data.Rng (see there).
+Five entity types, each with a fixed list of relations (RELATIONS); a value is another
+entity (its name is the value, its id is in Entity.links) or a literal: a year, a number,
+a lower-case word ("baker") or a capitalised name ("Mirra"). Popularity buckets: `many`
+(topic of tens to thousands of documents), `few` (2..5), `one` (exactly one), `never`
+(held out: in the fact table, in no document). So that a bucket's promise holds, links
+only point "up": an entity in many/few/one links only to `many` entities, a held-out one
+to `many` or `never` entities (one held-out country has held-out cities). Names are glued
+from syllables (data/world/names.txt), unique, never a template word, and a place word is
+never part of a person's name. All randomness comes from data.Rng.
 """
 import math
 import re
 from dataclasses import dataclass, field
 
-from minillm.world.data import Rng, read_sections, words  # noqa: F401  (re-exported)
+from minillm.world.data import Rng, read_sections, words
 
 TYPES = ("country", "city", "person", "org", "event")
 BUCKETS = ("many", "few", "one", "never")
@@ -96,7 +85,7 @@ def _split(total, shares, min_first=1):
     return out
 
 
-# Bytes a few/one entity's documents take on average (measured; see world_plan.AVG_BYTES).
+# Bytes a few/one entity's documents take on average (measured, like plan.AVG_BYTES).
 FEW_ENTITY_BYTES = 1140
 ONE_ENTITY_BYTES = 357
 FEW_ONE_CAP = 3.0  # few/one counts stop growing past 3x the default size

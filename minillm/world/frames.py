@@ -3,7 +3,7 @@
 Part of minillm.world.world. A frame (data/world/frames_<lang>.txt) is the shape of one
 kind of document: a biography told as a timeline, a forum thread, a children's story.
 Its body mixes filler text with [[...]] directives; a directive writes a group of planned
-facts as sentences through FactWriter, which picks templates (world_templates.py) so that
+facts as sentences through FactWriter, which picks templates (templates.py) so that
 the same fact comes out in many wordings and orders, sometimes several facts in one
 sentence, with a pronoun when the previous sentence had the same subject.
 
@@ -13,6 +13,8 @@ sentence, with a pronoun when the previous sentence had the same subject.
 A frame only names entities whose facts it states (placeholders like {home_city} must be
 listed in its `need:`), so a plan's list of facts decides exactly which entities a document
 mentions; that is what lets the planner count exposure without writing any text.
+
+Read templates.py next (the sentences themselves).
 """
 import functools
 import re
@@ -197,7 +199,7 @@ class FactWriter:
 # ----------------------------------------------------------------------------- frames
 
 class _Render:
-    """One document being written from a plan (see world_plan.DocPlan)."""
+    """One document being written from a plan (a document.DocPlan)."""
 
     def __init__(self, world, plan, frame, rng):
         self.world, self.plan, self.frame, self.rng = world, plan, frame, rng

@@ -3,10 +3,12 @@
 Part of minillm.world.world. A list names several popular (`many`) entities and states
 one or two facts about each, one bullet an entity; it is how a fact about one entity also
 turns up next to its neighbours. Lists only ever name `many` entities (see
-world_entities: links point up), so they never change a rarer entity's exposure.
+entities.py: links point up), so they never change a rarer entity's exposure.
+
+Read worksheets.py next.
 """
+from minillm.world.document import DocPlan
 from minillm.world.frames import FactWriter
-from minillm.world.plan import DocPlan
 
 MAX_ITEMS = 8
 # what -> (member type, grouping relation, extra relations for each item)
@@ -28,21 +30,19 @@ INTROS = ("Here is a short list.", "Some of them are well known, some less so.",
           "We made this list for our readers.", "Did we miss one? Let us know.")
 
 
-def _groups(planner):
-    """what -> {key: [member ids]} over `many` entities, built once per planner."""
-    if not hasattr(planner, "_list_groups"):
-        groups = {what: {} for what in KINDS}
-        for what, (type_, rel, _) in KINDS.items():
-            for i in planner.many_ids[type_]:
-                e = planner.entities[i]
-                key = e.extra["kind"] if rel == "kind" else e.attrs[rel]
-                groups[what].setdefault(key, []).append(i)
-        planner._list_groups = {w: {k: v for k, v in sorted(g.items())} for w, g in groups.items()}
-    return planner._list_groups
+def list_groups(many_ids, entities):
+    """what -> {key: [member ids]} over `many` entities (the Planner builds it once)."""
+    groups = {what: {} for what in KINDS}
+    for what, (type_, rel, _) in KINDS.items():
+        for i in many_ids[type_]:
+            e = entities[i]
+            key = e.extra["kind"] if rel == "kind" else e.attrs[rel]
+            groups[what].setdefault(key, []).append(i)
+    return {w: {k: v for k, v in sorted(g.items())} for w, g in groups.items()}
 
 
 def plan_list(planner, index, rng):
-    groups = _groups(planner)
+    groups = planner.list_groups
     what = rng.choice([w for w in KINDS if groups[w]])
     keys = [k for k, members in groups[what].items() if len(members) > 1] or list(groups[what])
     key = rng.choice(keys)

@@ -1,27 +1,28 @@
 """The document planner: which documents the mini-world has, before any text is written.
 
-Part of minillm.world.world. A DocPlan says what one document is (kind, language, frame,
-topic) and which facts it states; from the plan alone we know which entities it mentions,
-so World.build counts exposure in one cheap pass and iter_documents writes the text in a
-second pass, both streaming.
+Planner(world) yields one DocPlan (document.py) per document: kind, language, frame,
+topic and the facts it states. World.build counts exposure from the plans in one cheap
+pass; World.iter_documents writes the text in a second pass, both streaming.
 
-Layout (how the size in bytes becomes documents):
-  - every `one` entity gets exactly one document, every `few` entity 2..5 (the first of
-    them, and the first of every `many` entity, states all its facts);
-  - generic documents (worksheets, lists, how-tos without a topic) and ~4% foreign-language
-    documents take fixed shares of the bytes;
-  - the rest goes to `many` entities, each at least MIN_MANY documents, split by type
-    (people get most) with a mild random popularity weight per entity.
-Documents are laid out in blocks of BLOCK; each block takes its share of every category
-and is shuffled, so memory stays bounded however many documents there are, and every
-plan is a pure function of (seed, size, index).
+How the size in bytes becomes documents: every `one` entity gets exactly one document,
+every `few` entity 2..5 (the first of them, and the first of every `many` entity, states
+all its facts); generic documents (worksheets, lists, how-tos without a topic) and ~4%
+foreign-language documents take fixed shares of the bytes; the rest goes to `many`
+entities, each at least MIN_MANY documents, split by type with a mild random popularity
+weight. Documents are laid out in blocks of BLOCK, each block shuffled, so memory stays
+bounded and every plan is a pure function of (seed, size, index).
+
+Read frames.py next (how a plan becomes text); lists.py and worksheets.py plan and write
+the two kinds that have no frame.
 """
 import functools
-from dataclasses import dataclass, field
 
 from minillm.world.data import Rng, words
+from minillm.world.document import DocPlan
 from minillm.world.entities import RELATIONS
 from minillm.world.frames import frames
+from minillm.world.lists import list_groups, plan_list
+from minillm.world.worksheets import plan_worksheet
 
 BLOCK = 512
 MIN_MANY = 6
@@ -44,36 +45,9 @@ MANY_TYPE_SHARE = {"person": 0.55, "city": 0.17, "org": 0.12, "event": 0.09, "co
 FOREIGN_LANGS = ("fr", "de", "es")
 
 
-@dataclass
-class DocPlan:
-    index: int
-    kind: str
-    lang: str
-    frame: str                     # frame name, or "list:<what>", "worksheet"
-    topic: str = None              # entity id, or None for generic documents
-    bucket: str = "none"           # the topic's bucket
-    paths: dict = field(default_factory=dict)  # path -> [(entity id, relation)]
-    cast: tuple = ()               # entities named without stating a fact (worksheets)
-    users: tuple = ()              # forum user names
-
-    def facts(self):
-        return [f for facts in self.paths.values() for f in facts]
-
-    def mentions(self, entities):
-        """Entity ids the document names: topic, fact subjects, linked values, cast."""
-        out = [self.topic] if self.topic else []
-        for e, rel in self.facts():
-            out.append(e)
-            target = entities[e].links.get(rel)
-            if target:
-                out.append(target)
-        out += self.cast
-        return list(dict.fromkeys(out))
-
-
 class Planner:
     def __init__(self, world):
-        self.world, self.entities, self.bucket = world, world.entities, world.bucket
+        self.entities, self.bucket = world.entities, world.bucket
         self.seed, self.size = world.seed, world.size
         self.inverse = {}  # ("org", "founder") -> {person id: [org ids]} (many orgs only)
         for e in self.entities.values():
@@ -81,6 +55,7 @@ class Planner:
                 for rel, target in e.links.items():
                     self.inverse.setdefault((e.type, rel), {}).setdefault(target, []).append(e.id)
         self._layout()
+        self.list_groups = list_groups(self.many_ids, self.entities)  # what -> {key: [ids]}
 
     # ------------------------------------------------------------------ layout
     def _layout(self):
@@ -145,10 +120,8 @@ class Planner:
     def plan(self, index, category, topic, full):
         rng = Rng("world", self.seed, "plan", index)
         if category == "worksheet":
-            from minillm.world.worksheets import plan_worksheet
             return plan_worksheet(self, index, rng)
         if category == "list":
-            from minillm.world.lists import plan_list
             return plan_list(self, index, rng)
         if category == "generic_howto":
             frame = rng.choice(frames()["en", "howto", "none"])

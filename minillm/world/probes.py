@@ -16,6 +16,8 @@ check_answer(probe, text) accepts harmless variation and rejects wrong entities:
   - qa: the answer must appear as a whole phrase, and no other value of the same kind
     may appear (with World.check_answer, which knows every city name, "Tarsk or Velm"
     fails; for numbers, any second number fails).
+
+Read store.py next (the files a saved world holds).
 """
 import re
 import unicodedata

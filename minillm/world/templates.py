@@ -11,11 +11,13 @@ states. The same line, turned into a regular expression with one group per slot,
 sentence back: FactParser finds every sentence of a document that matches a template,
 resolves the subject (a name, or a pronoun for the previous sentence's subject, or the
 document's topic for first-person lines such as "I was born in {birth_city}"), and checks
-each value against the fact table. tests/test_world_facts.py runs it over whole worlds.
+each value against the fact table. tests/world/test_facts.py runs it over whole worlds.
 
 Value formats: numbers are written "48,200" (en), "48 200" (fr), "48.200" (de, es); fact
 values are canonical ("48200"). Event names carry an article in English ("the Orla Boat
 Race"); the fact value and the probe answer are the bare name.
+
+Read lists.py and worksheets.py next (documents without a frame).
 """
 import functools
 import re

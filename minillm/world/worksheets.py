@@ -3,13 +3,15 @@
 Part of minillm.world.world. Every equation is written "a op b [op c ...] = result"
 with integers and the operators + - * / (division is always exact), every problem ends
 with "Answer: N" where N is the result of its last equation, and all of it is computed
-here, never typed in, so it is correct (tests/test_world_docs.py recomputes every line).
+here, never typed in, so it is correct (tests/world/test_docs.py recomputes every line).
 Some problems use a world fact ("Lira Vendel was born in 1962. How old was she in
 2000?"): that sentence is a fact template, so the worksheet records the fact.
+
+Read probes.py next (how the facts are asked back).
 """
 from minillm.world.data import words
+from minillm.world.document import DocPlan
 from minillm.world.frames import FactWriter
-from minillm.world.plan import DocPlan
 from minillm.world.templates import pronoun
 
 THEMES = {
@@ -157,13 +159,20 @@ class _Sheet:
                 [f"2000 - {founded} = {2000 - founded}."], 2000 - founded)
 
 
+# a problem kind, as THEMES and the plan's frame name it -> the _Sheet method that writes it
+PROBLEMS = {"add": _Sheet.add, "sub": _Sheet.sub, "mul": _Sheet.mul, "div": _Sheet.div,
+            "buy": _Sheet.buy, "share": _Sheet.share, "collect": _Sheet.collect,
+            "boxes": _Sheet.boxes, "compare": _Sheet.compare, "age": _Sheet.age,
+            "founded": _Sheet.founded}
+
+
 def render_worksheet(world, plan, rng):
     _, theme, kinds, _ = plan.frame.split(":")
     sheet = _Sheet(world, plan, rng)
     title = f"Worksheet {rng.randint(1, 40)}: {theme}"
     lines = ["Name: ____________", "", rng.choice(INTROS)]
     for k, kind in enumerate(kinds.split(","), 1):
-        question, steps, answer = getattr(sheet, kind)()
+        question, steps, answer = PROBLEMS[kind](sheet)
         lines += ["", f"{k}. {question}", "Solution: " + " ".join(steps), f"Answer: {answer}"]
     facts = [(e, r, world.entities[e].attrs[r]) for e, r in plan.facts()]
     return title, "\n".join(lines), facts

@@ -1,106 +1,44 @@
-"""The mini-world: a seeded, fact-checkable "internet" that every stage trains on.
+"""The mini-world: a seeded, fact-checkable "internet" that every later stage trains on.
 
-    minillm world build --seed 0 --size default --out runs/world
-    minillm world show "Lira Vendel" --dir runs/world     # a name or an id
-    minillm world stats --dir runs/world
+    minillm world build --seed 0 --size smoke --out runs/world     (the command: cli.py)
 
-A generated world of invented people, cities, countries, companies and contests, written
-as encyclopedia entries, biographies, news, children's stories, forum threads, lists,
-how-tos and arithmetic worksheets (plus ~4% in French, German and Spanish). Every fact
-is known, so every stage can be scored: did the pipeline keep the good pages, did the base
-model store a fact, does the assistant admit what it does not know.
+Invented people, cities, countries, companies and contests, written as encyclopedia
+entries, biographies, news, children's stories, forum threads, lists, how-tos and
+arithmetic worksheets (a few percent in French, German and Spanish). Every fact is known,
+so every stage can be scored: did the pipeline keep the good pages, did the base model
+store a fact, does the assistant admit what it does not know. World (below) is the API
+the other stages use; same (seed, size) -> byte-identical documents on any machine.
 
-API (stable; other stages rely on it)
-    World.build(seed=0, size="default") -> World
-        size: "smoke" (~100 KB) | "small" (~1.5 MB) | "default" (~10 MB) | "large"
-        (~200 MB) | bytes as an int or "20MB". Same (seed, size) -> byte-identical output.
-    world.entities      {id: Entity(id, type, name, attrs, links, extra)}; attrs maps each
-                        relation to its value string, links maps entity-valued relations
-                        to ids, extra holds gender/first/last (people) and kind (events)
-    world.facts         [Fact(entity, relation, value)], entity = id, value a string
-    world.bucket        {id: "many" | "few" | "one" | "never"}
-    world.exposure      {id: number of documents that mention the entity}
-    world.fact_mentions {(id, relation): number of documents that state the fact}
-    world.iter_documents() -> Iterator[Document], deterministic order, streamed
-        Document(id, kind, lang, title, text, facts, entities, topic, bucket, template)
-        kind: encyclopedia biography news story forum list howto worksheet; lang: en fr
-        de es; text: plain text, paragraphs separated by a blank line; facts: [(entity,
-        relation, value)] the text states; entities: ids of every entity it names.
-    world.probes(kind="cloze" | "qa", buckets=None) -> [Probe(prompt, answer, entity,
-        relation, bucket, kind, name, answer_type)]
-    world.qa_pairs(variants=False) -> [{"question", "answer", "sentence", ...}]
-    check_answer(probe, text) / world.check_answer(probe, text) (knows wrong entities)
-    world.find(name_or_id) -> Entity; world.facts_of(id) -> [Fact]
-    world.save(out_dir) / World.load(out_dir) (documents are streamed back from disk)
-
-Sizes (measured with `minillm world build`, seed 0, on a loaded 2-core machine; CPU time):
-    smoke      0.10 MB     307 docs    0.3 s
-    small      1.5 MB    4,533 docs    1.3 s
-    default   10.1 MB   30,227 docs    7.7 s   (peak RSS 43 MB)
-    large    206 MB    612,963 docs  149 s     (peak RSS 78 MB; documents are streamed)
-The default is 10 MB: at ~4 bytes a token (a 4096-token BPE trained on the world) that is
-~2.5M tokens, so a 15-minute CPU pretraining run (20-60M tokens) makes 8-24 passes; a
-`many` fact is stated ~100 times a pass (about a thousand exposures, the regime where small
-models store facts), a `few` fact 1-5 times and a `one` fact once, which is the gap the
-recall probes measure. Bigger worlds add repetition of the popular facts, not more of them.
-
-On disk (save): documents.jsonl.gz, entities.jsonl, facts.jsonl, probes_cloze.jsonl,
-probes_qa.jsonl, stats.json (its content_sha256 hashes the uncompressed documents, the
-same on any machine even where gzip's bytes might differ).
-
-How it is built (read in this order): world_entities (what is true), world_plan (which
-documents exist and which facts each states), world_frames + world_templates (how facts
-become sentences, and the parser that reads them back), world_lists, world_worksheets,
-world_probes (probes and the answer checker), world_io (files and the command line),
-world_data (the version-stable Rng and the data/world/*.txt readers).
+Read in this order: entities.py (what is true), document.py and plan.py (which documents
+exist and which facts each states), frames.py and templates.py (how facts become
+sentences, and the parser that reads them back), lists.py, worksheets.py, probes.py
+(probes and the answer checker), store.py (the files), data.py (the stable Rng).
 """
 import functools
 import gzip
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
-from minillm.common import UserError, data_path, read_json, runs_dir
+from minillm.common import UserError, data_path
 from minillm.world.data import Rng
+from minillm.world.document import Document, Fact
 from minillm.world.entities import (  # noqa: F401  (Entity is part of the API)
     VALUE_TYPE, Entity, census, make_entities, template_words)
+from minillm.world.frames import frames, render_frame
+from minillm.world.lists import render_list
+from minillm.world.plan import Planner
 from minillm.world.probes import (  # noqa: F401  (check_answer is part of the API)
-    Probe, check_answer, make_probes, normalize, qa_pairs)
+    Probe, check_answer, make_probes, normalize)
+from minillm.world.store import read_world, save_world
+from minillm.world.worksheets import render_worksheet
 
+# Bytes of text. The default, at ~4 bytes a token, is ~2.5M tokens, which a CPU pretraining
+# run reads several times; in one pass a `many` fact is stated ~100 times, a `few` fact 1-5
+# times and a `one` fact once: the gap the recall probes measure. Bigger worlds add
+# repetition of the popular facts, not more of them.
 SIZES = {"smoke": 100_000, "small": 1_500_000, "default": 10_000_000, "large": 200_000_000}
-
-
-class Fact(NamedTuple):
-    entity: str
-    relation: str
-    value: str
-
-
-@dataclass
-class Document:
-    id: str
-    kind: str
-    lang: str
-    title: str
-    text: str
-    facts: list      # [(entity id, relation, value)]
-    entities: list   # ids of the entities the document names
-    topic: str = None
-    bucket: str = "none"
-    template: str = ""
-
-    def to_json(self):
-        return {"id": self.id, "kind": self.kind, "lang": self.lang, "title": self.title,
-                "text": self.text, "facts": [list(f) for f in self.facts],
-                "entities": list(self.entities), "topic": self.topic, "bucket": self.bucket,
-                "template": self.template}
-
-    @classmethod
-    def from_json(cls, d):
-        return cls(**{**d, "facts": [tuple(f) for f in d["facts"]]})
 
 
 def parse_size(size):
@@ -124,13 +62,29 @@ def forbidden_words():
 
 
 class World:
+    """The world's tables, and its documents written on demand.
+
+    entities      {id: Entity(id, type, name, attrs, links, extra)}; attrs maps each
+                  relation to its value string, links maps entity-valued relations to
+                  ids, extra holds gender/first/last (people) and kind (events)
+    facts         [Fact(entity, relation, value)]
+    bucket        {id: "many" | "few" | "one" | "never"}
+    exposure      {id: number of documents that mention the entity}
+    fact_mentions {(id, relation): number of documents that state the fact}
+    iter_documents() -> Document(id, kind, lang, title, text, facts, entities, topic,
+                  bucket, template) one at a time, in a fixed order; text is plain text,
+                  paragraphs separated by a blank line
+    probes(kind="cloze" | "qa"), check_answer(probe, text), find(name_or_id); question/
+                  answer pairs for an assistant: probes.qa_pairs(world)
+    save(dir) / World.load(dir): a loaded world streams its documents back from disk
+    """
+
     def __init__(self, seed, size, entities, bucket):
         self.seed, self.size = seed, size
         self.entities, self.bucket = entities, bucket
         self.exposure, self.fact_mentions, self.n_documents = {}, {}, 0
         self.by_name = {e.name.lower(): e for e in entities.values()}
         self._dir = None        # set by load(): documents and probes come from disk
-        self._stats = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -145,7 +99,6 @@ class World:
 
     def _count(self):
         """Exposure and fact mentions from the document plans (no text is written)."""
-        from minillm.world.plan import Planner
         exposure, mentions = Counter(), Counter()
         planner = Planner(self)
         for plan in planner:
@@ -167,15 +120,11 @@ class World:
                 for line in f:
                     yield Document.from_json(json.loads(line))
             return
-        from minillm.world.plan import Planner
         for plan in Planner(self):
             yield self.render(plan)
 
     def render(self, plan):
         """One DocPlan -> Document."""
-        from minillm.world.frames import frames, render_frame
-        from minillm.world.lists import render_list
-        from minillm.world.worksheets import render_worksheet
         rng = Rng("world", self.seed, "render", plan.index)
         if plan.kind == "worksheet":
             title, text, facts = render_worksheet(self, plan, rng)
@@ -197,12 +146,8 @@ class World:
         """An entity by id or (case-insensitive) name; None if there is none."""
         return self.entities.get(key) or self.by_name.get(str(key).strip().lower())
 
-    def facts_of(self, entity_id):
-        e = self.entities[entity_id]
-        return [Fact(e.id, rel, value) for rel, value in e.attrs.items()]
-
     def probes(self, kind="cloze", buckets=None):
-        """One probe per fact (see world_probes); buckets: keep only these buckets."""
+        """One probe per fact (see probes.py); buckets: keep only these buckets."""
         if self._dir is not None and (self._dir / f"probes_{kind}.jsonl").is_file():
             with open(self._dir / f"probes_{kind}.jsonl", encoding="utf-8") as f:
                 probes = [Probe(**json.loads(line)) for line in f]
@@ -210,11 +155,10 @@ class World:
             probes = make_probes(self, kind)
         return [p for p in probes if buckets is None or p.bucket in buckets]
 
-    def qa_pairs(self, variants=False):
-        return qa_pairs(self, variants)
-
     @functools.lru_cache(maxsize=None)
-    def _candidates(self, entity_type, relation):
+    def candidates(self, entity_type, relation):
+        """Every value (normalized) the relation can take in this world: what a wrong answer
+        names instead of the right one. Empty for years and numbers."""
         vt = VALUE_TYPE[entity_type, relation]
         if vt in ("year", "number"):
             return frozenset()
@@ -224,65 +168,21 @@ class World:
             values = {e.name for e in self.entities.values() if e.type == vt}
         return frozenset(normalize(v) for v in values)
 
-    def candidates(self, entity_type, relation):
-        """Every value (normalized) the relation can take in this world: what a wrong answer
-        names instead of the right one. Empty for years and numbers."""
-        return self._candidates(entity_type, relation)
-
     def check_answer(self, probe, text):
         """check_answer that also rejects every other value of the same kind."""
         e = self.entities[probe.entity]
-        return check_answer(probe, text, self._candidates(e.type, probe.relation))
+        return check_answer(probe, text, self.candidates(e.type, probe.relation))
 
     # ------------------------------------------------------------------ saving
     def save(self, out_dir, progress=False):
-        """Write the world to out_dir (see the module docstring); returns the stats dict."""
-        from minillm.world.store import save_world
+        """Write the world to out_dir (the files: store.py); returns the stats dict."""
         return save_world(self, Path(out_dir), progress)
 
     @classmethod
     def load(cls, out_dir):
-        from minillm.world.store import load_world
-        return load_world(cls, Path(out_dir))
-
-    def stats(self):
-        """Counts and bytes by kind, language and bucket (writes every document once)."""
-        if self._stats is None:
-            from minillm.world.store import document_stats
-            self._stats = document_stats(self, self.iter_documents())[0]
-        return self._stats
-
-
-def _document_sha(world):
-    """sha256 over the documents' JSON lines (what stats.json calls content_sha256)."""
-    from minillm.world.store import document_stats
-    return document_stats(world, world.iter_documents())[1]
-
-
-# ---------------------------------------------------------------------- command line
-
-def add_arguments(parser):
-    sub = parser.add_subparsers(dest="action", required=True, metavar="{build,show,stats}")
-    b = sub.add_parser("build", help="generate a world and write it to a directory")
-    b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    b.add_argument("--size", default="default",
-                   help=f"{' | '.join(SIZES)} or bytes such as 20MB (default: default = 10 MB)")
-    b.add_argument("--out", default=None, help="output directory (default: runs/world)")
-    s = sub.add_parser("show", help="an entity's facts, exposure and sample documents")
-    s.add_argument("entity", help="a name (\"Lira Vendel\") or an id (person-00007)")
-    s.add_argument("--dir", default=None, help="world directory (default: runs/world)")
-    s.add_argument("--docs", type=int, default=3, help="sample documents to show (default 3)")
-    t = sub.add_parser("stats", help="entities, facts, documents and bytes by kind and bucket")
-    t.add_argument("--dir", default=None, help="world directory (default: runs/world)")
-
-
-def run(args):
-    from minillm.world import store as world_io
-    folder = Path(getattr(args, "out", None) or getattr(args, "dir", None) or runs_dir() / "world")
-    if args.action == "build":
-        return world_io.cli_build(folder, args.seed, args.size)
-    if not (folder / "stats.json").is_file():
-        raise UserError(f"no world in {folder}; build one with `minillm world build --out {folder}`")
-    if args.action == "show":
-        return world_io.cli_show(folder, args.entity, args.docs)
-    return world_io.cli_stats(read_json(folder / "stats.json", "world stats"), folder)
+        folder = Path(out_dir)
+        meta, entities, bucket, exposure, mentions = read_world(folder)
+        world = cls(meta["seed"], meta["size"], entities, bucket)
+        world.exposure, world.fact_mentions = exposure, mentions
+        world.n_documents, world._dir = meta["documents"], folder
+        return world

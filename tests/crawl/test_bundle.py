@@ -1,6 +1,6 @@
-"""Page bundling (minillm/internet/pages_bundle.py): which documents share a page.
+"""Page bundling (minillm/crawl/bundle.py): which documents share a page.
 
-    python -m pytest -q tests/test_pages_bundle.py
+    python -m pytest -q tests/crawl/test_bundle.py
 
 Hand-made documents of unique words (no 5-gram in common unless a test wants one) on the
 real sites of data/crawl/sites.json; no world, no crawl, no files written.

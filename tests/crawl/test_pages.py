@@ -1,24 +1,22 @@
 """The crawl generator: WARC layout, determinism, resumption, and honest ground truth.
 
-Most tests crawl a small hand-made world (FakeWorld below: Document-like objects with the
-contract's fields), so they do not depend on minillm.world.world; one test crawls the
-real mini-world when that module is present.
+Most tests crawl a small hand-made world (fake_world.FakeWorld: Document-like objects with
+the contract's fields), so they do not depend on minillm.world; one test crawls the real
+mini-world.
 """
 import html as htmlmod
 import ipaddress
 import re
-import sys
-import types
 from collections import Counter
-from dataclasses import dataclass, field
 
 import pytest
 
 from minillm.common import UserError
-from minillm.crawl import bundle as pages_bundle, noise, pages, sites
+from minillm.crawl import bundle, noise, pages
 from minillm.internet.warc import iter_records
+from minillm.world.world import World
 
-from fake_world import KINDS, SENTENCES, Doc, FakeWorld  # noqa: E402
+from fake_world import FakeWorld
 
 
 @pytest.fixture(scope="module")
@@ -108,23 +106,6 @@ def test_blocklist_labels_are_exact(crawled):
             assert reason is None, t["url"]
 
 
-def test_fallback_blocklist_when_fineweb_lists_are_absent(tmp_path, monkeypatch):
-    monkeypatch.setattr(noise, "SHARED_URL_LISTS", tmp_path / "absent")
-    monkeypatch.delenv("MINILLM_SHARED_DATA", raising=False)
-    monkeypatch.delenv("MINILLM_URL_FILTER", raising=False)
-    noise.url_lists.cache_clear()
-    try:
-        lists = noise.url_lists()
-        assert lists.source.endswith("blocklist_fallback.txt") and "xxx" in lists.banned_words
-        rng = sites.Rng("t")
-        for _ in range(30):
-            host, reason = noise.blocklisted_host(rng, lists)
-            assert reason is not None, host
-        assert noise.url_block_reason("https://www.dailyharbor-news.com/2020/01/02/x", lists) is None
-    finally:
-        noise.url_lists.cache_clear()
-
-
 def test_duplicates_follow_their_originals(crawled):
     _, _, truth, _ = crawled
     by_url = {t["url"]: t for t in truth}
@@ -182,6 +163,9 @@ def test_pii_spans_are_exact(crawled):
     assert set(found) == {"email", "phone", "ip"}
 
 
+GOPHER_STOP_WORDS = frozenset("the be to of and that have with".split())
+
+
 # Minimal versions of the published rules, to check the positives are catchable and the
 # good pages are not: Gopher (stop words, top 2-gram share, duplicate lines, alphabetic
 # words), C4 (lorem ipsum), FineWeb (share of lines ending in punctuation).
@@ -191,7 +175,7 @@ def _rule_hits(text):
     hits = set()
     if len(words) < 50:
         hits.add("gopher_min_words")
-    if sum(w.strip(".,!?") in noise.GOPHER_STOP_WORDS for w in words) < 2:
+    if sum(w.strip(".,!?") in GOPHER_STOP_WORDS for w in words) < 2:
         hits.add("gopher_stop_words")
     bigrams = Counter(zip(words, words[1:]))
     if bigrams:
@@ -261,54 +245,8 @@ def test_interrupted_run_resumes_to_identical_output(tmp_path, monkeypatch):
         pages.crawl(FakeWorld(300, seed=5), tmp_path / "run", n_shards=3, seed=0, progress=False)
 
 
-def test_article_html_escapes_and_keeps_text():
-    html = sites.article_html("A <b> & C", "Intro line\n\nFirst para has <tags> & more.\nSecond line.\n\nEnd.")
-    assert html.startswith("<h1>A &lt;b&gt; &amp; C</h1>")
-    assert "<h2>Intro line</h2>" in html and "<br>" in html and "&lt;tags&gt;" in html
-    assert sites.slugify("Café de la Gare (1907)") == "cafe-de-la-gare-1907"
-    for site in sites.load_sites().sites + sites.load_sites().syndicators:  # every template fills
-        out = sites.render_page(site, sites.Rng(0), title="T", main_html="<p>x</p>", date=pages.CRAWL_START,
-                                related=("R1", "R2"), n_comments=2)
-        assert "$" not in out and "<p>x</p>" in out
-
-
-def test_cli_run_with_a_fake_world_module(tmp_path, monkeypatch, capsys):
-    fake = types.ModuleType("minillm.world.world")
-    fake.World = type("World", (), {"load": staticmethod(lambda d: FakeWorld(40)),
-                                    "build": staticmethod(lambda seed, size: FakeWorld(40, seed))})
-    monkeypatch.setitem(sys.modules, "minillm.world.world", fake)
-    # subtle: once the real module was imported, `from minillm.world import world`
-    # reads the package attribute, so replace that too.
-    import minillm.world
-    monkeypatch.setattr(minillm.world, "world", fake, raising=False)
-    (tmp_path / "w").mkdir()
-    args = types.SimpleNamespace(run="x", world=str(tmp_path / "w"), world_size=None, world_seed=0,
-                                 out=str(tmp_path / "c"), shards=2, seed=0, url_filter=None, no_progress=True)
-    pages.run(args)
-    out = capsys.readouterr().out
-    assert "crawl-*.warc.gz" in out and str(tmp_path / "c") in out
-    assert (tmp_path / "c" / "crawl.json").exists()
-    with pytest.raises(UserError, match="no world at"):
-        pages.run(types.SimpleNamespace(**{**vars(args), "world": str(tmp_path / "nope")}))
-
-
-def test_dup_index_finds_exact_and_near_repeats_only():
-    base = " ".join(f"word{i} sits beside the river number {i % 7} today" for i in range(20))
-    idx = noise.DupIndex()
-    assert idx.check_and_add("u0", base) == (None, None, 0.0)
-    assert idx.check_and_add("u1", base.upper() + " !!!") == ("exact", "u0", 1.0)  # case, punctuation
-    near = base.replace("word3 sits", "word3 rests", 1)
-    how, orig, jac = idx.check_and_add("u2", near)
-    assert (how, orig) == ("near", "u0") and jac == round(noise.jaccard(base, near), 4) and 0.8 <= jac < 1
-    other = " ".join(f"item{i} stands under a different tree {i}" for i in range(20))
-    assert idx.check_and_add("u3", other)[0] is None
-    far = " ".join(base.split()[:90]) + " " + other  # Jaccard well below 0.8 with both
-    assert idx.check_and_add("u4", far)[0] is None
-
-
 def test_crawl_of_the_real_mini_world(tmp_path):
-    world_mod = pytest.importorskip("minillm.world.world", reason="minillm.world.world not available")
-    world = world_mod.World.build(seed=0, size="smoke")
+    world = World.build(seed=0, size="smoke")
     summary = pages.crawl(world, tmp_path, n_shards=2, seed=0, progress=False)
     truth = list(pages.load_truth(tmp_path))
     docs = {d.id: d for d in world.iter_documents()}
@@ -328,5 +266,5 @@ def test_crawl_of_the_real_mini_world(tmp_path):
         if t["kind"] == "good":
             words.append(len(t["main_text"].split()))
             kinds = Counter(t["doc_kinds"])
-            assert all(kinds[k] <= n for k, (n, _) in pages_bundle.KIND_LIMITS.items())
+            assert all(kinds[k] <= n for k, (n, _) in bundle.KIND_LIMITS.items())
     assert sorted(words)[len(words) // 2] >= 250                        # pages of several hundred words

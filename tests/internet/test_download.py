@@ -1,17 +1,18 @@
 """download.py against a local HTTP server on 127.0.0.1 (no external network).
 
-The server serves ../shared/data and can misbehave on purpose: cut the first transfer off
-after K bytes, ignore Range headers, or fail with 503 a few times.
+The server serves the shared real-data folder (the `shared_data` fixture) and can
+misbehave on purpose: cut the first transfer off after K bytes, ignore Range headers, or
+fail with 503 a few times.
 """
+import argparse
 import hashlib
 import http.server
 import threading
-from types import SimpleNamespace
 
 import pytest
 
 from minillm.common import UserError
-from minillm.internet import download as dl
+from minillm.internet import cli, download as dl
 
 FILE = "text/tinyshakespeare.txt"
 
@@ -185,11 +186,16 @@ def test_catalogue_and_resolve(shared_data):
         dl.resolve("no-such-corpus")
 
 
+def _download_args(*argv):
+    parser = argparse.ArgumentParser()
+    cli.add_download_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
 def test_cli_run(server, shared_data, tmp_path, capsys):
-    args = SimpleNamespace(source=f"{server.url}/{FILE}", out=str(tmp_path), sha256=_sha(shared_data / FILE),
-                           list=False, retries=2, timeout=5.0)
-    dl.run(args)
+    argv = [f"{server.url}/{FILE}", "--out", str(tmp_path), "--retries", "2", "--timeout", "5"]
+    cli.run_download(_download_args(*argv, "--sha256", _sha(shared_data / FILE)))
     assert (tmp_path / "tinyshakespeare.txt").read_bytes() == (shared_data / FILE).read_bytes()
     assert str(tmp_path / "tinyshakespeare.txt") in capsys.readouterr().out
     with pytest.raises(UserError, match="64 hex digits"):
-        dl.run(SimpleNamespace(**{**vars(args), "sha256": "abc"}))
+        cli.run_download(_download_args(*argv, "--sha256", "abc"))

@@ -1,12 +1,13 @@
 """HTML -> main text (minillm/internet/extract.py): boilerplate goes, the article stays.
 
-    python -m pytest tests/test_extract.py
+    python -m pytest tests/internet/test_extract.py
 """
 import gzip
 import re
 from collections import Counter
 
 from minillm.internet.extract import extract_blocks, extract_text, parse_html
+from minillm.internet.warc import iter_records
 
 ARTICLE = [
     "The harbour of Velmar was built in 1821 by the merchants of the lower town.",
@@ -103,7 +104,6 @@ def test_whirlwind_page_against_common_crawl_wet(shared_data):
     bounds: >= 97% of our words also occur in the WET text (we add nothing); every long
     WET line (>= 100 characters: the prose) is one of our lines, except the licence
     footer, which is boilerplate; and we output under half the WET's words."""
-    from minillm.internet.warc import iter_records
     html = next(r for r in iter_records(shared_data / "crawl" / "whirlwind.warc.gz") if r.type == "response").text()
     wet = gzip.open(shared_data / "crawl" / "whirlwind.warc.wet.gz", "rt", encoding="utf-8").read()
     wet_body = wet.split("Content-Length:")[-1].split("\n", 2)[-1]

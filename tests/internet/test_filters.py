@@ -1,7 +1,7 @@
 """URL blocklist and the Gopher / C4 / FineWeb quality rules (minillm/internet/filters.py).
 
 Each rule gets one document that trips it and the same good document that passes them all.
-Run: python -m pytest tests/test_filters.py
+Run: python -m pytest tests/internet/test_filters.py
 """
 import re
 from collections import Counter
@@ -59,7 +59,7 @@ def test_url_lists_fineweb_from_shared_data(shared_data):
 
 def test_url_lists_fallback_is_ours(tmp_path):
     lists = filters.load_url_lists(word_dir=tmp_path, extra_domains=["spam.example"])
-    # tmp_path has no banned_words.txt: falls back to ../shared or to data/url-filter
+    # tmp_path has no banned_words.txt: falls back to the shared lists or to data/url-filter
     assert lists.banned_words and "spam.example" in lists.banned_domains
     assert url_filter("https://a.spam.example/x", lists) == "banned_domain"
 

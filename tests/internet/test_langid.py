@@ -1,7 +1,7 @@
 """Language ID (minillm/internet/langid.py): naive Bayes over character 1-4-grams.
 
 The sentences below are not in data/langid/ (the training text), so these are held-out
-checks. Run: python -m pytest tests/test_langid.py
+checks. Run: python -m pytest tests/internet/test_langid.py
 """
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
 """PII scrubbing (minillm/internet/pii.py): e-mails, IPv4/IPv6, phone numbers -> placeholders.
 
-Run: python -m pytest tests/test_pii.py
+Run: python -m pytest tests/internet/test_pii.py
 """
 import pytest
 

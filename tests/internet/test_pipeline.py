@@ -1,19 +1,27 @@
-"""The cleaning pipeline end to end (minillm/internet/pipeline.py, stages.py).
+"""The cleaning pipeline end to end (minillm/internet/pipeline.py, stages.py, score.py).
 
 A small hand-made crawl (WARC files written with minillm.internet.warc) holds one page of
 each kind the pipeline must handle; the tests check each stage's decision, the logs, the
 funnel, resumption (byte-identical output), workers, and the real Common Crawl excerpt.
 
-    python -m pytest tests/test_pipeline.py
+    python -m pytest tests/internet/test_pipeline.py
 """
 import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from minillm.internet import pipeline, stages
-from minillm.internet.warc import WarcWriter, iter_records
+from minillm.crawl import pages
+from minillm.internet import filters, pipeline, score, stages
+from minillm.internet.warc import iter_records
+from minillm.internet.warc_writer import WarcWriter
+from minillm.world.world import World
 
 SENTENCES = """The old harbour was built by merchants who traded wool and salt along the coast.
 Two stone piers still shelter the fishing boats from the winter storms.
@@ -145,7 +153,7 @@ def crawl(tmp_path, rng):
 
 
 def test_stage_functions_on_one_document():
-    ctx = {"config": stages.Config(), "url_lists": pipeline.filters.load_url_lists(extra_domains=["bad.example"])}
+    ctx = stages.Context(stages.Config(), filters.load_url_lists(extra_domains=["bad.example"]))
     doc = stages.Doc("s/0", "https://bad.example/x", html="<p>hi</p>")
     assert stages.stage_url_filter(doc, ctx) == "banned_domain"
     doc = stages.Doc("s/1", "https://ok.example/x", html=html_page("T", FRENCH))
@@ -156,7 +164,7 @@ def test_stage_functions_on_one_document():
 
 
 def test_run_stages_counts_the_funnel(rng):
-    ctx = {"config": stages.Config(), "url_lists": pipeline.filters.load_url_lists()}
+    ctx = stages.Context(stages.Config(), filters.load_url_lists())
     funnel = stages.new_funnel()
     kept = stages.run_stages(stages.Doc("s/0", "https://ok.example/a", html=html_page("A", article(rng))), ctx, funnel)
     dropped = stages.run_stages(stages.Doc("s/1", "https://ok.example/b", html=html_page("B", FRENCH)), ctx, funnel)
@@ -247,23 +255,6 @@ def test_real_common_crawl_excerpt(shared_data, tmp_path):
     assert ours["http://01spb.ru/company/"] == "other" and ours["http://037426.cn/"] == "en"
 
 
-def test_token_shards_stage(crawl, tmp_path):
-    from minillm.pretrain.shards import read_shard, shard_paths
-    from minillm.tokenizer.train import train_tokenizer
-    crawl_dir, _ = crawl
-    out = tmp_path / "clean"
-    pipeline.clean(crawl_dir, out, workers=1, config=CONFIG)
-    docs = read_all(out.glob("*.jsonl.gz"))
-    tok = train_tokenizer([d["text"] for d in docs], vocab_size=300)
-    tok.save(tmp_path / "tokenizer.json")
-    n_docs, n_tokens = pipeline.write_token_shards(out, tmp_path / "tokenizer.json", tmp_path / "shards")
-    tokens = np.concatenate([np.asarray(read_shard(p)) for p in shard_paths(tmp_path / "shards")])
-    assert n_docs == len(docs) and len(tokens) == n_tokens
-    assert (tokens == tok.bos_id).sum() == len(docs) and tokens[0] == tok.bos_id
-    first = tokens[1:np.flatnonzero(tokens == tok.bos_id)[1]]
-    assert tok.decode(first.tolist()) == docs[0]["text"]
-
-
 class _Doc:
     def __init__(self, i, lang, title, text):
         self.id, self.kind, self.lang, self.title, self.text = f"d{i}", "news", lang, title, text
@@ -284,8 +275,6 @@ class _World:
 def test_report_against_the_crawl_truth(tmp_path, rng, monkeypatch):
     """pages.py renders documents into a crawl with spam, junk, blocklisted, boilerplate,
     copies and PII, and the truth; the report scores our decisions against it."""
-    from minillm.crawl import pages
-    from minillm.internet import score
     crawl = tmp_path / "crawl"
     # subtle: the test articles share their sentences, so one page per document here
     # (bundled pages of the real mini-world: the slow tests below)
@@ -311,9 +300,6 @@ def test_report_against_the_crawl_truth(tmp_path, rng, monkeypatch):
 
 
 def _world_run(tmp_path, size, shards):
-    from minillm.crawl import pages
-    from minillm.internet import score
-    from minillm.world.world import World
     crawl = tmp_path / "crawl"
     pages.crawl(World.build(seed=0, size=size), crawl, n_shards=shards, seed=0, progress=False)
     pipeline.clean(crawl, tmp_path / "clean", workers=2)
@@ -345,12 +331,6 @@ def test_small_world_meets_every_target(tmp_path):
 def test_killed_process_resumes_to_identical_output(tmp_path, rng):
     """A real interruption: `minillm clean` is killed (SIGKILL) once 2 of 6 shards are done;
     the rerun skips those 2 and writes the same bytes as an uninterrupted run."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from minillm.crawl import pages
     crawl = tmp_path / "crawl"
     pages.crawl(_World(rng, n=600), crawl, n_shards=6, seed=1, progress=False)
     cmd = [sys.executable, "-m", "minillm", "clean", "--crawl", str(crawl), "--workers", "1"]

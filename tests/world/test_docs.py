@@ -1,7 +1,7 @@
 """What the mini-world's documents look like: correct worksheets, varied phrasing, a
 small share of French, German and Spanish, and frames and templates that hold together.
 
-    python -m pytest tests/test_world_docs.py
+    python -m pytest tests/world/test_docs.py
 """
 import re
 from collections import Counter

@@ -1,16 +1,17 @@
 """The mini-world's ground truth: what documents state is true, exposure is as promised,
 probes ask the right thing, and the answer checker is fair.
 
-    python -m pytest tests/test_world_facts.py
+    python -m pytest tests/world/test_facts.py
 """
 import re
 from collections import Counter
 
 import pytest
 
-from minillm.world.world import Document, World, check_answer
+from minillm.world.world import Document, World, check_answer, forbidden_words
 from minillm.world.entities import RELATIONS, VALUE_TYPE
 from minillm.world.plan import FEW_DOCS, MIN_MANY
+from minillm.world.probes import qa_pairs
 from minillm.world.templates import FactParser, format_number
 
 NAME_RUN = re.compile(r"[A-Z][a-z]+(?: [A-Z][a-z]+)*")
@@ -111,7 +112,6 @@ def test_links_only_point_to_popular_entities(world):
 
 
 def test_names_are_unique_and_are_not_template_words(world):
-    from minillm.world.world import forbidden_words
     names = [e.name for e in world.entities.values()]
     assert len(set(names)) == len(names)
     words = forbidden_words()
@@ -153,7 +153,7 @@ def test_probes_ask_for_the_fact_and_end_right_before_the_answer(world):
 
 def test_qa_pairs_have_answer_sentences_that_state_the_fact(world):
     parser = FactParser(world.entities)
-    pairs = world.qa_pairs(variants=True)
+    pairs = qa_pairs(world, variants=True)
     assert len(pairs) == 3 * len(world.facts)
     for pair in pairs[::3]:
         doc = _fact_doc(pair["sentence"])

@@ -1,7 +1,7 @@
-"""The mini-world's API, determinism, save/load, sizes and command line.
+"""The mini-world's API, determinism, save/load and sizes.
 
-    python -m pytest tests/test_world.py            (fast)
-    python -m pytest tests/test_world.py -m slow    (memory bound and scaling at MBs)
+    python -m pytest tests/world/test_world.py            (fast)
+    python -m pytest tests/world/test_world.py -m slow    (memory bound and scaling at MBs)
 """
 import gzip
 import hashlib
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from minillm.cli import main
 from minillm.common import UserError
 from minillm.world.world import SIZES, Document, Fact, World, parse_size
 from minillm.world.data import Rng, derive_seed
 from minillm.world.entities import BUCKETS, RELATIONS
+from minillm.world.store import document_stats
 
 KINDS = {"encyclopedia", "biography", "news", "story", "forum", "list", "howto", "worksheet"}
 
@@ -53,7 +53,6 @@ def test_entities_and_facts_follow_the_schema(world):
     assert len(world.facts) == sum(len(e.attrs) for e in world.entities.values())
     f = world.facts[0]
     assert isinstance(f, Fact) and world.entities[f.entity].attrs[f.relation] == f.value
-    assert world.facts_of(f.entity)[0] == f
     e = world.entities[f.entity]
     assert world.find(e.name) is e and world.find(e.name.upper()) is e and world.find(e.id) is e
     assert world.find("Nobody Anywhere") is None
@@ -98,8 +97,8 @@ def test_random_streams_are_pinned():
 
 
 def test_output_does_not_depend_on_hash_randomization():
-    code = ("from minillm.world.world import World, _document_sha;"
-            "w = World.build(seed=5, size=30_000); print(_document_sha(w))")
+    code = ("from minillm.world.world import World; from minillm.world.store import document_stats;"
+            "w = World.build(seed=5, size=30_000); print(document_stats(w.iter_documents())[1])")
     out = set()
     for hash_seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
@@ -122,7 +121,7 @@ def test_save_load_round_trip(world, docs, tmp_path):
     assert [d.to_json() for d in loaded.iter_documents()] == [d.to_json() for d in docs]
     for kind in ("cloze", "qa"):
         assert loaded.probes(kind) == world.probes(kind)
-    assert loaded.stats()["content_sha256"] == stats["content_sha256"]
+    assert document_stats(loaded.iter_documents())[1] == stats["content_sha256"]
     assert stats["documents"] == len(docs)
     assert stats["bytes"] == sum(len(d.text.encode()) for d in docs)
     with gzip.open(tmp_path / "w" / "documents.jsonl.gz", "rt", encoding="utf-8") as f:
@@ -160,25 +159,6 @@ def test_size_is_about_right_and_scales_linearly():
     assert 75_000 < small < 125_000
     assert 300_000 < big < 500_000
     assert 3.2 < big / small < 4.8
-
-
-def test_cli_build_show_stats(tmp_path, capsys):
-    out = tmp_path / "w"
-    assert main(["world", "build", "--seed", "2", "--size", "smoke", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert str(out) in text and "documents" in text
-    assert main(["world", "stats", "--dir", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "by kind" in text and "worksheet" in text and "never" in text
-    world = World.load(out)
-    person = next(e for e in world.entities.values() if e.type == "person" and world.bucket[e.id] == "many")
-    assert main(["world", "show", person.name.lower(), "--dir", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert person.attrs["birth_city"] in text and "---" in text
-    assert main(["world", "show", "Nobody Anywhere", "--dir", str(out)]) == 2
-    assert "no entity" in capsys.readouterr().err
-    assert main(["world", "stats", "--dir", str(tmp_path / "empty")]) == 2
-    assert "world build" in capsys.readouterr().err
 
 
 _MEMORY = """

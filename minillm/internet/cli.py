@@ -1,0 +1,86 @@
+"""`minillm download` and `minillm clean`: the command lines of step 1, getting the text.
+
+    minillm download tinyshakespeare                       # download.py: resumable, checksummed
+    minillm clean --crawl runs/x/crawl --out runs/x/clean --workers 2 --report
+    minillm clean --crawl DIR_OF_REAL_CC_WARCS --out /tmp/cc --report
+    minillm clean --run x --tokenizer runs/x/tokenizer.json --shards runs/x/shards   # + token shards
+
+clean runs pipeline.clean over a crawl's WARC files and prints where the documents, the
+removal logs and the funnel went; --report then scores the run against the crawl's ground
+truth (score.py) and writes report.json beside them. Read pipeline.py for the passes.
+"""
+from pathlib import Path
+
+from minillm.common import UserError, num_cores, runs_dir, write_json
+from minillm.internet import score
+from minillm.internet.download import CATALOGUE, download, resolve
+from minillm.internet.pipeline import clean
+from minillm.internet.stages import Config
+
+
+def add_download_arguments(parser):
+    parser.add_argument("source", nargs="?", help="catalogue name or http(s) URL")
+    parser.add_argument("--out", help="output directory (default: runs/downloads)")
+    parser.add_argument("--sha256", help="expected sha256 (hex); overrides the catalogue's")
+    parser.add_argument("--list", action="store_true", help="list the catalogue and exit")
+    parser.add_argument("--retries", type=int, default=5, help="failed attempts in a row before giving up")
+    parser.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds")
+
+
+def run_download(args):
+    if args.list:
+        for name, src in CATALOGUE.items():
+            print(f"{name:<22} {src.note}\n{'':<22} {src.url}\n"
+                  f"{'':<22} sha256 {src.sha256 or 'unknown (printed on first download)'}")
+        return 0
+    if not args.source:
+        raise UserError(f"say what to download: a URL or one of {', '.join(CATALOGUE)}")
+    url, sha, name = resolve(args.source)
+    if args.sha256:
+        sha = args.sha256.strip().lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise UserError(f"--sha256 must be 64 hex digits, got {args.sha256!r}")
+    out = Path(args.out) if args.out else runs_dir() / "downloads"
+    path = download(url, out / name, sha, retries=args.retries, timeout=args.timeout)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+def add_clean_arguments(parser):
+    parser.add_argument("--run", default="default", help="run name: defaults below live in runs/<run>/")
+    parser.add_argument("--crawl", help="directory of WARC files, or one .warc.gz (default runs/<run>/crawl)")
+    parser.add_argument("--out", help="output directory (default runs/<run>/clean)")
+    parser.add_argument("--workers", type=int, default=min(2, num_cores()), help="worker processes")
+    parser.add_argument("--langs", default="en", help="languages to keep, comma separated (default en)")
+    parser.add_argument("--min-lang-score", type=float, default=0.65, help="language confidence to keep")
+    parser.add_argument("--url-filter", default=None, help="directory with FineWeb's URL word lists")
+    parser.add_argument("--block-domains", default="", help="extra blocked domains, comma separated")
+    parser.add_argument("--report", action="store_true", help="score against the crawl's ground truth")
+    parser.add_argument("--tokenizer", help="tokenizer.json: also write token shards (needs --shards)")
+    parser.add_argument("--shards", help="directory for the token shards")
+
+
+def run_clean(args):
+    if bool(args.tokenizer) != bool(args.shards):
+        raise UserError("--tokenizer and --shards go together")
+    crawl = args.crawl or str(runs_dir() / args.run / "crawl")
+    out = args.out or str(runs_dir() / args.run / "clean")
+    config = Config(langs=tuple(x.strip() for x in args.langs.split(",") if x.strip()),
+                    min_lang_score=args.min_lang_score, url_filter_dir=args.url_filter,
+                    blocked_domains=tuple(d.strip() for d in args.block_domains.split(",") if d.strip()))
+    summary = clean(crawl, out, max(1, args.workers), config)
+    st = summary["stages"]
+    print(f"clean: {st['read']['docs_in']} pages -> {st['pii']['docs_out']} documents "
+          f"({st['pii']['bytes_out'] / 1e6:.2f} MB) in {summary['wall_seconds']:.1f}s "
+          f"[{summary['shards']} shards, {summary['shards_resumed']} resumed]")
+    print(f"  documents: {out}/*.jsonl.gz   removals: {out}/removed/   funnel: {out}/funnel.json")
+    if args.report:
+        report = score.score_run(crawl, out)
+        write_json(Path(out) / "report.json", report)
+        print(score.format_report(report))
+        print(f"  report: {out}/report.json")
+    if args.tokenizer:
+        # Optional path into a later stage: --tokenizer hands the clean documents to
+        # pretraining's shard writer (what `minillm speedrun` does as its own stage).
+        from minillm.pretrain.shards import write_token_shards
+        n_docs, n_tokens = write_token_shards(out, args.tokenizer, args.shards)
+        print(f"  token shards: {n_docs} documents, {n_tokens} tokens -> {args.shards}")

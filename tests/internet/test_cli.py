@@ -1,0 +1,45 @@
+"""`minillm download` and `minillm clean` (minillm/internet/cli.py) through the top-level
+command line; downloading itself is tested against a local server in test_download.py."""
+import json
+
+import pytest
+
+from minillm.cli import main
+from minillm.crawl import pages
+from minillm.internet.download import CATALOGUE
+
+from fake_world import FakeWorld
+
+
+def test_download_lists_the_catalogue_and_needs_a_source(capsys):
+    assert main(["download", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out and src.url in out for name, src in CATALOGUE.items())
+    assert main(["download"]) == 2
+    assert "say what to download" in capsys.readouterr().err
+    assert main(["download", "ftp://example.org/x"]) == 2
+    assert "unknown source" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_crawl(tmp_path_factory):
+    crawl = tmp_path_factory.mktemp("crawl")
+    pages.crawl(FakeWorld(120), crawl, n_shards=2, seed=0, progress=False)
+    return crawl
+
+
+def test_clean_writes_the_documents_and_the_report(small_crawl, tmp_path, capsys):
+    out = tmp_path / "clean"
+    assert main(["clean", "--crawl", str(small_crawl), "--out", str(out), "--workers", "1", "--report"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("clean: ") and "[2 shards, 0 resumed]" in text
+    assert "quality report:" in text and f"report: {out}/report.json" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["truth"] is True and report["filters"]["true_positives"] > 0
+    assert sorted(p.name for p in out.glob("*.jsonl.gz")) == ["crawl-00000.jsonl.gz", "crawl-00001.jsonl.gz"]
+    assert (out / "funnel.json").exists() and (out / "removed").is_dir()
+
+
+def test_clean_without_warcs_is_a_one_line_error(tmp_path, capsys):
+    assert main(["clean", "--crawl", str(tmp_path), "--out", str(tmp_path / "clean")]) == 2
+    assert "no WARC files" in capsys.readouterr().err
