@@ -7,6 +7,10 @@ import pytest
 from minillm.cli import main
 from minillm.crawl import pages
 from minillm.internet.download import CATALOGUE
+from minillm.internet.pipeline import read_jsonl_gz
+from minillm.pretrain.shards import shard_paths
+from minillm.tokenizer.train import train_tokenizer
+from minillm.world.world import World
 
 from fake_world import FakeWorld
 
@@ -43,3 +47,19 @@ def test_clean_writes_the_documents_and_the_report(small_crawl, tmp_path, capsys
 def test_clean_without_warcs_is_a_one_line_error(tmp_path, capsys):
     assert main(["clean", "--crawl", str(tmp_path), "--out", str(tmp_path / "clean")]) == 2
     assert "no WARC files" in capsys.readouterr().err
+
+
+def test_clean_writes_token_shards_when_given_a_tokenizer(tmp_path, capsys):
+    """The fake world's pages are all filtered out as repetitive; the real smoke world's are not."""
+    small_crawl, out, shards = tmp_path / "crawl", tmp_path / "clean", tmp_path / "shards"
+    pages.crawl(World.build(seed=0, size="smoke"), small_crawl, n_shards=2, seed=0, progress=False)
+    assert main(["clean", "--crawl", str(small_crawl), "--out", str(out), "--workers", "1",
+                 "--tokenizer", str(tmp_path / "tok.json")]) == 2
+    assert "--tokenizer and --shards go together" in capsys.readouterr().err
+    train_tokenizer("The old mill stood near the river. " * 50, 300).save(tmp_path / "tok.json")
+    assert main(["clean", "--crawl", str(small_crawl), "--out", str(out), "--workers", "1",
+                 "--tokenizer", str(tmp_path / "tok.json"), "--shards", str(shards)]) == 0
+    text = capsys.readouterr().out
+    n_docs = sum(len(list(read_jsonl_gz(p))) for p in out.glob("*.jsonl.gz"))
+    assert f"token shards: {n_docs} documents" in text and f"-> {shards}" in text
+    assert n_docs > 0 and list(shard_paths(shards))
