@@ -53,7 +53,8 @@ class JsonlGzWriter:
         self.count += 1
 
     def close(self, exc=None):
-        self._text.close()      # closes the gzip stream and the file
+        self._text.close()      # writes the gzip trailer into self._raw's buffer...
+        self._raw.close()       # subtle: ...which GzipFile does not close: flush it before the rename
         self._ctx.__exit__(type(exc) if exc else None, exc, None)
 
     def __enter__(self):

@@ -348,3 +348,13 @@ def test_killed_process_resumes_to_identical_output(tmp_path, rng):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"{done} resumed" in rerun.stdout
     assert _output_bytes(out) == _output_bytes(tmp_path / "fresh") != {}
+
+
+def test_jsonl_writer_file_is_complete_when_the_with_block_ends(tmp_path):
+    """The renamed file holds the whole gzip stream at once, not when the writer is collected."""
+    path = tmp_path / "docs.jsonl.gz"
+    with pipeline.JsonlGzWriter(path) as writer:
+        for i in range(1000):
+            writer.write({"id": i, "text": "some text " * 20})
+    assert [r["id"] for r in pipeline.read_jsonl_gz(path)] == list(range(1000))   # writer still alive
+    assert writer.count == 1000 and not list(tmp_path.glob(".*.tmp"))
