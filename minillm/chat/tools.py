@@ -26,7 +26,7 @@ import operator
 
 MAX_CHARS = 200           # longest expression accepted
 MAX_DEPTH = 32            # deepest nesting of the syntax tree
-MAX_DIGITS = 100          # largest integer result: fewer than this many digits
+MAX_DIGITS = 100          # longest integer: at most this many digits
 MAX_ROUND_DIGITS = 20     # round(x, n): |n| at most this
 
 BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -96,7 +96,8 @@ def _evaluate(node, depth):
         raise CalcError(f"unknown name {node.id!r}")
     if isinstance(node, ast.Call):
         raise CalcError("only sqrt, abs, round, min, max, floor and ceil can be called")
-    hint = HINTS.get(type(getattr(node, "op", node)))
+    kind = type(node.op) if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.BoolOp)) else type(node)
+    hint = HINTS.get(kind)
     raise CalcError(hint or f"unsupported syntax ({type(node).__name__})")
 
 
