@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm.chat import template
@@ -15,7 +15,7 @@ from minillm.chat.template import (CHAT_TEMPLATE, ConversationTooLong, load_conv
 from minillm.common import UserError
 from minillm.tokenizer.bpe import SPECIAL_TOKENS, Tokenizer
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=150, deadline=None)
 
 
 # ---- strategies: well-formed conversations, with text that may spell special tokens -------
