@@ -20,6 +20,7 @@ import numpy as np
 import minillm
 from minillm import clib, speedrun
 from minillm.common import UserError, runs_dir
+from minillm.chat import cli as chat_cli
 from minillm.crawl import cli as crawl_cli
 from minillm.evals import cli as evals_cli
 from minillm.generate import cli as generate_cli
@@ -74,6 +75,8 @@ COMMANDS = {
     "sample": (generate_cli.add_arguments, generate_cli.run, "sample text from a checkpoint"),
     "eval": (evals_cli.add_arguments, evals_cli.run,
              "evaluate a checkpoint on the mini-world's probes"),
+    "chat": (chat_cli.add_arguments, chat_cli.run,
+             "the chat format as tokens (render), the assistant's search tool (search)"),
     "speedrun": (speedrun.add_arguments, speedrun.run, "run every stage end to end"),
     "export": (hub_cli.add_export_arguments, hub_cli.run_export,
                "export a checkpoint to GGUF, Hugging Face or llama2.c"),
