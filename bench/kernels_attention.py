@@ -14,8 +14,9 @@ milliseconds of
 and the ratios numpy/ours and torch/ours (> 1: ours is faster). Then, for information, the
 decode kernel at llama2.c's stories15M shape (B=1, NH=NKV=6, HD=48) for a few cache lengths:
 microseconds per C call (through cffi, wrapper checks excluded), per wrapper call, and the
-NumPy lines of nn/attention.py's attention_decode. Ends with one JSON line of targets: fwd+bwd >= 1.0x torch on every
-shape (the value is the smallest ratio) and >= 3x NumPy at T >= 256 (smallest ratio there).
+NumPy lines of nn/attention.py's attention_decode. Ends with one JSON line of targets:
+fwd+bwd >= 1.0x torch on every shape (the value is the smallest ratio) and >= 3x NumPy at
+T >= 256 (smallest ratio there).
 
 Timing: the three implementations' samples alternate (a noisy neighbour hurts all alike),
 each sample lasts at least a few milliseconds, and the median is reported. NumPy's thread

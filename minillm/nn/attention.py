@@ -242,7 +242,7 @@ def attention_cached(x, wq, wk, wv, wo, n_head, n_kv_head, freqs, kv, pos):
         # of one sequence (1, B, ...): split_qkv then rotates "time" b by freqs[b]
         q, k, v = split_qkv(qkv.reshape(1, B, -1), n_head, n_kv_head, freqs)  # (1, NH|NKV, B, HD)
         rows = np.arange(B)                                             # (B,)
-        kc[rows, :, pos] = k[0].transpose(1, 0, 2)                      # (B, NKV, HD) at [b, :, pos[b]]
+        kc[rows, :, pos] = k[0].transpose(1, 0, 2)                      # (B, NKV, HD) at pos[b]
         vc[rows, :, pos] = v[0].transpose(1, 0, 2)
         q = np.ascontiguousarray(q[0].transpose(1, 0, 2))               # (B, NH, HD)
         out = attention_decode(q, kc, vc, pos + 1)[:, :, None]          # (B, NH, 1, HD)

@@ -69,7 +69,8 @@ def matmul_backward_weight(dout, inp, dweight=None):
     _check("dout", dout)
     _check("inp", inp)
     if dout.ndim < 1 or inp.ndim < 1 or dout.shape[:-1] != inp.shape[:-1]:
-        raise ValueError(f"dout {dout.shape} and inp {inp.shape} must agree in all but the last dimension")
+        raise ValueError(f"dout {dout.shape} and inp {inp.shape} must agree in all but the "
+                         "last dimension")
     OC, C = dout.shape[-1], inp.shape[-1]
     if dweight is None:
         dweight = np.zeros((OC, C), dtype=np.float32)
