@@ -77,8 +77,10 @@ def linear_backward(dy, cache, dw=None, dx=None):
         dw = KM.matmul_backward_weight(dy, x, dw)
         return dx, dw
     OC, C = w.shape
+    # y = x w^T: each y[n, o] = sum_c x[n, c] w[o, c], so dx[n] = sum_o dy[n, o] w[o] and
+    # dw[o] = sum_n dy[n, o] x[n], summed over every row n of the batch
     dx = dy @ w if dx is None else np.matmul(dy, w, out=dx)             # (..., C)
-    dw_rows = dy.reshape(-1, OC).T @ x.reshape(-1, C)                   # (OC, C) sum over rows
+    dw_rows = dy.reshape(-1, OC).T @ x.reshape(-1, C)                   # (OC, C)
     if dw is None:
         dw = dw_rows
     else:
