@@ -5,16 +5,18 @@
 
 For B=8, NH=NKV=8, HD in {32, 64}, T in {64, 256, 1024} it prints forward+backward
 milliseconds of
-    ours    KA.attention_forward + KA.attention_backward
-    numpy   KA.attention_forward_ref + attention_backward_ref (plain NumPy, BLAS matmuls,
-            the (B, NH, T, T) scores materialised)
+    ours    KA.attention_forward + KA.attention_backward (the C kernels' wrappers)
+    numpy   their twins' NumPy lines, nn/attention.py's causal_attention and
+            causal_attention_backward (plain NumPy, BLAS matmuls, the (B, NH, T, T) scores
+            materialised)
     torch   torch.nn.functional.scaled_dot_product_attention(is_causal=True), forward and
             torch.autograd.grad of it (when torch is installed; torch.set_num_threads(threads))
 and the ratios numpy/ours and torch/ours (> 1: ours is faster). Then, for information, the
 decode kernel at llama2.c's stories15M shape (B=1, NH=NKV=6, HD=48) for a few cache lengths:
-microseconds per C call (through cffi, wrapper checks excluded), per wrapper call, and NumPy's
-attention_decode_ref. Ends with one JSON line of targets: fwd+bwd >= 1.0x torch on every
-shape (the value is the smallest ratio) and >= 3x NumPy at T >= 256 (smallest ratio there).
+microseconds per C call (through cffi, wrapper checks excluded), per wrapper call, and the
+NumPy lines of nn/attention.py's attention_decode. Ends with one JSON line of targets:
+fwd+bwd >= 1.0x torch on every shape (the value is the smallest ratio) and >= 3x NumPy at
+T >= 256 (smallest ratio there).
 
 Timing: the three implementations' samples alternate (a noisy neighbour hurts all alike),
 each sample lasts at least a few milliseconds, and the median is reported. NumPy's thread
@@ -69,17 +71,40 @@ def torch_fwd_bwd(torch, q, k, v, dout):
     return run
 
 
-def bench_training(np, K, torch, rng, HD, T, with_numpy, reps, min_seconds):
+# NumPy and minillm are imported inside the functions: OPENBLAS_NUM_THREADS must be set
+# (main) before NumPy first loads.
+
+def numpy_lines(fn):
+    """fn, run with the layers' NumPy lines on float32 (kernels.fast answers False during the
+    call, as under MINILLM_NO_C=1)."""
+    from minillm.nn import kernels as K
+
+    def run():
+        fast, K.fast = K.fast, (lambda *arrays: False)
+        try:
+            fn()
+        finally:
+            K.fast = fast
+    return run
+
+
+def bench_training(torch, rng, HD, T, with_numpy, reps, min_seconds):
     """One row: fwd+bwd milliseconds of ours, NumPy's and torch's, and the ratios."""
+    import numpy as np
+
+    from minillm.nn import attention as A
+    from minillm.nn.kernels import attention as KA
+
     q, k, v, dout = (rng.standard_normal((B, NH, T, HD), dtype=np.float32) for _ in range(4))
 
     def ours():
         out, lse = KA.attention_forward(q, k, v)
         KA.attention_backward(dout, q, k, v, out, lse)
 
+    @numpy_lines
     def numpy_ref():
-        out, lse = KA.attention_forward_ref(q, k, v)
-        KA.attention_backward_ref(dout, q, k, v, out, lse)
+        out, lse = A.causal_attention(q, k, v)
+        A.causal_attention_backward(dout, q, k, v, out, lse)
 
     fns = [ours, numpy_ref if with_numpy else None,
            torch_fwd_bwd(torch, q, k, v, dout) if torch else None]
@@ -91,19 +116,25 @@ def bench_training(np, K, torch, rng, HD, T, with_numpy, reps, min_seconds):
             "vs_torch": ratio(t_torch)}
 
 
-def bench_decode(np, K, rng, L, reps, min_seconds):
+def bench_decode(rng, L, reps, min_seconds):
     """Decode microseconds at the stories15M shape with a cache of L positions."""
+    import numpy as np
+
+    from minillm.nn import attention as A
+    from minillm.nn.kernels import attention as KA
+    from minillm.nn.kernels import c_lib
+
     b, nh, hd = DECODE
     q = rng.standard_normal((b, nh, hd), dtype=np.float32)                # (B, NH, HD)
     kc, vc = (rng.standard_normal((b, nh, L, hd), dtype=np.float32) for _ in range(2))
     lengths = np.full(b, L, np.int32)
-    ffi, lib = clib._load()
+    ffi, lib = c_lib()
     out = np.empty_like(q)
     ptrs = [ffi.from_buffer("float[]", x) for x in (out, q, kc, vc)]
     plen = ffi.from_buffer("int[]", lengths)
     raw = lambda: lib.attention_decode(*ptrs, plen, b, nh, nh, L, hd)
     wrapped = lambda: KA.attention_decode(q, kc, vc, lengths)
-    ref = lambda: KA.attention_decode_ref(q, kc, vc, lengths)
+    ref = numpy_lines(lambda: A.attention_decode(q, kc, vc, lengths))
     t_raw, t_wrap, t_ref = median_times([raw, wrapped, ref], reps, min_seconds)
     return {"kind": "decode", "B": b, "NH": nh, "HD": hd, "L": L, "ours_us": t_raw * 1e6,
             "wrapper_us": t_wrap * 1e6, "numpy_us": t_ref * 1e6}
@@ -132,7 +163,6 @@ def run(quick, threads):
     import numpy as np
 
     from minillm import clib
-    from minillm.nn.kernels import attention as KA
 
     if not clib.c_available():
         raise SystemExit(f"the C kernels are not loaded ({clib.load_error()}); nothing to measure")
@@ -152,11 +182,11 @@ def run(quick, threads):
     for HD in HDS:
         for T in TIMES:
             print(f"\rHD={HD} T={T}   ", end="", file=sys.stderr)
-            rows.append(bench_training(np, K, torch, rng, HD, T, not quick or T <= 256,
+            rows.append(bench_training(torch, rng, HD, T, not quick or T <= 256,
                                        reps if T < 1024 else max(3, reps // 2), min_seconds))
     print(file=sys.stderr)
     for L in DECODE_LENGTHS:
-        rows.append(bench_decode(np, K, rng, L, reps, 0.01))
+        rows.append(bench_decode(rng, L, reps, 0.01))
     return rows, targets_from(rows, torch is not None)
 
 

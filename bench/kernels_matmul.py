@@ -112,8 +112,15 @@ def time_pair(ours, ref, reps, min_seconds, settle):
     return samples
 
 
-def shape_pairs(np, K, rng, N, C, OC):
+# NumPy and minillm are imported inside the functions: OPENBLAS_NUM_THREADS must be set
+# (main) before NumPy first loads.
+
+def shape_pairs(rng, N, C, OC):
     """{op: (ours, numpy)} callables for one shape, on fresh random operands."""
+    import numpy as np
+
+    from minillm.nn.kernels import matmul as KM
+
     inp = rng.standard_normal((N, C), dtype=np.float32)              # (N, C)
     w = rng.standard_normal((OC, C), dtype=np.float32)               # (OC, C)
     dout = rng.standard_normal((N, OC), dtype=np.float32)            # (N, OC)
@@ -130,10 +137,14 @@ def shape_pairs(np, K, rng, N, C, OC):
     }
 
 
-def decode_pair(np, K, rng, C, OC):
+def decode_pair(rng, C, OC):
     """One decoding forward (N = 1): the C call as the decode path in minillm/generate/ makes it (cffi
     pointers made once, no wrapper checks) against NumPy's x @ W.T."""
-    ffi, lib = clib._load()
+    import numpy as np
+
+    from minillm.nn.kernels import c_lib
+
+    ffi, lib = c_lib()
     x = rng.standard_normal((1, C), dtype=np.float32)                   # (1, C)
     w = rng.standard_normal((OC, C), dtype=np.float32)                  # (OC, C)
     out, out_ref = np.empty((1, OC), np.float32), np.empty((1, OC), np.float32)
@@ -177,7 +188,6 @@ def run(quick, threads):
     import numpy as np
 
     from minillm import clib
-    from minillm.nn.kernels import matmul as KM
 
     if not clib.c_available():
         raise SystemExit(f"the C kernels are not loaded ({clib.load_error()}); nothing to measure")
@@ -203,8 +213,8 @@ def run(quick, threads):
         for i, (N, C, OC) in enumerate(dict.fromkeys(key[1:] for key in grid)):
             print(f"\rpass {p + 1}/{passes}, shape {i + 1}: N={N} C={C} OC={OC}      ", end="",
                   file=sys.stderr)
-            pairs = (shape_pairs(np, K, rng, N, C, OC) if N > 1 else
-                     {"decode_forward": decode_pair(np, K, rng, C, OC)})
+            pairs = (shape_pairs(rng, N, C, OC) if N > 1 else
+                     {"decode_forward": decode_pair(rng, C, OC)})
             for op, (ours, ref) in pairs.items():
                 new = time_pair(ours, ref, reps, min_seconds, settle)
                 for pooled, more in zip(samples[(op, N, C, OC)], new):

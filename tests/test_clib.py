@@ -52,18 +52,28 @@ def test_minillm_threads_env():
     assert out == "1"
 
 
-def test_fallback_matches_reference(rng):
-    # The wrappers' NumPy path (MINILLM_NO_C=1) returns the same results as the C path.
+def test_layers_run_their_numpy_lines_without_c(rng):
+    # MINILLM_NO_C=1: the same layer functions run their NumPy lines, with the C path's
+    # results (to rounding); calling a C wrapper raises a clear error instead.
     code = (
-        "import numpy as np; from minillm.nn.kernels import matmul as KM\n"
+        "import numpy as np; from minillm.nn import layers as L\n"
+        "from minillm.nn.kernels import matmul as KM\n"
         "r = np.random.default_rng(0)\n"
-        "x = r.standard_normal((5, 7), dtype=np.float32); w = r.standard_normal((3, 7), dtype=np.float32)\n"
-        "dw = np.ones((3, 7), np.float32); KM.matmul_backward_weight(x @ w.T, x, dweight=dw)\n"
-        "print(float(KM.matmul_forward(x, w).sum()), float(dw.sum()))"
+        "x = r.standard_normal((5, 7), dtype=np.float32)\n"
+        "w = r.standard_normal((3, 7), dtype=np.float32)\n"
+        "y, cache = L.linear_forward(x, w)\n"
+        "dw = np.ones((3, 7), np.float32); L.linear_backward(y, cache, dw=dw)\n"
+        "try:\n"
+        "    KM.matmul_forward(x, w); error = 'none'\n"
+        "except RuntimeError as e:\n"
+        "    error = 'not-loaded' if 'not loaded' in str(e) else 'other'\n"
+        "print(float(y.sum()), float(dw.sum()), error)"
     )
-    a = [float(s) for s in _in_subprocess(code, MINILLM_NO_C="1").split()]
-    b = [float(s) for s in _in_subprocess(code).split()]
-    np.testing.assert_allclose(a, b, rtol=1e-5)
+    *a, error_without = _in_subprocess(code, MINILLM_NO_C="1").split()
+    *b, error_with = _in_subprocess(code).split()
+    np.testing.assert_allclose([float(s) for s in a], [float(s) for s in b], rtol=1e-5)
+    assert error_without == "not-loaded"
+    assert error_with == ("none" if clib.c_available() else "not-loaded")
 
 
 # ---- csrc/: the .c files call each other in one direction --------------------------------

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minillm.nn.attention import attention_backward, attention_forward, merge_heads, split_qkv
-from minillm.nn.kernels import attention as KA
+from minillm.nn.attention import attention_backward, attention_cached, attention_forward
 from minillm.nn.layers import (embedding_backward, embedding_forward, linear_backward,
                                linear_forward, lm_head_loss_backward, lm_head_loss_forward,
                                rmsnorm_backward, rmsnorm_forward, rope_frequencies,
@@ -150,50 +149,20 @@ def mlp_backward(dy, cache):
     return dx, dw_gu[:H], dw_gu[H:], dw_down
 
 
-def attention_cached(h, p, config, freqs, kv, pos):
-    """a (B, T, C): attention_forward's lines for T new positions over a KV cache (inference).
-
-    kv = (kc, vc), this layer's cache rows (B, NKV, S, HD) float32. The new keys and values
-    go into the cache, and each query attends to every cached position up to its own:
-      pos an int: idx's tokens sit at pos..pos+T-1 in every row (prefill);
-      pos (B,) ints, T = 1: row b's one token sits at pos[b] (decode, rows at different
-      positions); freqs (B, HD/2) then holds each row's own rotation.
-    """
-    kc, vc = kv
-    B, T, _ = h.shape
-    NH, NKV = config.n_head, config.n_kv_head
-    wqkv = np.concatenate((p["wq"], p["wk"], p["wv"]))                  # (QD + 2 KD, C)
-    qkv, _ = linear_forward(h, wqkv)                                    # (B, T, QD + 2 KD)
-    if np.ndim(pos) == 0:
-        q, k, v = split_qkv(qkv, NH, NKV, freqs)                        # (B, NH|NKV, T, HD)
-        kc[:, :, pos:pos + T] = k
-        vc[:, :, pos:pos + T] = v
-        out = KA.attention_prefill(q, kc, vc, pos)                      # (B, NH, T, HD)
-    else:
-        # subtle: each row needs its own rotation, so the B rows are read as the time axis
-        # of one sequence (1, B, ...): split_qkv then rotates "time" b by freqs[b]
-        q, k, v = split_qkv(qkv.reshape(1, B, -1), NH, NKV, freqs)      # (1, NH|NKV, B, HD)
-        rows = np.arange(B)                                             # (B,)
-        kc[rows, :, pos] = k[0].transpose(1, 0, 2)                      # (B, NKV, HD) at [b, :, pos[b]]
-        vc[rows, :, pos] = v[0].transpose(1, 0, 2)
-        q = np.ascontiguousarray(q[0].transpose(1, 0, 2))               # (B, NH, HD)
-        out = KA.attention_decode(q, kc, vc, pos + 1)[:, :, None]       # (B, NH, 1, HD)
-    a, _ = linear_forward(merge_heads(out), p["wo"])                    # (B, T, C)
-    return a
-
-
 def block_forward(x, p, config, freqs, kv=None, pos=0):
     """x (B, T, C) -> (B, T, C) through one block; p = block_params(params, i).
 
-    With kv (this layer's KV cache, see attention_cached) the attention reads and extends
-    the cache, and nothing is kept for backward (the returned cache is None).
+    With kv (this layer's KV cache, see attention.attention_cached) the attention reads and
+    extends the cache, and nothing is kept for backward (the returned cache is None).
     """
     h, norm1 = rmsnorm_forward(x, p["attn_norm"], config.norm_eps)      # (B, T, C)
     if kv is None:
         a, attn = attention_forward(h, p["wq"], p["wk"], p["wv"], p["wo"],
                                     config.n_head, config.n_kv_head, freqs)  # (B, T, C)
     else:
-        a, attn = attention_cached(h, p, config, freqs, kv, pos), None  # (B, T, C)
+        a = attention_cached(h, p["wq"], p["wk"], p["wv"], p["wo"], config.n_head,
+                             config.n_kv_head, freqs, kv, pos)          # (B, T, C)
+        attn = None
     x2 = np.add(x, a, out=a)                                            # (B, T, C) residual
     h2, norm2 = rmsnorm_forward(x2, p["mlp_norm"], config.norm_eps)     # (B, T, C)
     m, mlp = mlp_forward(h2, p["w_gate"], p["w_up"], p["w_down"])       # (B, T, C)
@@ -257,7 +226,7 @@ def blocks_forward(params, config, idx, keep_cache=True, kv=None, pos=0):
     and the caches that lead to it (no block caches when keep_cache is False).
 
     kv = (k, v), lists of n_layer cache arrays (B, NKV, S, HD) float32: the KV cache of
-    idx's B rows, read and extended at the positions pos (see attention_cached).
+    idx's B rows, read and extended at the positions pos (see attention.attention_cached).
     """
     _check_idx(config, idx)
     B, T = idx.shape

@@ -4,10 +4,10 @@ frequencies, SwiGLU and the cross-entropy loss (fused with the LM head, chunk by
     out, cache = rmsnorm_forward(x, w)       # cache holds only what backward needs
     dx, dw = rmsnorm_backward(dout, cache)   # grads in the order of forward's inputs
 
-Each layer reshapes its arrays and calls one kernel wrapper per step (nn/kernels/): C on
-float32 arrays, else the wrapper's NumPy twin `<name>_ref`, where the math is written out
-(each docstring here states it too). So the layers are dtype-generic, and float64 arrays
-check every backward against central finite differences:
+Each layer's math is its NumPy lines, read top to bottom; above them the same step runs as
+one C call when kernels.fast(...) says so (the library is loaded and the arrays are float32
+and C-contiguous). Any other dtype takes the NumPy lines, so float64 arrays check every
+backward against central finite differences:
 
     python -m pytest tests/nn/test_layers.py
 
@@ -18,6 +18,7 @@ HD head dim, OC output channels.
 """
 import numpy as np
 
+from minillm.nn import kernels as K
 from minillm.nn.kernels import layers as KL
 from minillm.nn.kernels import matmul as KM
 
@@ -44,14 +45,24 @@ def embedding_backward(dout, cache, dweight=None):
     idx, (V, C) = cache
     if dweight is None:
         dweight = np.zeros((V, C), dtype=dout.dtype)                    # (V, C)
-    return KL.embedding_backward(dweight, _rows(dout), idx.reshape(-1))
+    rows, ids = _rows(dout), idx.reshape(-1)                            # (N, C), (N,)
+    if K.fast(dweight, rows):
+        return KL.embedding_backward(dweight, rows, ids)                # csrc/layers.c
+    # out[n] = weight[ids[n]]  ->  dweight[ids[n]] += dout[n], repeats added one by one
+    np.add.at(dweight, ids, rows)
+    return dweight
 
 
 # ---- linear: y = x W^T ------------------------------------------------------------------
 
 def linear_forward(x, w, out=None):
     """y (..., OC) = x (..., C) @ w (OC, C)^T, written into `out` when given."""
-    y = KM.matmul_forward(x, w, out)                                    # (..., OC)
+    if K.fast(x, w, out):
+        y = KM.matmul_forward(x, w, out)                                # csrc/matmul.c
+    elif out is None:
+        y = x @ w.T                                                     # (..., OC)
+    else:
+        y = np.matmul(x, w.T, out=out)                                  # (..., OC)
     return y, (x, w)
 
 
@@ -61,8 +72,19 @@ def linear_backward(dy, cache, dw=None, dx=None):
     dw accumulates (+=) into `dw` when given; dx is written into `dx` when given.
     """
     x, w = cache
-    dx = KM.matmul_backward_input(dy, w, dx)                            # (..., C)
-    dw = KM.matmul_backward_weight(dy, x, dw)                           # (OC, C)
+    if K.fast(dy, x, w, dw, dx):
+        dx = KM.matmul_backward_input(dy, w, dx)                        # csrc/matmul.c
+        dw = KM.matmul_backward_weight(dy, x, dw)
+        return dx, dw
+    OC, C = w.shape
+    # y = x w^T: each y[n, o] = sum_c x[n, c] w[o, c], so dx[n] = sum_o dy[n, o] w[o] and
+    # dw[o] = sum_n dy[n, o] x[n], summed over every row n of the batch
+    dx = dy @ w if dx is None else np.matmul(dy, w, out=dx)             # (..., C)
+    dw_rows = dy.reshape(-1, OC).T @ x.reshape(-1, C)                   # (OC, C)
+    if dw is None:
+        dw = dw_rows
+    else:
+        dw += dw_rows
     return dx, dw
 
 
@@ -71,19 +93,28 @@ def linear_backward(dy, cache, dw=None, dx=None):
 def rmsnorm_forward(x, w, eps=1e-5):
     """y (..., C) = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps) over the last axis."""
     x2 = _rows(x)                                                       # (N, C)
-    y, rstd = KL.rmsnorm_forward(x2, w, eps)                            # (N, C), (N,)
+    if K.fast(x2, w):
+        y, rstd = KL.rmsnorm_forward(x2, w, eps)                        # csrc/layers.c
+    else:
+        rstd = 1.0 / np.sqrt((x2 * x2).mean(axis=1) + eps)              # (N,)
+        y = x2 * rstd[:, None] * w                                      # (N, C)
     return y.reshape(x.shape), (x2, w, rstd)
 
 
 def rmsnorm_backward(dy, cache):
-    """dx (..., C), dw (C,) of y = x * rstd * w.
-
-    With s = sum_c dy_c w_c x_c (per row):
-        dw = sum over rows of dy * x * rstd
-        dx = rstd * dy * w - x * rstd^3 * s / C      (rstd depends on x: the second term)
-    """
+    """dx (..., C), dw (C,) of y = x * rstd * w."""
     x2, w, rstd = cache
-    dx, dw = KL.rmsnorm_backward(_rows(dy), x2, w, rstd)                # (N, C), (C,)
+    dy2 = _rows(dy)                                                     # (N, C)
+    if K.fast(dy2, x2, w, rstd):
+        dx, dw = KL.rmsnorm_backward(dy2, x2, w, rstd)                  # csrc/layers.c
+        return dx.reshape(dy.shape), dw
+    C = x2.shape[1]
+    # y = x * rstd * w: dw sums dy * x * rstd over the rows
+    dw = (dy2 * x2 * rstd[:, None]).sum(axis=0)                         # (C,)
+    # rstd = (mean(x^2) + eps)^(-1/2) depends on x too, d rstd / dx_c = -rstd^3 x_c / C:
+    #   dx = rstd * dy * w - x * rstd^3 * s / C   with s = sum_c dy_c w_c x_c per row
+    s = (dy2 * w * x2).sum(axis=1)                                      # (N,)
+    dx = rstd[:, None] * dy2 * w - x2 * (rstd ** 3 * s / C)[:, None]    # (N, C)
     return dx.reshape(dy.shape), dw
 
 
@@ -96,7 +127,7 @@ def rope_frequencies(T, HD, theta=10000.0, pos0=0, dtype=np.float32):
     computed in float64 and rounded once. A pair (x[2i], x[2i+1]) read as the complex number
     x[2i] + i x[2i+1], times freqs[t, i], is rotated by its angle:
         (x[2i] cos - x[2i+1] sin,  x[2i] sin + x[2i+1] cos)
-    attention.split_qkv applies it to q and k (KL.rope_split_qkv_ref has the NumPy).
+    nn/attention.py's split_qkv applies it to q and k.
     """
     inv_freq = theta ** (-np.arange(0, HD, 2, dtype=np.float64) / HD)   # (HD/2,)
     angles = np.outer(np.arange(pos0, pos0 + T, dtype=np.float64), inv_freq)  # (T, HD/2)
@@ -105,6 +136,14 @@ def rope_frequencies(T, HD, theta=10000.0, pos0=0, dtype=np.float32):
 
 # ---- SwiGLU: a = silu(g) * u, with g and u side by side in one array ---------------------
 
+def _sigmoid(g):
+    """1 / (1 + e^-g) from e = e^-|g| <= 1, so nothing overflows and nothing cancels:
+    1 / (1 + e) where g >= 0, e / (1 + e) where g < 0."""
+    with np.errstate(under="ignore"):                                   # e^-|g| -> 0 is right
+        e = np.exp(-np.abs(g))                                          # (N, H)
+    return np.where(g >= 0, 1.0, e) / (1.0 + e)                         # (N, H)
+
+
 def swiglu_forward(gu):
     """a (..., H) = silu(g) * u where gu (..., 2H) = [g | u] (the fused gate/up matmul).
 
@@ -112,18 +151,29 @@ def swiglu_forward(gu):
     which is cheaper than storing and reloading an (N, H) array of it.
     """
     gu2 = _rows(gu)                                                     # (N, 2H)
-    a = KL.swiglu_forward(gu2)                                          # (N, H)
+    if K.fast(gu2):
+        a = KL.swiglu_forward(gu2)                                      # csrc/layers.c
+    else:
+        H = gu2.shape[1] // 2
+        g, u = gu2[:, :H], gu2[:, H:]                                   # (N, H) views
+        a = g * _sigmoid(g) * u                                         # (N, H)
     return a.reshape(gu.shape[:-1] + (a.shape[1],)), (gu2, gu.shape)
 
 
 def swiglu_backward(da, cache):
-    """dgu (..., 2H) = [dg | du] of a = silu(g) * u.
-
-        du = da * silu(g)
-        dg = da * u * silu'(g),   silu'(g) = sig + silu(g) * (1 - sig)
-    """
+    """dgu (..., 2H) = [dg | du] of a = silu(g) * u."""
     gu2, shape = cache
-    return KL.swiglu_backward(_rows(da), gu2).reshape(shape)            # (..., 2H)
+    da2 = _rows(da)                                                     # (N, H)
+    if K.fast(da2, gu2):
+        return KL.swiglu_backward(da2, gu2).reshape(shape)              # csrc/layers.c
+    H = gu2.shape[1] // 2
+    g, u = gu2[:, :H], gu2[:, H:]                                       # (N, H) views
+    sig = _sigmoid(g)                                                   # (N, H) recomputed
+    # a = silu(g) * u  ->  du = da * silu(g),  dg = da * u * silu'(g), where
+    # silu'(g) = sig + g * sig * (1 - sig) = sig * (1 + g (1 - sig))
+    dg = da2 * u * (sig * (1.0 + g * (1.0 - sig)))                      # (N, H)
+    du = da2 * g * sig                                                  # (N, H)
+    return np.concatenate((dg, du), axis=1).reshape(shape)              # (..., 2H)
 
 
 # ---- cross-entropy, in place on the logits -----------------------------------------------
@@ -161,7 +211,21 @@ def cross_entropy_forward(logits, targets, loss_mask=None, normalizer=None):
         logits[...] = 0.0
         return 0.0, (logits,)
     coef = w / logits.dtype.type(normalizer)                            # (N,) dloss/dnll
-    nll = KL.cross_entropy_forward(logits, targets, coef)               # (N,), logits -> dlogits
+    if K.fast(logits, coef):
+        nll = KL.cross_entropy_forward(logits, targets, coef)           # csrc/layers.c, in place
+    else:
+        # nll_n = logsumexp(z_n) - z_n[t_n] with z = logits - the row's max (so e^z <= 1);
+        # dnll_n/dz_n = softmax(z_n) - onehot(t_n), written over the logits times coef_n
+        rows, counted = np.arange(N), coef != 0                         # (N,), (N,)
+        t = np.where(counted, targets, 0)                               # (N,) any valid id if not
+        with np.errstate(over="ignore", under="ignore"):                # -> -inf, e^-inf = 0: right
+            logits -= logits.max(axis=1, keepdims=True)                 # (N, V) z
+            z_t = logits[rows, t]                                       # (N,) the targets' z
+            np.exp(logits, out=logits)                                  # (N, V) e^z
+        s = logits.sum(axis=1)                                          # (N,) logsumexp = log(s)
+        logits *= (coef / s)[:, None]                                   # softmax * coef
+        logits[rows, t] -= coef                                         # - onehot * coef
+        nll = np.where(counted, np.log(s) - z_t, 0.0).astype(logits.dtype)  # (N,)
     loss = float(np.dot(w.astype(np.float64), nll.astype(np.float64))) / float(normalizer)
     return loss, (logits,)
 

@@ -8,9 +8,10 @@
 
 AdamW touches every parameter with the same elementwise formula, so the optimizer keeps all
 parameters in ONE flat float32 buffer (the caller's dict gets views of it), with gradients
-and moments laid out alike: a step is two passes over memory, both C kernels
-(nn/kernels/optim.py). The non-finite guard skips a step whose loss or global gradient norm
-is inf/nan, leaving weights, moments and the step count untouched.
+and moments laid out alike: a step is two passes over memory, adamw_update and grad_store
+below, each its NumPy lines with the C call (nn/kernels/optim.py) as the fast path. The
+non-finite guard skips a step whose loss or global gradient norm is inf/nan, leaving
+weights, moments and the step count untouched.
 
     python -m pytest tests/nn/test_optim.py
 
@@ -22,10 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from minillm import clib
+from minillm.nn import kernels as K
 from minillm.nn.kernels import optim as KO
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 ALIGN = 16             # each parameter starts on a 64-byte boundary of the flat buffer
+CHUNK = 65536          # floats per NumPy ufunc call: 256 KB per array, cache-resident
 
 
 def decays(name, value):
@@ -39,6 +42,79 @@ def decays(name, value):
     Llama recipes do not).
     """
     return value.ndim == 2 and name != "tok_emb"
+
+
+# ---- the passes over the flat buffers: NumPy, with the C call as the fast path -----------
+# use_c is the optimizer's choice, made once (AdamW.__init__): C when kernels.fast allows it.
+
+@dataclass(frozen=True)
+class AdamWCoefs:
+    """The per-step constants of the update (see AdamW._update for how they are derived):
+        m = b1 m + g1 g;  v = b2 v + g2 g^2;  p = p * decay - step_size * m / (sqrt(v) + eps_hat)
+    """
+    b1: float
+    b2: float
+    g1: float
+    g2: float
+    eps_hat: float
+    step_size: float
+    decay: float
+
+
+def adamw_update(p, m, v, g, n_decay, c, use_c):
+    """p, m, v (P,) updated in place from g (P,) with the constants c; values [0, n_decay)
+    also decay. The C update does these float32 operations in the same order: same bits.
+
+    NumPy: CHUNK values at a time, with 13 in-place ufunc calls (`out=`, no temporaries) per
+    chunk, so that each chunk's p, g, m, v stay in cache across the calls (rather than 13
+    passes over the whole buffer).
+    """
+    if use_c:
+        return KO.adamw_update(p, m, v, g, n_decay, c)                  # csrc/optim.c: one pass
+    tmp = np.empty(min(CHUNK, p.size), p.dtype)                         # (CHUNK,)
+    for s in range(0, p.size, CHUNK):
+        e = min(s + CHUNK, p.size)
+        t = tmp[:e - s]
+        ps, gs, ms, vs = p[s:e], g[s:e], m[s:e], v[s:e]
+        if s < n_decay and c.decay != 1.0:
+            ps[:n_decay - s] *= c.decay                 # decoupled weight decay
+        ms *= c.b1
+        np.multiply(gs, c.g1, out=t)
+        ms += t                                         # m = b1 m + (1-b1) g
+        np.multiply(gs, gs, out=t)
+        t *= c.g2
+        vs *= c.b2
+        vs += t                                         # v = b2 v + (1-b2) g^2
+        np.sqrt(vs, out=t)
+        t += c.eps_hat
+        np.divide(ms, t, out=t)
+        t *= c.step_size
+        ps -= t                                         # p -= step * m / (sqrt(v) + eps)
+
+
+def sum_squares(x, use_c):
+    """Sum of x^2 (any shape). C adds in double, in blocks and lanes fixed by the size alone
+    (the thread count and the address do not matter); NumPy adds float32 dot products of
+    CHUNK values in float64. Both agree to rounding, each with itself bit for bit."""
+    if use_c:
+        return KO.sum_squares(x)                                        # csrc/optim.c
+    flat = x.reshape(-1)                                                # (P,)
+    with np.errstate(over="ignore"):        # an overflow gives inf: the step is skipped
+        return math.fsum(float(np.dot(flat[s:s + CHUNK], flat[s:s + CHUNK]))
+                         for s in range(0, flat.size, CHUNK))
+
+
+def grad_store(dst, src, accumulate, use_c):
+    """dst = src (accumulate False) or dst += src, in place. Returns the new dst's sum of
+    squares when use_c (C sums them in the same pass, so the norm costs no extra read), else
+    None (the NumPy optimizer sums the whole gradient once, in AdamW.grad_norm)."""
+    if use_c and K.fast(src) and src.shape == dst.shape:
+        return KO.grad_store(dst, src, accumulate)                      # csrc/optim.c: one pass
+    if accumulate:                              # NumPy, or a gradient of another dtype or layout
+        dst += src
+    else:
+        np.copyto(dst, src)
+    return sum_squares(dst, use_c) if use_c else None
 
 
 def _norm(sumsq, scale):
@@ -61,11 +137,12 @@ class AdamW:
 
     Hyperparameters follow torch.optim.AdamW: betas (b1, b2), eps added to sqrt(v_hat),
     decoupled weight decay multiplied by the learning rate. use_c: run the passes over the
-    buffers in C (None: when the extension is loaded; False: the NumPy twins).
+    buffers in C (None: when kernels.fast allows it, i.e. the library is loaded; False: the
+    NumPy lines of adamw_update, grad_store and sum_squares).
 
     accumulate() copies (or adds) each gradient into the flat buffer and, in C, sums its
     squares in the same pass, so the global norm costs no extra read; step() clips with that
-    norm, then runs ONE fused AdamW pass (read p, g, m, v; write p, m, v). The NumPy twins
+    norm, then runs ONE fused AdamW pass (read p, g, m, v; write p, m, v). The NumPy lines
     give the update's same bits; the C sums of squares add in double, in blocks and lanes
     fixed by the size alone, so results depend neither on the thread count nor on where the
     arrays sit in memory: a resumed run is bit-identical. A gradient norm that overflows
@@ -75,10 +152,6 @@ class AdamW:
     def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0, use_c=None):
         self.b1, self.b2 = float(betas[0]), float(betas[1])
         self.eps, self.weight_decay = float(eps), float(weight_decay)
-        self.use_c = clib.c_available() if use_c is None else bool(use_c)
-        if self.use_c and not clib.c_available():
-            raise ValueError(f"use_c=True but the C kernels are not loaded "
-                             f"({clib.load_error()})")
         self.t = 0                                  # completed (non-skipped) updates
         # decayed parameters first, so decay applies to a prefix of the buffer
         names = sorted(params, key=lambda n: not decays(n, params[n]))
@@ -102,6 +175,10 @@ class AdamW:
             view[...] = params[name]
             params[name] = view                     # subtle: the caller's dict now holds views
         self.params = params
+        c_ok = K.fast(self.flat_p, self.flat_g, self.flat_m, self.flat_v)  # the library is loaded
+        self.use_c = c_ok if use_c is None else bool(use_c)
+        if self.use_c and not c_ok:
+            raise ValueError(f"use_c=True but the C kernels are not loaded ({clib.load_error()})")
         self._n_accum = 0
         self._sumsq = None          # sum of squares of flat_g, when accumulate() computed it
 
@@ -118,21 +195,10 @@ class AdamW:
             raise ValueError(f"gradient keys differ from parameters: missing {sorted(missing)}, "
                              f"unexpected {sorted(extra)}")
         add = self._n_accum > 0
-        parts = [self._store(dst, grads[name], add) for name, dst in self.grads.items()]
+        parts = [grad_store(dst, grads[name], add, self.use_c) for name, dst in self.grads.items()]
         # C: the copy also summed the squares, so step() need not read the gradient again
         self._sumsq = math.fsum(parts) if self.use_c else None
         self._n_accum += 1
-
-    def _store(self, dst, src, add):
-        """dst = src or dst += src; returns the new dst's sum of squares (C path) or None."""
-        if self.use_c and isinstance(src, np.ndarray) and src.dtype == np.float32 \
-                and src.shape == dst.shape and src.flags.c_contiguous:
-            return KO.grad_store(dst, src, add)      # one pass: store and sum
-        if add:                                 # NumPy path, or another dtype or layout
-            dst += src
-        else:
-            np.copyto(dst, src)
-        return KO.sum_squares(dst) if self.use_c else None
 
     def zero_grad(self):
         """Forget the accumulated gradient (the next accumulate() starts a new sum)."""
@@ -142,9 +208,9 @@ class AdamW:
     def grad_norm(self, scale=1.0):
         """Global L2 norm of scale * (accumulated gradient); nan if not finite in float32."""
         if self.use_c:      # per parameter, as accumulate() sums: the same bits
-            total = math.fsum(KO.sum_squares(g) for g in self.grads.values())
+            total = math.fsum(sum_squares(g, True) for g in self.grads.values())
         else:
-            total = KO.sum_squares_ref(self.flat_g)
+            total = sum_squares(self.flat_g, False)
         return _norm(total, scale)
 
     # ---- the update ---------------------------------------------------------------
@@ -182,15 +248,15 @@ class AdamW:
         #   p -= lr * m_hat / (sqrt(v_hat) + eps)
         #      = (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2))
         # The constants are computed here in float64 and rounded to float32 once.
-        coefs = KO.AdamWCoefs(
+        coefs = AdamWCoefs(
             b1=b1, b2=b2,
             g1=(1.0 - b1) * gscale,             # m = b1 m + (1 - b1) (s g)
             g2=(1.0 - b2) * gscale * gscale,    # v = b2 v + (1 - b2) (s g)^2
             eps_hat=self.eps * math.sqrt(bc2),
             step_size=lr * math.sqrt(bc2) / bc1,
             decay=1.0 - lr * self.weight_decay)  # decoupled: p *= 1 - lr wd, before the step
-        update = KO.adamw_update if self.use_c else KO.adamw_update_ref
-        update(self.flat_p, self.flat_m, self.flat_v, self.flat_g, self.n_decay, coefs)
+        adamw_update(self.flat_p, self.flat_m, self.flat_v, self.flat_g, self.n_decay, coefs,
+                     self.use_c)
 
     # ---- state for checkpoints ------------------------------------------------------
 

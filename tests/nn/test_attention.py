@@ -1,6 +1,8 @@
-"""The attention sublayer of minillm/nn/attention.py: forward against a per-head loop written
-from the definition, backward against float64 central finite differences (grouped KV heads),
-the float32 C-kernel path against float64, causality, RoPE and the head layouts.
+"""minillm/nn/attention.py: the sublayer's forward against a per-head loop written from the
+definition, backward against float64 central finite differences (grouped KV heads), the
+float32 C-kernel path against float64, causality, RoPE and the head layouts; the attention
+core's NumPy lines (lse, backward) and the cached variants (prefill, decode) as rows of the
+causal forward. The C kernels against these NumPy lines: tests/nn/kernels/test_attention.py.
 
     python -m pytest tests/nn/test_attention.py
 """
@@ -107,3 +109,59 @@ def test_rope_is_the_interleaved_formula(rng, pos0, dtype, tol):
     np.testing.assert_allclose(v, heads[:, NH + NKV:], rtol=tol, atol=tol)
     if pos0 == 0:
         np.testing.assert_allclose(q[:, :, 0], heads[:, :NH, 0], rtol=tol, atol=tol)  # unrotated
+
+
+# ---- the attention core and its cached variants, NumPy lines (float64) ----------------------
+
+def core_inputs(rng, B=2, NH=4, NKV=2, T=5, HD=3):
+    q = rng.standard_normal((B, NH, T, HD))                              # (B, NH, T, HD)
+    k = rng.standard_normal((B, NKV, T, HD))                             # (B, NKV, T, HD)
+    v = rng.standard_normal((B, NKV, T, HD))                             # (B, NKV, T, HD)
+    return q, k, v
+
+
+def test_lse_is_the_log_of_each_rows_softmax_denominator(rng):
+    q, k, v = core_inputs(rng)
+    _, lse = A.causal_attention(q, k, v)
+    for b, h, t in [(0, 0, 0), (1, 3, 4), (0, 2, 2)]:
+        kv = h // 2                                                      # NH // NKV = 2
+        scores = q[b, h, t] @ k[b, kv, :t + 1].T / np.sqrt(3)           # (t + 1,) causal
+        assert lse[b, h, t] == pytest.approx(np.log(np.exp(scores).sum()), rel=1e-12)
+
+
+def test_core_backward_matches_finite_differences(rng):
+    """D = rowsum(dout * out) and P rebuilt from lse, against float64 central differences;
+    query heads sharing a KV head add their dk, dv into it."""
+    q, k, v = core_inputs(rng)
+    R = rng.standard_normal(q.shape)                                     # upstream gradient
+    out, lse = A.causal_attention(q, k, v)
+    grads = A.causal_attention_backward(R, q, k, v, out, lse)
+    loss = lambda: float((A.causal_attention(q, k, v)[0] * R).sum())
+    for name, x, g in zip("qkv", (q, k, v), grads):
+        assert g.shape == x.shape, name
+        assert_grad_close(g, numeric_grad(loss, x))
+
+
+@pytest.mark.parametrize("pos0", [0, 1, 4])
+def test_prefill_and_decode_are_rows_of_the_forward(rng, pos0):
+    q, k, v = core_inputs(rng, T=7)
+    full, _ = A.causal_attention(q, k, v)                                # (B, NH, T, HD)
+    kc = np.full((2, 2, 9, 3), np.nan)                                   # capacity 9: NaN past T
+    vc = np.full((2, 2, 9, 3), np.nan)
+    kc[:, :, :7], vc[:, :, :7] = k, v
+    out = A.attention_prefill(q[:, :, pos0:], kc, vc, pos0)             # (B, NH, T - pos0, HD)
+    np.testing.assert_allclose(out, full[:, :, pos0:], rtol=1e-12, atol=1e-12)
+    # decode: row 0 at the last position, row 1 at position pos0 (ragged lengths)
+    qd = np.stack([q[0, :, 6], q[1, :, pos0]])                           # (B, NH, HD)
+    out = A.attention_decode(qd, kc, vc, np.array([7, pos0 + 1]))        # (B, NH, HD)
+    np.testing.assert_allclose(out, np.stack([full[0, :, 6], full[1, :, pos0]]), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_split_qkv_backward_matches_finite_differences(rng):
+    qkv = rng.standard_normal((B, T, (NH + 2 * NKV) * HD))
+    freqs = rope_frequencies(T, HD, theta=500.0, pos0=2, dtype=np.float64)
+    R = [rng.standard_normal(a.shape) for a in A.split_qkv(qkv, NH, NKV, freqs)]
+    dqkv = A.split_qkv_backward(*R, freqs)
+    loss = lambda: sum(float((a * r).sum()) for a, r in zip(A.split_qkv(qkv, NH, NKV, freqs), R))
+    assert_grad_close(dqkv, numeric_grad(loss, qkv))

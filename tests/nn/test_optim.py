@@ -1,6 +1,6 @@
 """AdamW (minillm/nn/optim.py) against torch.optim.AdamW, the LR schedules, clipping, the
 non-finite guard, and its C and NumPy paths across thread counts. The kernels themselves are
-checked against their twins in tests/nn/kernels/test_optim.py.
+checked against their NumPy twins in tests/nn/kernels/test_optim.py.
 
     python -m pytest tests/nn/test_optim.py
 """
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from minillm import clib
+from minillm.nn import optim as O
 from minillm.nn.kernels import optim as KO
-from minillm.nn.optim import AdamW, lr_cosine, lr_wsd
+from minillm.nn.optim import CHUNK, AdamW, lr_cosine, lr_wsd
 
 needs_c = pytest.mark.skipif(not clib.c_available(),
                              reason=f"C kernels not loaded: {clib.load_error()}")
@@ -141,12 +142,11 @@ def test_clipping_scales_to_the_max_norm(use_c):
 def test_chunked_update_matches_one_big_chunk(monkeypatch):
     """The NumPy update runs chunk by chunk (CHUNK floats); chunk edges must not change a
     bit. (No clipping here: the norm's float32 partial sums do depend on the chunking.)"""
-    CHUNK = KO.CHUNK
     big = {"a": np.random.default_rng(5).standard_normal((3 * CHUNK + 123,)).astype(np.float32),
            "w": np.random.default_rng(6).standard_normal((301, 777)).astype(np.float32)}
     outs = []
     for chunk in (CHUNK, 1 << 30):
-        monkeypatch.setattr(KO, "CHUNK", chunk)
+        monkeypatch.setattr(O, "CHUNK", chunk)
         params = {n: a.copy() for n, a in big.items()}
         opt = AdamW(params, weight_decay=0.1, use_c=False)
         rng = np.random.default_rng(7)

@@ -1,5 +1,7 @@
-"""The C attention kernels (csrc/attention*.c) against their NumPy twins in
-minillm/nn/kernels/attention.py, and the wrappers' argument checks.
+"""The C attention kernels (csrc/attention*.c, called through minillm/nn/kernels/attention.py)
+against their NumPy twins in minillm/nn/attention.py (causal_attention and its backward,
+attention_prefill, attention_decode, run on the same float32 arrays), and the wrappers'
+argument checks.
 
     python -m pytest tests/nn/kernels/test_attention.py -q
     MINILLM_KERNELS_PATH=runs/build-attn python -m pytest tests/nn/kernels/test_attention.py -q
@@ -18,10 +20,13 @@ import numpy as np
 import pytest
 
 from minillm import clib
+from minillm.nn import attention as A
 from minillm.nn.kernels import attention as KA
 
-pytestmark = pytest.mark.skipif(not clib.c_available(), reason="C kernels not built (these tests "
-                                "compare C with NumPy; tests/test_clib.py checks the fallback)")
+# numpy_lines (tests/nn/conftest.py): A.* run their NumPy lines, KA.* the C kernels
+pytestmark = [pytest.mark.skipif(not clib.c_available(), reason="C kernels not built (these "
+                                 "tests compare C with NumPy; tests/test_clib.py checks that)"),
+              pytest.mark.usefixtures("numpy_lines")]
 
 HEADS = [(1, 1), (4, 2), (6, 3), (4, 1)]           # (NH, NKV)
 TIMES = [1, 2, 7, 17, 64, 65, 100, 257]
@@ -49,12 +54,12 @@ def test_forward_and_backward_match_reference(rng, B, NH, NKV, T, HD):
     q, k, v = qkv(rng, B, NH, NKV, T, HD)
     q *= 2.0                                       # peakier softmax than unit scores
     out, lse = KA.attention_forward(q, k, v)
-    out_ref, lse_ref = KA.attention_forward_ref(q, k, v)
+    out_ref, lse_ref = A.causal_attention(q, k, v)
     close(out, out_ref)
     close(lse, lse_ref)
     dout = rng.standard_normal(out.shape, dtype=np.float32)
     grads = KA.attention_backward(dout, q, k, v, out, lse)
-    grads_ref = KA.attention_backward_ref(dout, q, k, v, out_ref, lse_ref)
+    grads_ref = A.causal_attention_backward(dout, q, k, v, out_ref, lse_ref)
     for name, g, g_ref in zip(("dq", "dk", "dv"), grads, grads_ref):
         assert g.shape == g_ref.shape, name
         close(g, g_ref)
@@ -66,12 +71,12 @@ def test_wide_heads_match_reference(rng, B, NH, NKV, T, HD):
     """HD past one register strip (64 floats): the products split their columns."""
     q, k, v = qkv(rng, B, NH, NKV, T, HD)
     out, lse = KA.attention_forward(q, k, v)
-    out_ref, lse_ref = KA.attention_forward_ref(q, k, v)
+    out_ref, lse_ref = A.causal_attention(q, k, v)
     close(out, out_ref)
     close(lse, lse_ref)
     dout = rng.standard_normal(out.shape, dtype=np.float32)
     for g, g_ref in zip(KA.attention_backward(dout, q, k, v, out, lse),
-                        KA.attention_backward_ref(dout, q, k, v, out_ref, lse_ref)):
+                        A.causal_attention_backward(dout, q, k, v, out_ref, lse_ref)):
         close(g, g_ref)
     close(KA.attention_prefill(np.ascontiguousarray(q[:, :, 9:]), k, v, 9), out_ref[:, :, 9:])
 
@@ -92,7 +97,7 @@ def test_backward_matches_finite_differences(rng):
     B, NH, NKV, T, HD = 2, 4, 2, 5, 3
     q, k, v = (x.astype(np.float64) for x in qkv(rng, B, NH, NKV, T, HD))
     R = rng.standard_normal((B, NH, T, HD))
-    loss = lambda q, k, v: float((KA.attention_forward_ref(q, k, v)[0] * R).sum())
+    loss = lambda q, k, v: float((A.causal_attention(q, k, v)[0] * R).sum())
     f32 = [x.astype(np.float32) for x in (q, k, v)]
     out, lse = KA.attention_forward(*f32)
     grads = KA.attention_backward(R.astype(np.float32), *f32, out, lse)
@@ -121,9 +126,9 @@ def test_prefill_equals_rows_of_the_forward(rng, pos0, Tq):
     kcache[:, :, :T], vcache[:, :, :T] = k, v
     qnew = np.ascontiguousarray(q[:, :, pos0:])
     out = KA.attention_prefill(qnew, kcache, vcache, pos0)
-    full, _ = KA.attention_forward_ref(q, k, v)
+    full, _ = A.causal_attention(q, k, v)
     close(out, full[:, :, pos0:])
-    close(out, KA.attention_prefill_ref(qnew, kcache[:, :, :T], vcache[:, :, :T], pos0))
+    close(out, A.attention_prefill(qnew, kcache[:, :, :T], vcache[:, :, :T], pos0))
 
 
 def test_chunked_prefill_matches_the_forward(rng):
@@ -150,7 +155,7 @@ def test_decode_with_ragged_lengths(rng, NH, NKV, HD):
         kcache[b, :, L:] = np.nan
         vcache[b, :, L:] = np.nan
     out = KA.attention_decode(q, kcache, vcache, lengths)
-    close(out, KA.attention_decode_ref(q, kcache, vcache, lengths))
+    close(out, A.attention_decode(q, kcache, vcache, lengths))
 
 
 def test_decode_equals_last_row_of_the_forward(rng):
@@ -193,7 +198,7 @@ def test_extreme_scores_stay_finite(rng):
     q, k, v = qkv(rng, 2, 4, 2, 100, 32)
     q *= 40.0
     out, lse = KA.attention_forward(q, k, v)
-    out_ref, lse_ref = KA.attention_forward_ref(q, k, v)
+    out_ref, lse_ref = A.causal_attention(q, k, v)
     assert np.isfinite(out).all() and np.isfinite(lse).all()
     close(out, out_ref)
     close(lse, lse_ref)
@@ -251,3 +256,13 @@ def test_decode_rejects_bad_lengths(rng):
     for lengths in ([0, 3], [3, 6], [3]):
         with pytest.raises(ValueError, match="lengths"):
             KA.attention_decode(q, cache, cache, lengths)
+
+
+def test_wrappers_take_only_float32_c_contiguous_arrays(rng):
+    q, k, v = qkv(rng, 1, 2, 1, 5, 8)
+    with pytest.raises(ValueError, match="float32"):
+        KA.attention_forward(q.astype(np.float64), k, v)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        KA.attention_forward(q, k[:, :, ::-1], v)
+    with pytest.raises(ValueError, match="positions"):
+        KA.attention_prefill(q, k, v, 1)                            # 1..5 past a cache of 5

@@ -1,5 +1,6 @@
-"""The elementwise-layer kernels (csrc/layers.c) against their NumPy twins in
-minillm/nn/kernels/layers.py, their argument checks, and their independence of the thread count.
+"""The elementwise-layer kernels (csrc/layers.c, called through minillm/nn/kernels/layers.py)
+against their NumPy twins, the NumPy lines of minillm/nn/layers.py and minillm/nn/attention.py;
+their argument checks, and their independence of the thread count.
 
     python -m pytest tests/nn/kernels/test_layers.py -q
 
@@ -15,14 +16,19 @@ magnitude; the shapes are odd and distinct, straddle the 16-lane vectors and the
 32-row blocks of RMSNorm's dweight, and the larger ones cross the size at which the
 kernels go parallel.
 """
-import os
-
 import numpy as np
 import pytest
 
 from minillm import clib
+from minillm.nn import attention as A
+from minillm.nn import layers as L
 from minillm.nn.kernels import layers as KL
 from minillm.nn.layers import rope_frequencies
+
+# numpy_lines (tests/nn/conftest.py): L.* and A.* run their NumPy lines, KL.* the C kernels
+pytestmark = [pytest.mark.skipif(not clib.c_available(), reason="C kernels not built (these "
+                                 "tests compare C with NumPy; tests/test_clib.py checks that)"),
+              pytest.mark.usefixtures("numpy_lines")]
 
 U = 2.0 ** -24
 SMALL_AND_PARALLEL = [(1, 1), (2, 13), (7, 33), (33, 17), (31, 5), (65, 259), (130, 129)]
@@ -39,14 +45,6 @@ def assert_within(ours, exact, tol, what):
     assert np.all(err <= tol), f"{what}: error {err[worst]:.3g} > bound {np.asarray(tol)[worst]:.3g} at {worst}"
 
 
-def test_the_c_kernels_are_under_test():
-    # Without the extension every comparison below would pass trivially (the wrappers
-    # fall back to the twins): say so loudly instead.
-    if os.environ.get("MINILLM_NO_C") == "1":
-        pytest.skip("MINILLM_NO_C=1 forces the NumPy references")
-    assert clib.c_available(), clib.load_error()
-
-
 # ---- RMSNorm ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("N, C", SMALL_AND_PARALLEL)
@@ -56,13 +54,13 @@ def test_rmsnorm_matches_twin(rng, N, C):
     dy = rng.standard_normal((N, C), dtype=np.float32)
     y, rstd = KL.rmsnorm_forward(x, w, 1e-5)
     x6, w6, dy6 = f64(x, w, dy)
-    y_ref, rstd_ref = KL.rmsnorm_forward_ref(x6, w6, 1e-5)
+    y_ref, (_, _, rstd_ref) = L.rmsnorm_forward(x6, w6, 1e-5)
     assert_within(rstd, rstd_ref, (C + 16) * U * rstd_ref, f"rstd N={N} C={C}")
     assert_within(y, y_ref, (C + 16) * U * np.abs(y_ref), f"y N={N} C={C}")
 
     dx, dw = KL.rmsnorm_backward(dy, x, w, rstd)
     r6 = rstd.astype(np.float64)
-    dx_ref, dw_ref = KL.rmsnorm_backward_ref(dy6, x6, w6, r6)
+    dx_ref, dw_ref = L.rmsnorm_backward(dy6, (x6, w6, r6))
     # dx = r dy w - x r^3 s / C: bound against both terms' magnitudes
     s_abs = np.abs(dy6 * w6 * x6).sum(axis=1)
     dx_scale = np.abs(r6[:, None] * dy6 * w6) + np.abs(x6) * (r6 ** 3 * s_abs / C)[:, None]
@@ -79,7 +77,7 @@ def test_swiglu_matches_twin(rng, N, H):
     da = rng.standard_normal((N, H), dtype=np.float32)
     a = KL.swiglu_forward(gu)
     gu6, da6 = f64(gu, da)
-    a_ref = KL.swiglu_forward_ref(gu6)
+    a_ref, _ = L.swiglu_forward(gu6)
     assert_within(a, a_ref, 16 * U * np.abs(a_ref), f"forward N={N} H={H}")
     dgu = KL.swiglu_backward(da, gu)
     g, u = gu6[:, :H], gu6[:, H:]
@@ -87,7 +85,8 @@ def test_swiglu_matches_twin(rng, N, H):
     # dg = da u sig (1 + g (1 - sig)) cancels near g = -1.28: bound by its terms' size
     dg_scale = np.abs(da6 * u) * sig * (1 + np.abs(g) * (1 - sig))
     scale = np.concatenate((dg_scale, np.abs(da6 * g) * sig), axis=1)
-    assert_within(dgu, KL.swiglu_backward_ref(da6, gu6), 16 * U * scale, f"backward N={N} H={H}")
+    dgu_ref = L.swiglu_backward(da6, (gu6, gu6.shape))
+    assert_within(dgu, dgu_ref, 16 * U * scale, f"backward N={N} H={H}")
 
 
 def test_swiglu_across_the_range_of_exp():
@@ -97,7 +96,7 @@ def test_swiglu_across_the_range_of_exp():
     with np.errstate(over="raise", invalid="raise", divide="raise"):   # underflow to 0 is fine
         a = KL.swiglu_forward(gu)
         dgu = KL.swiglu_backward(np.ones_like(a), gu)
-    a_ref = KL.swiglu_forward_ref(gu.astype(np.float64))
+    a_ref, _ = L.swiglu_forward(gu.astype(np.float64))
     kept = g >= -87.0                  # below, e^g leaves the normal floats and ours flushes it to 0
     assert_within(a[:, kept], a_ref[:, kept], 16 * U * np.abs(a_ref[:, kept]), "silu over [-87, 100]")
     assert np.all(np.abs(a[:, ~kept]) <= 100 * np.exp(-87.0))          # tiny (ours: exactly 0)
@@ -114,10 +113,10 @@ def test_rope_split_qkv_matches_twin(rng, B, T, NH, NKV, HD):
     qkv = rng.standard_normal((B, T, (NH + 2 * NKV) * HD), dtype=np.float32)
     freqs = rope_frequencies(T, HD, theta=500.0, pos0=3)                # complex64, (T, HD/2)
     q, k, v = KL.rope_split_qkv(qkv, NH, NKV, freqs)
-    q6, k6, v6 = KL.rope_split_qkv_ref(qkv.astype(np.float64), NH, NKV, freqs)
+    q6, k6, v6 = A.split_qkv(qkv.astype(np.float64), NH, NKV, freqs)
     # x0 cos - x1 sin: bound by |x0 cos| + |x1 sin|, the same for both outputs of a pair
-    qa, ka, _ = KL.rope_split_qkv_ref(np.abs(qkv).astype(np.float64), NH, NKV, np.abs(freqs.real) + 0j)
-    qb, kb, _ = KL.rope_split_qkv_ref(np.abs(qkv).astype(np.float64), NH, NKV, 1j * np.abs(freqs.imag))
+    qa, ka, _ = A.split_qkv(np.abs(qkv).astype(np.float64), NH, NKV, np.abs(freqs.real) + 0j)
+    qb, kb, _ = A.split_qkv(np.abs(qkv).astype(np.float64), NH, NKV, 1j * np.abs(freqs.imag))
     scale_q = np.abs(qa) + np.abs(qb)
     scale_k = np.abs(ka) + np.abs(kb)
     assert_within(q, q6, 16 * U * scale_q, f"q {B, T, NH, NKV, HD}")
@@ -126,9 +125,9 @@ def test_rope_split_qkv_matches_twin(rng, B, T, NH, NKV, HD):
 
     dq, dk, dv = (rng.standard_normal(a.shape, dtype=np.float32) for a in (q, k, v))
     dqkv = KL.rope_split_qkv_backward(dq, dk, dv, freqs)
-    ref = KL.rope_split_qkv_backward_ref(*f64(dq, dk, dv), freqs)
-    scale = (np.abs(KL.rope_split_qkv_backward_ref(*f64(np.abs(dq), np.abs(dk), np.abs(dv)), np.abs(freqs.real) + 0j))
-             + np.abs(KL.rope_split_qkv_backward_ref(*f64(np.abs(dq), np.abs(dk), np.abs(dv)), 1j * np.abs(freqs.imag))))
+    ref = A.split_qkv_backward(*f64(dq, dk, dv), freqs)
+    scale = (np.abs(A.split_qkv_backward(*f64(np.abs(dq), np.abs(dk), np.abs(dv)), np.abs(freqs.real) + 0j))
+             + np.abs(A.split_qkv_backward(*f64(np.abs(dq), np.abs(dk), np.abs(dv)), 1j * np.abs(freqs.imag))))
     assert_within(dqkv, ref, 16 * U * scale, f"dqkv {B, T, NH, NKV, HD}")
     # the backward is the forward's transpose: <forward(x), d> == <x, backward(d)>
     lhs = sum(float((a.astype(np.float64) * b).sum()) for a, b in ((q, dq), (k, dk), (v, dv)))
@@ -139,9 +138,9 @@ def test_rope_split_qkv_matches_twin(rng, B, T, NH, NKV, HD):
 def test_merge_and_split_heads_are_exact_transposes(rng, B, NH, T, HD):
     x = rng.standard_normal((B, NH, T, HD), dtype=np.float32)
     merged = KL.merge_heads(x)
-    np.testing.assert_array_equal(merged, KL.merge_heads_ref(x))
+    np.testing.assert_array_equal(merged, A.merge_heads(x))
     np.testing.assert_array_equal(KL.split_heads(merged, NH), x)
-    np.testing.assert_array_equal(KL.split_heads(merged, NH), KL.split_heads_ref(merged, NH))
+    np.testing.assert_array_equal(KL.split_heads(merged, NH), A.split_heads(merged, NH))
 
 
 # ---- softmax cross-entropy -------------------------------------------------------------
@@ -155,10 +154,14 @@ def test_cross_entropy_matches_twin(rng, N, V):
     targets[::3] = -1                                                   # ignored ids are allowed there
     ours = logits.copy()
     losses = KL.cross_entropy_forward(ours, targets, coef)
+    # the twin: the layer's NumPy lines with w = coef (loss_mask) and normalizer 1, so that
+    # its coef is ours; it returns sum(coef * losses) and leaves dlogits in `ref`
     ref = logits.astype(np.float64)
-    ref_losses = KL.cross_entropy_forward_ref(ref, targets, coef.astype(np.float64))
+    ref_loss, _ = L.cross_entropy_forward(ref, targets, coef.astype(np.float64), normalizer=1.0)
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     t = np.maximum(targets, 0)
+    ref_losses = np.where(coef != 0, np.log(np.exp(z).sum(axis=1)) - z[np.arange(N), t], 0.0)
+    assert float(np.dot(coef, losses)) == pytest.approx(ref_loss, rel=1e-5, abs=1e-6)
     loss_scale = 1.0 + np.abs(z[np.arange(N), t])                       # log(sum) + |target logit|
     assert_within(losses, ref_losses, (V + 16) * U * loss_scale, f"losses N={N} V={V}")
     onehot = np.zeros((N, V))
@@ -187,7 +190,8 @@ def test_embedding_backward_adds_rows_in_order(rng, N, V, C):
     base = rng.standard_normal((V, C), dtype=np.float32)
     ours = KL.embedding_backward(base.copy(), dout, idx)
     # rows are added one by one in position order, as np.add.at does: bit-identical
-    np.testing.assert_array_equal(ours, KL.embedding_backward_ref(base.copy(), dout, idx))
+    twin = L.embedding_backward(dout, (idx, (V, C)), dweight=base.copy())
+    np.testing.assert_array_equal(ours, twin)
 
 
 # ---- threads and argument checks -------------------------------------------------------
@@ -225,17 +229,19 @@ def test_results_do_not_depend_on_the_thread_count():
             np.testing.assert_array_equal(a, b)
 
 
-def test_other_dtypes_and_layouts_run_the_twin(rng):
+def test_wrappers_take_only_float32_c_contiguous_arrays(rng):
     x = rng.standard_normal((3, 4))                                      # float64
-    y, rstd = KL.rmsnorm_forward(x, np.ones(4), 1e-5)
-    assert y.dtype == np.float64
-    np.testing.assert_array_equal(y, KL.rmsnorm_forward_ref(x, np.ones(4), 1e-5)[0])
+    with pytest.raises(ValueError, match="float32"):
+        KL.rmsnorm_forward(x, np.ones(4), 1e-5)
     gu = rng.standard_normal((6, 4), dtype=np.float32).T                 # (4, 6) not contiguous
-    np.testing.assert_array_equal(KL.swiglu_forward(gu), KL.swiglu_forward_ref(gu))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        KL.swiglu_forward(gu)
+    table = np.zeros((3, 4), np.float32)
+    table.setflags(write=False)
+    with pytest.raises(ValueError, match="writable"):
+        KL.embedding_backward(table, x.astype(np.float32), [0, 1, 2])
 
 
-@pytest.mark.skipif(not clib.c_available(), reason="aliasing is refused on the C path only "
-                    "(the kernels are not built)")
 def test_outputs_must_not_overlap_inputs():
     x = np.zeros((3, 4), np.float32)
     with pytest.raises(ValueError, match="overlap"):
