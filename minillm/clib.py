@@ -1,13 +1,14 @@
 """The C kernel library (csrc/, compiled through cffi into minillm._kernels): loading it,
 its runtime facts, and the argument checks every wrapper runs before C sees a pointer.
 
-Each wrapper module (minillm/nn/kernels/*.py for the model, minillm/tokenizer/fast.py for
-BPE) calls `load()` and uses the C function when it returns a library, else its NumPy twin.
+The wrapper modules (minillm/nn/kernels/*.py for the model, minillm/tokenizer/fast.py for
+BPE) call `_load()` to reach the C functions; the code that calls them runs its NumPy twin
+instead when the library is not there (the model's layers ask minillm.nn.kernels.fast).
 MINILLM_NO_C=1 disables the extension, MINILLM_THREADS sets the kernels' OpenMP threads
 (default: all cores), MINILLM_KERNELS_PATH loads a build from another directory (the
 sanitizer build of csrc/build.py). `minillm info` prints what is in use.
 
-Read next: minillm/nn/kernels/matmul.py, the first wrapper with its NumPy twin.
+Read next: minillm/nn/layers.py, the first layers with their NumPy math and C calls.
 """
 import importlib.util
 import os
