@@ -1,40 +1,107 @@
-"""`minillm chat render | search`: look at the chat format and the search tool.
+"""`minillm chat render | search`, the interactive chat, and `minillm sft`.
 
     minillm chat render conversations.jsonl [--tokenizer PATH] [--index N] [--json] [--max-len N]
     minillm chat search --run default "who founded Velmora"        (builds the index on first use)
+    minillm chat --ckpt runs/default/sft [--temperature 0.6]        (talk to it: terminal.py)
+    minillm sft --ckpt runs/default/base --out runs/default/sft --data conversations.jsonl
 
 `render` prints each conversation as tokens, the supervised ones coloured (render.py);
 --json prints one {"index", "ids", "mask", "tokens"} line per conversation instead.
-`search` prints the passages the search tool would paste into the context.
+`search` prints the passages the search tool would paste into the context. With no action,
+--ckpt starts the terminal chat. `minillm sft` fine-tunes (sft.py); its exit status is 130
+when Ctrl-C stopped it (after writing a checkpoint).
 
-minillm/cli.py calls add_arguments(parser) and run(args): subcommands are an explicit table
-(ACTIONS); the interactive chat and `chat eval` join it with the SFT stage.
+minillm/cli.py calls add_arguments(parser) and run(args) for `chat` (actions: the explicit
+table ACTIONS), add_sft_arguments and run_sft for `sft`.
 
-Read next: template.py, render.py, search.py, tools.py.
+Read next: template.py, render.py, search.py, tools.py, sft.py, terminal.py.
 """
 import json
 import os
 import sys
 from pathlib import Path
 
+from minillm import clib
 from minillm.chat import render as view
+from minillm.chat import terminal
 from minillm.chat.search import BM25Index, clean_documents
+from minillm.chat.sft import SFTConfig, sft
 from minillm.chat.template import ConversationTooLong, load_conversations, render
 from minillm.common import UserError, runs_dir
 from minillm.tokenizer.cli import default_tokenizer_path, load_any
 
 
 def add_arguments(parser):
+    a = parser.add_argument_group("the interactive chat (no action)").add_argument
+    a("--ckpt", help="talk to this checkpoint (e.g. runs/default/sft)")
+    a("--temperature", type=float, default=0.6, help="0 = greedy (default 0.6; /temp X changes it)")
+    a("--max-tokens", type=int, default=256, help="new tokens per reply (default 256)")
+    a("--seed", type=int, default=0, help="random seed (default 0)")
+    a("--system", help="a system message for the conversation")
+    a("--search-index", type=Path, help="BM25 index for the search tool (default <ckpt>/../chat/search.npz)")
+    a("--threads", type=int, help="kernel threads (default all cores)")
     sub = parser.add_subparsers(dest="action", metavar="action")
     add_render_arguments(sub.add_parser("render", help="show conversations as tokens, the supervised ones coloured"))
     add_search_arguments(sub.add_parser("search", help="query the BM25 search tool over a run's clean corpus"))
 
 
 def run(args):
+    if args.action is None and args.ckpt:
+        return run_terminal(args)
     action = ACTIONS.get(args.action)
     if action is None:
-        raise UserError(f"give an action: {', '.join(ACTIONS)} (e.g. `minillm chat render FILE.jsonl`)")
+        raise UserError(f"give an action: {', '.join(ACTIONS)} (e.g. `minillm chat render FILE.jsonl`), "
+                        "or --ckpt DIR to talk to a checkpoint")
     return action(args)
+
+
+def run_terminal(args):
+    terminal.check_settings(args.temperature, args.max_tokens)
+    if args.threads:
+        clib.set_num_threads(args.threads)
+    chat, note = terminal.open_chat(args.ckpt, args.search_index, temperature=args.temperature,
+                                    max_tokens=args.max_tokens, seed=args.seed, system=args.system)
+    sys.stdout.write(terminal.banner(chat, args.ckpt, note))
+    terminal.run_chat(chat, sys.stdin, sys.stdout)
+
+
+def add_sft_arguments(parser):
+    """`minillm sft` flags. Unset flags stay None so --resume can tell them apart."""
+    a = parser.add_argument
+    a("--ckpt", help="the base checkpoint to fine-tune (e.g. runs/default/base)")
+    a("--out", help="the SFT checkpoint to write (default <ckpt>/../sft)")
+    a("--data", help="conversations .jsonl (default <ckpt>/../chat/conversations.jsonl)")
+    a("--resume", action="store_true", default=None, help="continue the SFT run in --out")
+    a("--force", action="store_true", default=None, help="replace the SFT run in --out")
+    g = parser.add_argument_group("optimisation").add_argument
+    g("--steps", type=int, help="optimizer steps (default: --epochs passes over the data)")
+    g("--epochs", type=float, help="passes over the train conversations when --steps is unset (default 1)")
+    g("--batch-size", type=int, help="conversations per step (default 8)")
+    g("--lr", type=float, help="peak learning rate (default: a quarter of the base run's)")
+    g("--min-lr", type=float, help="final learning rate (default lr/10)")
+    g("--warmup", type=int, help="warmup steps (default min(20, steps/10))")
+    g("--schedule", choices=["cosine", "wsd"], help="LR schedule (default cosine)")
+    g("--weight-decay", type=float, help="AdamW weight decay (default 0)")
+    g("--clip", type=float, help="max global gradient norm, 0 = off (default 1.0)")
+    g("--seed", type=int, help="conversation order (default 0)")
+    g = parser.add_argument_group("bookkeeping").add_argument
+    g("--eval-frac", type=float, help="held out when no conversation has split \"eval\" (default 0.1)")
+    g("--eval-every", type=int, help="steps between held-out losses (default 50)")
+    g("--eval-batches", type=int, help="batches per held-out loss, 0 = all (default 0)")
+    g("--ckpt-every", type=int, help="steps between checkpoints (default 0: at the end)")
+    g("--log-every", type=int, help="steps between metrics.jsonl lines (default 1)")
+    g("--metrics", help="metrics file (default <out>/../metrics.jsonl)")
+    g("--threads", type=int, help="threads for kernels and optimizer (default all cores)")
+    g("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+
+
+def run_sft(args):
+    """`minillm sft`: fine-tune a base checkpoint on conversations."""
+    config = SFTConfig(**{k: v for k, v in vars(args).items() if v is not None})
+    if not config.resume and not config.ckpt:
+        raise UserError("--ckpt is required: the base checkpoint to fine-tune (or --out DIR --resume)")
+    result = sft(config)
+    return 130 if result.interrupted else 0
 
 
 def add_render_arguments(parser):
