@@ -1,7 +1,8 @@
 """Training throughput and quality: minillm against the same model in PyTorch eager.
 
     python bench/train.py --quick --threads 2   # throughput, nanoGPT shape only (~1 minute)
-    python bench/train.py --threads 2           # both shapes, peak RSS, tinyshakespeare run
+    python bench/train.py --threads 2           # both shapes, SFT, peak RSS, tinyshakespeare run
+    python bench/train.py --sft --threads 2     # only the SFT step against the pretraining step
 
 Throughput is tokens/s of a full training step (forward, backward, clipping, AdamW) on
 random tokens, for
@@ -15,6 +16,13 @@ else foreach=True. Both use --threads (torch.set_num_threads, clib.set_num_threa
 OPENBLAS_NUM_THREADS). Rounds of minillm steps and torch steps alternate, so a noisy
 neighbour hurts both alike; the median step time is reported, with minillm's split into
 forward / backward / optimizer.
+
+SFT (not in --quick; alone with --sft, no PyTorch needed): on the speedrun shape, the
+SFT step (chat/sft.py: a batch of whole conversations padded to the longest, the loss masked
+to the assistant's tokens) against the pretraining step (full windows), rounds alternating.
+Conversations have random lengths from T/4 to T + 1 tokens, the second half of each
+supervised. Reported: real (not padding) tokens/s of the SFT step, its padded tokens/s, and
+the pretraining step's tokens/s.
 
 Quality (not in --quick): nanoGPT's CPU recipe, byte-level, on ../shared/data/text/
 tinyshakespeare.txt: 2000 steps, batch 12, context 64, 4 layers x 4 heads x 128, AdamW
@@ -59,9 +67,9 @@ def make_minillm_step(config, params):
 
     opt = AdamW(params, betas=(0.9, 0.95), weight_decay=0.1)
 
-    def step(x, y, split):
+    def step(x, y, split, loss_mask=None):
         t0 = time.perf_counter()
-        loss, cache = gpt.forward(params, config, x, y)
+        loss, cache = gpt.forward(params, config, x, y, loss_mask=loss_mask)
         t1 = time.perf_counter()
         grads = gpt.backward(cache)
         t2 = time.perf_counter()
@@ -136,6 +144,65 @@ def throughput(name, config, B, rounds, steps_per_round, warmup=2):
     return summarize(ours, B * config.context_len), summarize(theirs, B * config.context_len), kind
 
 
+def sft_batches(config, B, rng, n=4):
+    """n SFT batches (x, y, w) as chat/sft.py makes them (collate): B conversations of
+    random lengths, padded to the batch's longest, the second half of each supervised."""
+    import numpy as np
+
+    from minillm.chat.sft import collate
+
+    batches = []
+    for _ in range(n):
+        examples = []
+        for _ in range(B):
+            L = int(rng.integers(config.context_len // 4, config.context_len + 2))
+            ids = rng.integers(0, config.vocab_size, L)                              # (L,)
+            examples.append((ids, (np.arange(L) >= L // 2).astype(np.uint8)))        # (L,) mask
+        batches.append(collate(examples, pad_id=0))
+    return batches
+
+
+def sft_vs_pretrain(config, B, rounds, steps_per_round, warmup=2):
+    """Median step time of an SFT step and a pretraining step on one shape, alternating."""
+    import numpy as np
+
+    from minillm.nn import gpt
+
+    step = make_minillm_step(config, gpt.init_params(config, seed=0))
+    rng = np.random.default_rng(0)
+    pre = [rng.integers(0, config.vocab_size, (B, config.context_len + 1)) for _ in range(4)]
+    pre = [(w[:, :-1], w[:, 1:], None) for w in pre]                                 # (B, T) each
+    sft = sft_batches(config, B, rng)
+    ours_pre, ours_sft, scratch = [], [], []
+    for i in range(warmup):
+        step(*pre[i % 4][:2], scratch)
+        step(*sft[i % 4][:2], scratch, sft[i % 4][2])
+    for r in range(rounds):
+        for i in range(steps_per_round):
+            step(*pre[i % 4][:2], ours_pre)
+        for i in range(steps_per_round):
+            x, y, w = sft[i % 4]
+            step(x, y, ours_sft, w)
+        print(f"  sft: round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    real = statistics.mean(int((y >= 0).sum()) for _, y, _ in sft)
+    padded = statistics.mean(x.size for x, _, _ in sft)
+    supervised = statistics.mean(float(w.sum()) for _, _, w in sft)
+    out = summarize(ours_sft, real)
+    out.update(padded_tokens_per_s=padded / (out["step_ms"] / 1e3), padding=1 - real / padded,
+               supervised=supervised / real)
+    return out, summarize(ours_pre, B * config.context_len)
+
+
+def print_sft(config, B, sft, pre, threads):
+    print(f"\nSFT step vs pretraining step, speedrun shape ({config.n_layer} layers, {config.n_embd} wide, "
+          f"context {config.context_len}, batch {B}), {threads} threads; median step")
+    print(f"sft       minillm  {sft['tokens_per_s']:>10,.0f} real tokens/s ({sft['padded_tokens_per_s']:,.0f} "
+          f"padded; {sft['padding']:.0%} padding, {sft['supervised']:.0%} of real tokens supervised), "
+          f"step {sft['step_ms']:.1f} ms")
+    print(f"pretrain  minillm  {pre['tokens_per_s']:>10,.0f} tokens/s, step {pre['step_ms']:.1f} ms; "
+          f"sft / pretrain (real tokens) {sft['tokens_per_s'] / pre['tokens_per_s']:.2f}x")
+
+
 def summarize(splits, tokens):
     totals = [sum(s) for s in splits]
     med = statistics.median(totals)
@@ -199,15 +266,19 @@ def target(value, goal, met):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="nanoGPT shape throughput only")
+    parser.add_argument("--sft", action="store_true", help="only the SFT step vs the pretraining step")
     parser.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     args = parser.parse_args(argv)
     from minillm.common import num_cores
     threads = args.threads or num_cores()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))   # before NumPy loads BLAS
-    import torch
-
     from minillm import clib
     clib.set_num_threads(threads)
+    if args.sft:
+        config, B = shapes()["speedrun"]
+        print_sft(config, B, *sft_vs_pretrain(config, B, 3, 3), threads)
+        return
+    import torch
     torch.set_num_threads(threads)
     load = os.getloadavg()[0]
     print(f"bench/train.py: {threads} threads, {'quick' if args.quick else 'full'}, C kernels "
@@ -221,6 +292,9 @@ def main(argv=None):
         ours, theirs, kind = throughput(name, config, B, *plan[name])
         rows[name] = (ours, theirs)
     print_table(rows, threads, kind)
+    if not args.quick:
+        config, B = shapes()["speedrun"]
+        print_sft(config, B, *sft_vs_pretrain(config, B, 3, 3), threads)
 
     targets = {}
     for name in ("nanogpt", "speedrun"):
