@@ -309,8 +309,9 @@ def setup_state(config):
         steps = config.steps or max(1, math.ceil(config.epochs * len(train) / config.batch_size))
         lr = config.lr or LR_FRAC * meta.get("train", {}).get("lr", default_lr(model.n_embd))
         config = dataclasses.replace(
-            config, steps=steps, lr=lr, data=str(config.data_path()), min_lr=lr / 10 if config.min_lr is None else config.min_lr,
-            warmup=min(20, steps // 10) if config.warmup is None else config.warmup)
+            config, steps=steps, lr=lr, min_lr=lr / 10 if config.min_lr is None else config.min_lr,
+            warmup=min(20, steps // 10) if config.warmup is None else config.warmup,
+            data=str(config.data_path()))
     optimizer = AdamW(params, betas=config.betas, weight_decay=config.weight_decay)
     trainer = {}
     if config.resume:

@@ -12,7 +12,7 @@ result into the sequence; the call and its result show inline as they happen:
     assistant> [calculator: 17*23 -> 391] It is 391.
 
 /reset forgets the conversation, /temp X sets the sampling temperature, /quit (or the end
-of the input) leaves. When the conversation outgrows the context, render_prompt drops the
+of the input) leaves; Ctrl-C stops a reply. When the conversation outgrows the context, render_prompt drops the
 oldest exchanges and a line says so. Input is any text stream, so tests script it.
 
 Read next: sft.py (how the checkpoint learned the format), minillm/generate/engine.py.
@@ -63,7 +63,8 @@ def open_chat(ckpt, index=None, **settings):
         note = f"search: {path}"
     else:
         engine.register_tool("search", lambda query: NO_SEARCH)
-        note = f"search: off (no index at {path}; build it with `minillm chat search --build`)"
+        note = (f"search: off (no index at {path}; build it with "
+                f"`minillm chat search --build --run {Path(ckpt).parent}`)")
     chat = Chat(engine, **settings)
     chat.reset()
     return chat, note
@@ -88,7 +89,12 @@ def run_chat(chat, inp=sys.stdin, out=sys.stdout):
             if command(chat, text.split(), out):
                 return
             continue
-        reply(chat, text, out)
+        try:
+            reply(chat, text, out)
+        except KeyboardInterrupt:                # Ctrl-C stops the reply, not the chat
+            if chat.history and chat.history[-1]["role"] == "user":
+                chat.history.pop()               # the exchange never finished: forget it
+            out.write("\n[stopped; the exchange is forgotten]\n")
 
 
 def command(chat, words, out):

@@ -165,7 +165,8 @@ def test_long_conversations_keep_whole_exchanges(run, tok):
 
 
 def test_bad_data_names_file_and_line(run, tok):
-    (run / "bad.jsonl").write_text(json.dumps(CONVS[0]) + "\n" + json.dumps([U("hi"), {"role": "bot", "content": "x"}]) + "\n")
+    bad = [U("hi"), {"role": "bot", "content": "x"}]
+    (run / "bad.jsonl").write_text(json.dumps(CONVS[0]) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(UserError, match=r"bad.jsonl:2: message 2 has unknown role 'bot'"):
         sft(config(run, data=str(run / "bad.jsonl")))
 
@@ -242,7 +243,7 @@ def test_resume_after_ctrl_c_is_bit_identical(run, monkeypatch, capsys):
 def test_out_rule(run):
     out = run / "sft"
     sft(config(run, steps=2))                                        # missing: created
-    with pytest.raises(UserError, match=r"holds an SFT run at step 2 of 2: --resume continues it, --force replaces it"):
+    with pytest.raises(UserError, match="holds an SFT run at step 2 of 2: --resume continues it, --force replaces"):
         sft(config(run, steps=2))
     assert sft(config(run, steps=3, force=True)).steps == 3          # replaced: a fresh run
     assert json.loads((out / "config.json").read_text())["train"]["total_steps"] == 3

@@ -119,3 +119,18 @@ def test_a_reply_cut_at_max_tokens_says_so(ckpt):
     chat, out = session(ckpt, "hi\n", max_tokens=4)
     assert out.splitlines()[1:3] == ["assistant> [calculator: 17*23", "[the reply was cut at 4 tokens]"]
     assert chat.history[-1] == {"role": "assistant", "content": "17*23"}   # an unfinished call: its text
+
+
+def test_ctrl_c_stops_a_reply_not_the_chat(ckpt, monkeypatch):
+    real, calls = terminal.show, [0]
+
+    def show(stream, tok, out):
+        calls[0] += 1
+        if calls[0] == 1:
+            raise KeyboardInterrupt
+        return real(stream, tok, out)
+
+    monkeypatch.setattr(terminal, "show", show)
+    chat, out = session(ckpt, "first\nsecond\n")
+    assert "[stopped; the exchange is forgotten]" in out and f"assistant> {REPLY}" in out
+    assert [m["content"] for m in chat.history if m["role"] == "user"] == ["second"]
