@@ -286,10 +286,25 @@ class SFTResult:
 
 def sft(config):
     """Run (or, with config.resume, continue) SFT; returns an SFTResult."""
+    check_settings(config)
     check_out(config.out_dir(), config.ckpt, config.resume, config.force)
     if config.resume:
         config = resume_config(config)
     return sft_loop(setup_state(config))
+
+
+def check_settings(c):
+    """One-line errors for settings that cannot train (so --steps 0 never means "default")."""
+    rules = [("--steps", c.steps, c.steps is None or c.steps >= 1, "at least 1"),
+             ("--epochs", c.epochs, c.epochs > 0, "above 0"),
+             ("--batch-size", c.batch_size, c.batch_size >= 1, "at least 1"),
+             ("--lr", c.lr, c.lr is None or 0 < c.lr < math.inf, "a positive number"),
+             ("--min-lr", c.min_lr, c.min_lr is None or 0 <= c.min_lr < math.inf, "a number >= 0"),
+             ("--warmup", c.warmup, c.warmup is None or c.warmup >= 0, "at least 0"),
+             ("--eval-frac", c.eval_frac, 0 <= c.eval_frac < 1, "in [0, 1)")]
+    for flag, value, ok, wanted in rules:
+        if not ok:
+            raise UserError(f"{flag} {value}: must be {wanted}")
 
 
 def setup_state(config):

@@ -297,3 +297,11 @@ def test_cli(run, capsys):
     assert json.loads((run / "sft" / "config.json").read_text())["step"] == 3
     with pytest.raises(UserError, match="--ckpt is required"):
         cli.run_sft(parser.parse_args(["--steps", "3"]))
+
+
+@pytest.mark.parametrize("flag,value", [("steps", 0), ("batch_size", 0), ("lr", float("nan")), ("lr", -1.0),
+                                        ("eval_frac", 1.0), ("epochs", 0)])
+def test_settings_that_cannot_train_are_refused(run, flag, value):
+    with pytest.raises(UserError, match=f"--{flag.replace('_', '-')} {value}: must be"):
+        sft(config(run, **{flag: value}))
+    assert not (run / "sft").exists()
