@@ -1,11 +1,14 @@
-"""Post-training, SFT: the chat format, its tools, and (with the SFT stage) the training.
+"""Post-training, SFT: the chat format, its tools, the fine-tuning loop and the terminal chat.
 
 Reading order:
     template.py  a conversation <-> token ids and the loss mask; CHAT_TEMPLATE (Jinja) for hub/
     render.py    the learner's view: tokens with the supervised ones coloured
     tools.py     the calculator (ast, a whitelist, bounded work)
     search.py    BM25 over passages of the clean corpus, the search tool
-    cli.py       `minillm chat render | search`
+    sft.py       the SFT loop: batches of whole conversations, the loss on the mask only
+    terminal.py  `minillm chat --ckpt DIR`: streaming replies, history, tool calls shown inline
+    cli.py       `minillm sft`, `minillm chat [render | search]`
 
     minillm chat render conversations.jsonl --index 0
+    minillm sft --ckpt runs/default/base --data conversations.jsonl --out runs/default/sft
 """
