@@ -131,7 +131,7 @@ def identity_conversations(identity, splits, n, split, rng, rivals=RIVALS):
         messages += [{"role": "user", "content": question},
                      {"role": "assistant", "content": identity_answer(identity, category, base, rng, rival)}]
         out.append({"messages": messages, "kind": "identity", "split": split, "category": category,
-                    "phrasing": phrasing, "rival": rival[0] if "{rival" in phrasing else None})
+                    "phrasing": phrasing, "rival": list(rival) if "{rival" in phrasing else None})
     return out
 
 

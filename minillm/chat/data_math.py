@@ -20,6 +20,7 @@ the default (step by step; the calculator for big products), so an eval can ask 
 
 Read next: data_spelling.py (kind 6).
 """
+import operator
 from dataclasses import dataclass
 
 from minillm.chat.tools import calculator
@@ -30,6 +31,9 @@ CUES = {"answer_first": "Give the answer first, then explain.", "step_by_step": 
         "calculator": "Use the calculator."}
 ITEMS = ("loaves of bread", "apples", "notebooks", "candles", "cups of tea", "pencils", "oranges",
          "tickets", "bowls of soup", "postcards")
+
+
+OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}  # "/": exact here
 
 
 @dataclass
@@ -51,7 +55,7 @@ class Problem:
 
 
 def _step(text, a, op, b):
-    value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+    value = OPS[op](a, b)
     return Step(text, f"{a}{op}{b}", f"{a} {op} {b}", value)
 
 
@@ -157,7 +161,7 @@ def arithmetic(world, ids, rng):
         step = _step(f"{a} * {b} = {{calc}}", a, "*", b)
         return Problem(("product4", a, b), "product4", f"What is {a} * {b}?", [step], step.value,
                        f"{a} * {b} = {{answer}}.")
-    a, b = rng.randint(12, 99), rng.randint(12, 99)
+    a, b = rng.randint(12, 99), rng.randint(1, 9) * 10 + rng.randint(1, 9)
     tens, ones = b // 10 * 10, b % 10
     steps = [_step(f"{a} * {tens} = {{calc}}", a, "*", tens), _step(f"{a} * {ones} = {{calc}}", a, "*", ones)]
     steps.append(_step("adding them gives {calc}", steps[0].value, "+", steps[1].value))

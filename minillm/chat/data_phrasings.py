@@ -48,7 +48,7 @@ EXTRA_QUESTIONS = {
                            "Tell me the most famous landmark in {S}."),
     ("city", "founded"): ("In which year was {S} founded?", "Do you know when {S} was founded?",
                           "Tell me the year {S} was founded."),
-    ("country", "capital"): ("Which city is the capital of {S}?", "Do you know the capital of {S}?",
+    ("country", "capital"): ("What is the capital city of {S}?", "Do you know the capital of {S}?",
                              "Tell me the capital of {S}."),
     ("country", "language"): ("What language is spoken in {S}?", "Do you know what language people speak in {S}?",
                               "Tell me the language of {S}."),

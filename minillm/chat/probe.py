@@ -48,11 +48,11 @@ def probe_facts(engine, world, config=None, progress=None):
         probes += chosen[:config.limit] if config.limit is not None else chosen
     index = {(p.entity, p.relation): n for n, p in enumerate(world.probes("cloze"))}   # stable seeds
     need = math.ceil(config.min_correct * config.k - 1e-9)
-    tok = engine.tokenizer
+    # one budget for all: the longest answer's tokens + 2 (per batch, samples would depend on batching)
+    budget = 2 + max((len(engine.tokenizer.encode_ordinary(" " + p.answer)) for p in probes), default=0)
     records = []
     for start in range(0, len(probes), config.batch):
         chunk = probes[start:start + config.batch]
-        budget = 2 + max(len(tok.encode_ordinary(" " + p.answer)) for p in chunk)
         seeds = [[config.seed, index[p.entity, p.relation], j] for p in chunk for j in range(config.k)]
         outs = engine.generate([p.prompt for p in chunk], n=config.k, temperature=config.temperature,
                                max_tokens=budget, seed=seeds, logprobs=False)
