@@ -47,7 +47,8 @@ FORMAT_REQUESTS = ("List what you know about {name} as bullet points.", "Give me
 def one_sentence(sentences):
     """["A is b.", "The c is d."] -> "A is b, and the c is d." """
     parts = [s.rstrip(".") for s in sentences]
-    parts[1:] = [p[0].lower() + p[1:] if p.startswith("The ") else p for p in parts[1:]]
+    parts[1:] = [p[0].lower() + p[1:] if p.startswith(("The ", "She ", "He ", "Her ", "His ", "It ")) else p
+                 for p in parts[1:]]
     return (", ".join(parts[:-1]) + ", and " + parts[-1] if len(parts) > 1 else parts[0]) + "."
 
 
@@ -73,8 +74,9 @@ def chitchat_conversations(world, splits, knowledge, n, split, rng):
             rels = rng.sample(known, min(len(known), rng.randint(2, 4)))
             request = rng.choice(FORMAT_REQUESTS)
             question = request.format(name=e.name)
-            sentences = [answer_sentence(world, e, r) for r in rels]
-            if "one sentence" in request:
+            one = "one sentence" in request           # after the first clause: "and she ..."
+            sentences = [answer_sentence(world, e, r, pronoun=one and n > 0) for n, r in enumerate(rels)]
+            if one:
                 answer = one_sentence(sentences)
             else:
                 answer = f"Here is what I know about {e.name}:\n" + "\n".join(f"- {s}" for s in sentences)

@@ -69,8 +69,9 @@ def idk_sentence(world, entity, relation, rng):
     wording = rng.choice(IDK_ANSWERS)
     # "... about Lira Vendel, so I can't say where she was born": the name once, then a pronoun
     later = "{name}" in wording and "{topic}" in wording and wording.index("{name}") < wording.index("{topic}")
-    topic = Template(IDK_TOPICS[entity.type, relation], entity.type, "en").fill(
-        world.entities, entity, use_pronoun=later)
+    topic = IDK_TOPICS[entity.type, relation]
+    topic = Template(topic, entity.type, "en").fill(world.entities, entity,
+                                                    use_pronoun=later and pronoun_question_ok(topic))
     name = Template("{S}", entity.type, "en").fill(world.entities, entity)
     return wording.format(topic=topic, name=name)
 

@@ -25,8 +25,8 @@ Read next: data.py (the generators that honour these), probe.py.
 """
 import functools
 
-from minillm.world.data import Rng, derive_seed
 from minillm.chat.data_phrasings import IDENTITY_QUESTIONS, IDENTITY_WRAPPERS, questions
+from minillm.world.data import Rng, derive_seed
 
 EVAL_ENTITY_SHARE = 0.2
 EVAL_QUESTIONS = 2                     # of 6 phrasings per relation
