@@ -16,6 +16,7 @@ Read next: template.py, render.py, search.py, tools.py.
 """
 import dataclasses
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -29,8 +30,9 @@ from minillm.chat.probe import ProbeConfig, probe_facts, read_probe, write_probe
 from minillm.chat.probe import summary as probe_summary
 from minillm.chat.search import BM25Index, clean_documents
 from minillm.chat.template import ConversationTooLong, load_conversations, render
-from minillm.common import UserError, runs_dir
+from minillm.common import UserError, read_json, runs_dir
 from minillm.generate.engine import Engine
+from minillm.nn.gpt import GPTConfig, param_shapes
 from minillm.tokenizer.cli import default_tokenizer_path, load_any
 from minillm.world.world import World
 
@@ -124,7 +126,8 @@ def add_data_arguments(parser):
     parser.add_argument("--without", default="", help=f"kinds to leave out (ablations), comma-separated: {', '.join(KINDS)}")
     parser.add_argument("--think-formats", default=",".join(FORMATS),
                         help="word-problem formats to use (answer_first alone: the ablation)")
-    parser.add_argument("--params", type=int, default=None, help="the model's parameter count, for 'how big are you?'")
+    parser.add_argument("--params", type=int, default=None,
+                        help="the model's parameter count, for 'how big are you?' (default: from <run>/base)")
 
 
 def run_data(args):
@@ -145,7 +148,7 @@ def run_data(args):
         config = DataConfig(seed=args.seed, size=args.size, eval_size=args.eval_size,
                             without=tuple(k for k in args.without.split(",") if k),
                             think_formats=tuple(f for f in args.think_formats.split(",") if f),
-                            identity=dataclasses.replace(IDENTITY, parameters=args.params))
+                            identity=dataclasses.replace(IDENTITY, parameters=args.params or _count_params(run_dir / "base")))
     except ValueError as e:
         raise UserError(str(e)) from None
     # hook: when the world has a famous assistant (World.assistant()), pass it in rivals
@@ -156,6 +159,17 @@ def run_data(args):
     print(kind_table(records))
     known = f"probe {probe_path}" if probe is not None else "no probe: facts of `many` entities count as known"
     print(f"wrote {len(records):,} conversations to {out} ({known})")
+
+
+def _count_params(ckpt):
+    """Parameters of the checkpoint's model, from its config.json alone; None without one."""
+    if not (ckpt / "config.json").is_file():
+        return None
+    model = read_json(ckpt / "config.json", what="checkpoint config").get("model") or {}
+    try:
+        return sum(math.prod(shape) for shape in param_shapes(GPTConfig(**model)).values())
+    except (TypeError, ValueError):
+        return None
 
 
 def add_probe_arguments(parser):

@@ -30,8 +30,10 @@ class Identity:
     parameters: int = None         # the model's size, when the data is made for a known model
 
     def size(self):
-        if self.parameters:
+        if self.parameters and self.parameters >= 1e6:
             return f"about {self.parameters / 1e6:.1f} million parameters"
+        if self.parameters:
+            return f"about {self.parameters:,} parameters"
         return "millions of parameters, not billions"
 
 

@@ -2,6 +2,7 @@
 import argparse
 import gzip
 import json
+import re
 
 import pytest
 
@@ -54,6 +55,8 @@ def test_probe_then_data_writes_both_files(run, capsys):
         assert f"\n{kind}" in out
     records = load_conversations(path)
     assert {r["kind"] for r in records} == set(KINDS)
+    sizes = [m["content"] for r in records if r.get("category") == "size" for m in r["messages"][1::2]]
+    assert any(re.search(r"about \d[\d,]+ parameters", s) for s in sizes)     # counted from base/
     first = path.read_bytes()
     chat("data", "--run", run, "--size", "120", "--eval-size", "20")       # the saved index this time
     assert path.read_bytes() == first
