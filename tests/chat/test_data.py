@@ -1,7 +1,11 @@
 """data.py and the kinds (data_*.py): every kind made and valid, determinism, answers that
 match the fact table, word problems recomputed, held-out items never in train."""
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +23,7 @@ from minillm.world.probes import normalize
 from minillm.world.world import World
 
 CONFIG = DataConfig(size=350, eval_size=70)
+ROOT = Path(__file__).resolve().parents[2]          # the checkout: `python -c` imports minillm from here
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +249,14 @@ def test_kind_table_lists_every_kind(records):
     for kind in KINDS:
         assert re.search(rf"^{kind}\s+\d+\s+\d+", table, re.M)
     assert re.search(r"^total\s+\d+\s+\d+", table, re.M)
+
+
+def test_bytes_do_not_depend_on_the_hash_seed(tmp_path):
+    """No set or dict order leaks in: two interpreters with different PYTHONHASHSEED agree."""
+    script = ("import hashlib, json; from minillm.world.world import World; "
+              "from minillm.chat.data import DataConfig, generate_conversations; "
+              "rs = generate_conversations(World.build(seed=0, size='smoke'), DataConfig(size=150, eval_size=20)); "
+              "print(hashlib.sha256(json.dumps(rs).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed},
+                              capture_output=True, text=True, check=True, cwd=ROOT).stdout for seed in ("1", "2")}
+    assert len(digests) == 1
