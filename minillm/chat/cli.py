@@ -1,9 +1,11 @@
-"""`minillm chat render | search`, the interactive chat, and `minillm sft`.
+"""`minillm chat [render | search | data | probe]`, the interactive chat, and `minillm sft`.
 
     minillm chat render conversations.jsonl [--tokenizer PATH] [--index N] [--json] [--max-len N]
     minillm chat search --run default "who founded Velmora"        (builds the index on first use)
-    minillm chat --ckpt runs/default/sft [--temperature 0.6]        (talk to it: terminal.py)
+    minillm chat probe --ckpt runs/default/base        -> runs/default/chat/probe.jsonl (probe.py)
+    minillm chat data --run default                    -> runs/default/chat/conversations.jsonl (data.py)
     minillm sft --ckpt runs/default/base --out runs/default/sft --data conversations.jsonl
+    minillm chat --ckpt runs/default/sft [--temperature 0.6]        (talk to it: terminal.py)
 
 `render` prints each conversation as tokens, the supervised ones coloured (render.py);
 --json prints one {"index", "ids", "mask", "tokens"} line per conversation instead.
@@ -14,21 +16,32 @@ when Ctrl-C stopped it (after writing a checkpoint).
 minillm/cli.py calls add_arguments(parser) and run(args) for `chat` (actions: the explicit
 table ACTIONS), add_sft_arguments and run_sft for `sft`.
 
-Read next: template.py, render.py, search.py, tools.py, sft.py, terminal.py.
+Read next: template.py, render.py, search.py, tools.py, data.py, probe.py, sft.py, terminal.py.
 """
+import dataclasses
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from minillm import clib
 from minillm.chat import render as view
 from minillm.chat import terminal
+from minillm.chat.data import IDENTITY, KINDS, DataConfig, generate_conversations, kind_table, write_conversations
+from minillm.chat.data_math import FORMATS
+from minillm.chat.probe import ProbeConfig, probe_facts, read_probe, write_probe
+from minillm.chat.probe import summary as probe_summary
 from minillm.chat.search import BM25Index, clean_documents
 from minillm.chat.sft import SFTConfig, sft
 from minillm.chat.template import ConversationTooLong, load_conversations, render
-from minillm.common import UserError, runs_dir
+from minillm.common import UserError, read_json, runs_dir
+from minillm.generate.engine import Engine
+from minillm.nn.gpt import GPTConfig, param_shapes
 from minillm.tokenizer.cli import default_tokenizer_path, load_any
+from minillm.world.world import World
 
 
 def add_arguments(parser):
@@ -43,6 +56,8 @@ def add_arguments(parser):
     sub = parser.add_subparsers(dest="action", metavar="action")
     add_render_arguments(sub.add_parser("render", help="show conversations as tokens, the supervised ones coloured"))
     add_search_arguments(sub.add_parser("search", help="query the BM25 search tool over a run's clean corpus"))
+    add_data_arguments(sub.add_parser("data", help="generate the SFT conversations from a run's world"))
+    add_probe_arguments(sub.add_parser("probe", help="ask the base model every fact k times: known / unknown"))
 
 
 def run(args):
@@ -167,4 +182,96 @@ def run_search(args):
         print(f"\n{rank}. score {hit['score']:.3f}  [{hit['source']}]\n{hit['text']}")
 
 
-ACTIONS = {"render": run_render, "search": run_search}
+def add_data_arguments(parser):
+    parser.add_argument("--run", default="default", help="run name or directory with world/ and clean/")
+    parser.add_argument("--probe", type=Path, default=None,
+                        help="the base model's probe.jsonl (default <run>/chat/probe.jsonl when it exists)")
+    parser.add_argument("--out", type=Path, default=None, help="default <run>/chat/conversations.jsonl")
+    parser.add_argument("--size", type=int, default=DataConfig.size, help="train conversations")
+    parser.add_argument("--eval-size", type=int, default=DataConfig.eval_size, help="held-out conversations")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--without", default="", help=f"kinds to leave out (ablations), comma-separated: {', '.join(KINDS)}")
+    parser.add_argument("--think-formats", default=",".join(FORMATS),
+                        help="word-problem formats to use (answer_first alone: the ablation)")
+    parser.add_argument("--params", type=int, default=None,
+                        help="the model's parameter count, for 'how big are you?' (default: from <run>/base)")
+
+
+def run_data(args):
+    run_dir = Path(args.run) if Path(args.run).is_dir() else runs_dir() / args.run
+    if not (run_dir / "world").is_dir():
+        raise UserError(f"no world in {run_dir}; build one with `minillm world build --out {run_dir / 'world'}`")
+    world = World.load(run_dir / "world")
+    probe_path = args.probe or run_dir / "chat" / "probe.jsonl"
+    probe = read_probe(probe_path) if args.probe or probe_path.exists() else None
+    index_path = run_dir / "chat" / "search.npz"
+    if index_path.exists():
+        index = BM25Index.load(index_path)
+    else:
+        index = BM25Index.build(clean_documents(run_dir))
+        index.save(index_path)
+        print(f"indexed {len(index.texts):,} passages of {run_dir / 'clean'}; wrote {index_path}")
+    try:
+        config = DataConfig(seed=args.seed, size=args.size, eval_size=args.eval_size,
+                            without=tuple(k for k in args.without.split(",") if k),
+                            think_formats=tuple(f for f in args.think_formats.split(",") if f),
+                            identity=dataclasses.replace(IDENTITY, parameters=args.params or _count_params(run_dir / "base")))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    # hook: when the world has a famous assistant (World.assistant()), pass it in rivals
+    records = generate_conversations(world, config, probe, index)
+    out = args.out or run_dir / "chat" / "conversations.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_conversations(records, out)
+    print(kind_table(records))
+    known = f"probe {probe_path}" if probe is not None else "no probe: facts of `many` entities count as known"
+    print(f"wrote {len(records):,} conversations to {out} ({known})")
+
+
+def _count_params(ckpt):
+    """Parameters of the checkpoint's model, from its config.json alone; None without one."""
+    if not (ckpt / "config.json").is_file():
+        return None
+    model = read_json(ckpt / "config.json", what="checkpoint config").get("model") or {}
+    try:
+        return sum(math.prod(shape) for shape in param_shapes(GPTConfig(**model)).values())
+    except (TypeError, ValueError):
+        return None
+
+
+def add_probe_arguments(parser):
+    parser.add_argument("--ckpt", type=Path, required=True, help="the base model's checkpoint directory")
+    parser.add_argument("--world", type=Path, default=None, help="default: the checkpoint's run/world")
+    parser.add_argument("--out", type=Path, default=None, help="default <run>/chat/probe.jsonl")
+    parser.add_argument("-k", type=int, default=ProbeConfig.k, help="samples per fact")
+    parser.add_argument("--temperature", type=float, default=ProbeConfig.temperature)
+    parser.add_argument("--min-correct", type=float, default=ProbeConfig.min_correct,
+                        help="share of right samples for 'known' (default all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="at most this many facts per bucket")
+
+
+def run_probe(args):
+    run_dir = Path(args.ckpt).resolve().parent
+    world_dir = args.world or run_dir / "world"
+    if not Path(world_dir).is_dir():
+        raise UserError(f"no world at {world_dir}; pass --world DIR")
+    world = World.load(world_dir)
+    engine = Engine.from_checkpoint(args.ckpt)
+    config = ProbeConfig(k=args.k, temperature=args.temperature, min_correct=args.min_correct,
+                         seed=args.seed, limit=args.limit)
+    with tqdm(desc="probe", unit="fact", mininterval=0.5) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+        records = probe_facts(engine, world, config, progress)
+    out = args.out or run_dir / "chat" / "probe.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_probe(records, out)
+    print(f"{'bucket':<7}{'facts':>7}{'known':>8}{'right samples':>15}")
+    for bucket, n, known, right in probe_summary(records):
+        print(f"{bucket:<7}{n:>7}{known:>8.1%}{right:>15.1%}")
+    print(f"wrote {len(records):,} probe records to {out}")
+
+
+ACTIONS = {"render": run_render, "search": run_search, "data": run_data, "probe": run_probe}

@@ -1,0 +1,244 @@
+"""Kind 5 of the SFT conversations: tokens to think, word problems about mini-world entities.
+
+A transformer does a fixed amount of computation per token, so a multi-step problem must be
+spread over tokens: each intermediate result written down before the next step uses it.
+Every problem (shopping at a person's local prices, a company's boxes, ages from birth
+years, distances between cities; 2 to 4 steps, integer arithmetic) is written in one of:
+
+    answer_first   "Lira spends 62 crowns. 3 loaves at 4 crowns cost 3 * 4 = 12 ..."
+                   (the answer must come out of one token's computation: the bad format)
+    step_by_step   "Step 1: 3 loaves at 4 crowns cost 3 * 4 = 12 crowns. Step 2: ... So ..."
+    calculator     the same steps, each product through the tool:
+                   <|python_start|>3*4<|python_end|><|output_start|>12<|output_end|>
+
+plus bare arithmetic ("What is 4821 * 3377?": the calculator; two-digit products split into
+tens and ones). Half the prompts name their format ("Think step by step."); the others get
+the default (step by step; the calculator for big products), so an eval can ask for either.
+
+    problem = make_problem(world, rng)   # Problem(key, question, steps, answer, ...)
+    exprs and values of every step are in the record, so a test recomputes them.
+
+Read next: data_spelling.py (kind 6).
+"""
+import operator
+from dataclasses import dataclass
+
+from minillm.chat.tools import calculator
+from minillm.world.templates import pronoun
+
+FORMATS = ("answer_first", "step_by_step", "calculator")
+CUES = {"answer_first": "Give the answer first, then explain.", "step_by_step": "Think step by step.",
+        "calculator": "Use the calculator."}
+ITEMS = ("loaves of bread", "apples", "notebooks", "candles", "cups of tea", "pencils", "oranges",
+         "tickets", "bowls of soup", "postcards")
+
+
+OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}  # "/": exact here
+
+
+@dataclass
+class Step:
+    text: str        # "3 loaves at 4 crowns each cost {calc} crowns"; {calc} is where the result goes
+    expr: str        # "3*4", what the calculator is given
+    shown: str       # "3 * 4", how the step writes it
+    value: int
+
+
+@dataclass
+class Problem:
+    key: tuple       # template name and the numbers: splits.problem(key) decides its split
+    template: str
+    question: str
+    steps: list      # [Step]
+    answer: int
+    final: str       # "Lira Vendel spends {answer} crowns in all."
+
+
+def _step(text, a, op, b):
+    value = OPS[op](a, b)
+    return Step(text, f"{a}{op}{b}", f"{a} {op} {b}", value)
+
+
+def _people(world, ids, rng, n):
+    people = [i for i in ids if world.entities[i].type == "person"]
+    return [world.entities[i] for i in rng.sample(people, n)] if len(people) >= n else None
+
+
+def shopping(world, ids, rng):
+    [p] = _people(world, ids, rng, 1) or [None]
+    if p is None:
+        return None
+    country = world.entities[world.entities[p.links["home_city"]].links["country"]]
+    cur = country.attrs["currency"]
+    i1, i2 = rng.sample(ITEMS, 2)
+    a, x, b, y = rng.randint(2, 9), rng.randint(2, 19), rng.randint(2, 9), rng.randint(2, 19)
+    she = pronoun(p, "he")
+    steps = [_step(f"{a} {i1} at {x} {cur} each cost {{calc}} {cur}", a, "*", x),
+             _step(f"{b} {i2} at {y} {cur} each cost {{calc}} {cur}", b, "*", y)]
+    steps.append(_step(f"together that is {{calc}} {cur}", steps[0].value, "+", steps[1].value))
+    question = (f"{p.name} lives in {world.entities[p.links['home_city']].name}, where people pay in "
+                f"{cur}. {pronoun(p, 'He')} buys {a} {i1} at {x} {cur} each and {b} {i2} at {y} {cur} each.")
+    if rng.chance(0.4):
+        note = (steps[-1].value // 100 + 1) * 100
+        steps.append(_step(f"the change from {note} {cur} is {{calc}} {cur}", note, "-", steps[-1].value))
+        question += f" {pronoun(p, 'He')} pays with a {note} {cur} note. How much change does {she} get?"
+        final = f"{p.name} gets {{answer}} {cur} in change."
+    else:
+        question += f" How much does {she} spend in all?"
+        final = f"{p.name} spends {{answer}} {cur} in all."
+    return Problem(("shopping", p.id, i1, i2, a, x, b, y, len(steps)), "shopping", question, steps,
+                   steps[-1].value, final)
+
+
+def factory(world, ids, rng):
+    orgs = [world.entities[i] for i in ids if world.entities[i].type == "org"]
+    if not orgs:
+        return None
+    o = rng.choice(orgs)
+    a, b, d = rng.randint(3, 40), rng.randint(4, 25), rng.randint(2, 9)
+    steps = [_step("each day it packs {calc} items", a, "*", b),
+             _step(f"in {d} days that is {{calc}} items", a * b, "*", d)]
+    question = (f"{o.name} makes {o.attrs['industry']}. Each day it fills {a} boxes, and each box "
+                f"holds {b} items.")
+    sold = 0
+    if rng.chance(0.5):
+        sold = rng.randint(1, a * b * d - 1)
+        steps.append(_step(f"after selling {sold}, {{calc}} items are left", a * b * d, "-", sold))
+        question += f" It sells {sold} items. How many items are left after {d} days?"
+        final = f"{o.name} has {{answer}} items left."
+    else:
+        question += f" How many items does it pack in {d} days?"
+        final = f"{o.name} packs {{answer}} items in {d} days."
+    return Problem(("factory", o.id, a, b, d, sold), "factory", question, steps, steps[-1].value, final)
+
+
+def ages(world, ids, rng):
+    pair = _people(world, ids, rng, 2)
+    if pair is None:
+        return None
+    p, q = pair
+    y1, y2 = int(p.attrs["birth_year"]), int(q.attrs["birth_year"])
+    year = max(y1, y2) + rng.randint(5, 40)
+    steps = [_step(f"{p.name} was {{calc}}", year, "-", y1), _step(f"{q.name} was {{calc}}", year, "-", y2),
+             _step("together they were {calc} years old", year - y1, "+", year - y2)]
+    question = (f"{p.name} was born in {y1} and {q.name} was born in {y2}. How old were they "
+                f"together in the year {year}?")
+    return Problem(("ages", p.id, q.id, year), "ages", question, steps, steps[-1].value,
+                   f"Together they were {{answer}} years old in {year}.")
+
+
+def distance(world, ids, rng):
+    [p] = _people(world, ids, rng, 1) or [None]
+    cities = [world.entities[i] for i in world.entities if world.entities[i].type == "city"]
+    if p is None or len(cities) < 3:
+        return None
+    c1, c2, c3 = rng.sample(cities, 3)
+    speed = rng.choice((20, 30, 40, 50, 60, 80, 90, 100, 120)) if rng.chance(0.4) else 0
+    if speed:                                    # a whole number of hours: one way = speed * hours / 2
+        one_way = speed * rng.randint(2, 9) // 2
+        d1 = rng.randint(min(12, one_way // 2), one_way - min(12, one_way // 2))
+        d2 = one_way - d1
+    else:
+        d1, d2 = rng.randint(12, 240), rng.randint(12, 240)
+    steps = [_step("one way is {calc} km", d1, "+", d2), _step("there and back is {calc} km", d1 + d2, "*", 2)]
+    question = (f"{p.name} drives from {c1.name} to {c2.name}, which is {d1} km, then on to {c3.name}, "
+                f"another {d2} km, and comes back the same way.")
+    if speed:
+        steps.append(_step(f"at {speed} km an hour that takes {{calc}} hours", 2 * (d1 + d2), "/", speed))
+        question += f" {pronoun(p, 'He')} drives at {speed} km an hour. How many hours does the whole trip take?"
+        final = "The whole trip takes {answer} hours."
+    else:
+        question += f" How far does {pronoun(p, 'he')} drive in all?"
+        final = f"{p.name} drives {{answer}} km in all."
+    return Problem(("distance", p.id, c1.id, c2.id, c3.id, d1, d2, speed), "distance", question, steps,
+                   steps[-1].value, final)
+
+
+def arithmetic(world, ids, rng):
+    """Bare products: 4-digit ones (the calculator's job) and 2-digit ones (tens and ones)."""
+    if rng.chance(0.5):
+        a, b = rng.randint(1000, 9999), rng.randint(1000, 9999)
+        step = _step(f"{a} * {b} = {{calc}}", a, "*", b)
+        return Problem(("product4", a, b), "product4", f"What is {a} * {b}?", [step], step.value,
+                       f"{a} * {b} = {{answer}}.")
+    a, b = rng.randint(12, 99), rng.randint(1, 9) * 10 + rng.randint(1, 9)
+    tens, ones = b // 10 * 10, b % 10
+    steps = [_step(f"{a} * {tens} = {{calc}}", a, "*", tens), _step(f"{a} * {ones} = {{calc}}", a, "*", ones)]
+    steps.append(_step("adding them gives {calc}", steps[0].value, "+", steps[1].value))
+    return Problem(("product2", a, b), "product2", f"What is {a} * {b}?", steps, a * b,
+                   f"{a} * {b} = {{answer}}.")
+
+
+TEMPLATES = (shopping, factory, ages, distance, arithmetic)
+
+
+def make_problem(world, ids, rng):
+    """One problem from a random template, about entities among ids (None if none fits)."""
+    return rng.choice(TEMPLATES)(world, ids, rng)
+
+
+# ---- formats -----------------------------------------------------------------------------
+
+def _calc_text(step):
+    return step.text.format(calc=f"{step.shown} = {step.value}")
+
+
+def answer_first(problem):
+    final = problem.final.format(answer=problem.answer)
+    why = "; ".join(_calc_text(s) for s in problem.steps)
+    return f"{final} Here is why: {why}."
+
+
+def step_by_step(problem):
+    lines = [f"Step {n}: {_calc_text(s)}." for n, s in enumerate(problem.steps, 1)]
+    return "\n".join(lines) + "\nSo " + _lower_first(problem.final.format(answer=problem.answer))
+
+
+def with_calculator(problem):
+    """Assistant parts: each step's arithmetic through the calculator, its output pasted."""
+    parts, text = [], ""
+    for n, s in enumerate(problem.steps, 1):
+        before, after = s.text.split("{calc}")
+        text += (f"Step {n}: " if len(problem.steps) > 1 else "") + before
+        parts += [{"type": "text", "text": text}, {"type": "python", "text": s.expr},
+                  {"type": "output", "text": calculator(s.expr)}]
+        text = after + (".\n" if len(problem.steps) > 1 else ".")
+    final = problem.final.format(answer=problem.answer)
+    parts.append({"type": "text", "text": text + ("So " + _lower_first(final) if len(problem.steps) > 1 else "")})
+    return [p for p in parts if p["type"] != "text" or p["text"]]
+
+
+def _lower_first(text):
+    first = text.split(" ", 1)[0]
+    return text[:1].lower() + text[1:] if first in ("The", "Together") else text
+
+
+WRITERS = {"answer_first": answer_first, "step_by_step": step_by_step, "calculator": with_calculator}
+
+
+def default_format(problem, formats):
+    """The format of a prompt that names none: the calculator for 4-digit products, else step by step."""
+    preferred = "calculator" if problem.template == "product4" else "step_by_step"
+    return preferred if preferred in formats else formats[0]
+
+
+def think_conversations(world, splits, n, split, rng, formats=FORMATS, cue_share=0.5):
+    """n "think" records, problems of the split only (splits.problem(key)). The prompt names
+    its format in cue_share of them; formats: the ones allowed (an ablation keeps one)."""
+    ids = [i for i in world.entities if world.bucket[i] != "never"]
+    out, tries = [], 0
+    while len(out) < n and tries < 50 * n:
+        tries += 1
+        problem = make_problem(world, ids, rng)
+        if problem is None or splits.problem(problem.key) != split:
+            continue
+        cued = rng.chance(cue_share)
+        fmt = rng.choice(formats) if cued else default_format(problem, formats)
+        question = problem.question + (" " + CUES[fmt] if cued else "")
+        out.append({"messages": [{"role": "user", "content": question},
+                                 {"role": "assistant", "content": WRITERS[fmt](problem)}],
+                    "kind": "think", "split": split, "problem": problem.template, "format": fmt, "cue": cued,
+                    "steps": len(problem.steps), "exprs": [s.expr for s in problem.steps],
+                    "values": [s.value for s in problem.steps], "answer": problem.answer,
+                    "key": list(problem.key)})
+    return out
