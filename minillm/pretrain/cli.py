@@ -14,7 +14,8 @@ Read next: train.py (TrainConfig, train), then loop.py (the loop itself).
 import argparse
 from pathlib import Path
 
-from minillm.common import UserError
+from minillm.common import FORCE_HELP, UserError, prepare_dir, remove_temp_files
+from minillm.nn.checkpoint import OUTPUT
 from minillm.pretrain.train import TrainConfig, train
 
 
@@ -27,6 +28,8 @@ def add_arguments(parser):
     a("--name", help="run name: outputs go to runs/<name>/ (default: default)")
     a("--out", help="checkpoint directory (default: runs/<name>/base)")
     a("--resume", nargs="?", const=True, help="continue from a checkpoint (default: --out's)")
+    a("--force", action="store_true", default=None,
+      help="start afresh over an existing checkpoint in --out (" + FORCE_HELP + ")")
     g = parser.add_argument_group("model size")
     g.add_argument("--depth", type=int, help="the size dial: layers; width, heads follow (default 6)")
     g.add_argument("--n-layer", type=int)
@@ -66,7 +69,7 @@ def add_arguments(parser):
 
 def run(args):
     """`minillm pretrain`: build a TrainConfig from the flags and train."""
-    given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("resume", "force")}
     beta1, beta2 = given.pop("beta1", None), given.pop("beta2", None)
     if beta1 is not None or beta2 is not None:
         default = TrainConfig().betas
@@ -74,9 +77,19 @@ def run(args):
     if "tokens" in given:
         given["tokens"] = int(given["tokens"])
     config = TrainConfig(**given)
+    inputs = {"--data": config.data, "--tokenizer": config.tokenizer}
     if args.resume is not None:
+        if args.force:
+            raise UserError("--resume continues a checkpoint and --force replaces it: pass one")
         config.resume = str(config.out_dir() if args.resume is True else Path(args.resume))
+        if args.out and Path(args.out) != Path(config.resume):
+            prepare_dir(args.out, OUTPUT, resume=False, inputs=inputs)   # a new directory
+        else:
+            remove_temp_files(config.resume, OUTPUT)                      # of a killed save
     elif config.data is None:
         raise UserError("--data is required: a token-shard directory or a text file")
+    else:
+        prepare_dir(config.out_dir(), OUTPUT, force=bool(args.force), resume=False,
+                    resume_flag="--resume", inputs=inputs)
     result = train(config)
     return 130 if result.interrupted else 0
