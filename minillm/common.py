@@ -174,24 +174,26 @@ def holds_output(path, output):
     return False
 
 
-def prepare_dir(path, output, *, force=False, resume=True, inputs=None, resume_flag=None):
+def prepare_dir(path, output, *, force=False, resume=True, inputs=None, resume_flag=None,
+                out_flag="--out"):
     """Check output directory `path` before `output` is written there, then claim it.
 
     Returns "new" (missing, empty, or a non-empty directory of other files with --force:
     they are kept), "resume" (an earlier output of this kind, resume=True) or "replace"
     (an earlier output with --force: its files are removed first). Left-over temporary
     files of a killed run are removed. inputs: {flag: path} of the command's inputs, which
-    (or (flag, path) pairs) may be neither `path` nor inside it. Anything else raises a one-line UserError.
+    (or (flag, path) pairs) may be neither `path` nor inside it. out_flag: the flag that
+    chose `path`, for the messages. Anything else raises a one-line UserError.
     """
     path = Path(path)
-    check_inputs(path, inputs)
+    check_inputs(path, inputs, out_flag)
     if path.exists() and not path.is_dir():
-        raise UserError(f"{path} is a file, not a directory; choose another --out "
+        raise UserError(f"{path} is a file, not a directory; choose another {out_flag} "
                         "(minillm does not replace a file with a directory)")
     theirs = output_kind(path)
     if theirs is not None and theirs != output.kind:
         raise UserError(f"{path} holds minillm's {theirs} output, not {output.kind} output; "
-                        "choose another --out")
+                        f"choose another {out_flag}")
     if holds_output(path, output):
         remove_temp_files(path, output)
         if force:
@@ -208,11 +210,11 @@ def prepare_dir(path, output, *, force=False, resume=True, inputs=None, resume_f
         if entries and not force:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise UserError(f"{path} is a non-empty directory minillm did not write (holds {shown}); "
-                            f"pass {FORCE} to write into it (its files are kept) or choose another --out")
-        clash = [p for p in output_files(path, output)]
+                            f"pass {FORCE} to write into it (its files are kept) or choose another {out_flag}")
+        clash = output_files(path, output)
         if clash:
             raise UserError(f"{clash[0]} was not written by minillm; move it away or choose another "
-                            f"--out (even {FORCE} keeps files minillm did not write)")
+                            f"{out_flag} (even {FORCE} keeps files minillm did not write)")
         remove_temp_files(path, output)
         state = "new"
     path.mkdir(parents=True, exist_ok=True)
@@ -241,7 +243,7 @@ def prepare_file(path, *, force=False, inputs=None):
     return "replace" if path.exists() else "new"
 
 
-def check_inputs(out, inputs):
+def check_inputs(out, inputs, out_flag="--out"):
     """A one-line UserError if output `out` is one of `inputs` ({flag: path}) or holds one."""
     out = Path(out).resolve()
     pairs = inputs.items() if isinstance(inputs, dict) else (inputs or ())
@@ -250,9 +252,9 @@ def check_inputs(out, inputs):
             continue
         src = Path(src).resolve()
         if src == out:
-            raise UserError(f"--out {out} is the input {flag}; choose another --out")
+            raise UserError(f"{out_flag} {out} is the input {flag}; choose another {out_flag}")
         if out in src.parents:
-            raise UserError(f"the input {flag} {src} is inside --out {out}; choose another --out")
+            raise UserError(f"the input {flag} {src} is inside {out_flag} {out}; choose another {out_flag}")
 
 
 def glob_escape(name):

@@ -181,7 +181,7 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
         raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     p = PROFILES[profile]
     run = runs_dir() / (name or profile)
-    prepare_dir(run, OUTPUT, force=fresh)      # resumes an earlier run; --force starts afresh
+    prepare_dir(run, OUTPUT, force=fresh, out_flag="--name")   # resumes; --force starts afresh
     if threads:
         clib.set_num_threads(threads)
     summary_path = run / "speedrun.json"

@@ -78,6 +78,9 @@ def run(args):
         given["tokens"] = int(given["tokens"])
     config = TrainConfig(**given)
     inputs = {"--data": config.data, "--tokenizer": config.tokenizer}
+    for flag, path in inputs.items():      # before --out is touched: a typo creates nothing
+        if path is not None and not Path(path).exists():
+            raise UserError(f"{'data' if flag == '--data' else 'tokenizer'} not found: {path}")
     if args.resume is not None:
         if args.force:
             raise UserError("--resume continues a checkpoint and --force replaces it: pass one")

@@ -45,8 +45,8 @@ def run(args):
 
 def _build(out, seed, size, force=False):
     start = time.time()
-    state = prepare_dir(out, OUTPUT, force=force)
     world = World.build(seed=seed, size=size)
+    state = prepare_dir(out, OUTPUT, force=force)
     if state == "resume" and (out / "stats.json").is_file():
         # a finished world: the same settings give the same bytes, other settings need --force
         old = read_json(out / "stats.json", "world stats")
