@@ -363,3 +363,14 @@ def test_prepare_dir_states(tmp_path):
     assert prepare_dir(out, pages.OUTPUT) == "resume"
     assert prepare_dir(out, pages.OUTPUT, force=True) == "replace"
     assert not (out / "crawl.json").exists() and (out / MARKER).exists()
+
+
+def test_a_metrics_file_that_is_not_minillms_is_never_rewritten(inputs, tmp_path, capsys):
+    """A fresh run trims its stage's lines from --metrics: never from a file of the user's."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text(USER_TEXT)
+    argv = _pretrain(inputs, tmp_path / "ck")
+    argv[argv.index("--metrics") + 1] = str(notes)
+    status, err = run(argv, capsys)
+    assert status == 2 and "--metrics" in err
+    assert notes.read_text() == USER_TEXT

@@ -212,12 +212,22 @@ def _trim_metrics(path, stage, step):
     if not path.exists():
         return
     kept = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read the metrics file {path} ({e}); choose another --metrics") from None
+    for k, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict):
+            if not line.strip() or k == len(lines) - 1 and not line.endswith("\n"):
                 continue                    # a line cut by a crash
-            if rec.get("stage") != stage or rec.get("step", 0) <= step:
-                kept.append(line if line.endswith("\n") else line + "\n")
+            # subtle: rewriting would drop this line; it is not ours to drop
+            raise UserError(f"{path} is not a minillm metrics file (line {k + 1} is not a JSON "
+                            "record); choose another --metrics")
+        if rec.get("stage") != stage or rec.get("step", 0) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
     atomic_write(path, "".join(kept))
