@@ -12,11 +12,12 @@ The exit status is 130 when Ctrl-C stopped the run (after writing a checkpoint).
 Read next: train.py (TrainConfig, train), then loop.py (the loop itself).
 """
 import argparse
+import math
 from pathlib import Path
 
 from minillm.common import FORCE_HELP, UserError, prepare_dir, remove_temp_files
 from minillm.nn.checkpoint import OUTPUT
-from minillm.pretrain.train import TrainConfig, train
+from minillm.pretrain.train import TrainConfig, check_numbers, train
 
 
 def add_arguments(parser):
@@ -75,8 +76,11 @@ def run(args):
         default = TrainConfig().betas
         given["betas"] = (default[0] if beta1 is None else beta1, default[1] if beta2 is None else beta2)
     if "tokens" in given:
+        if not math.isfinite(given["tokens"]) or given["tokens"] < 1:
+            raise UserError(f"--tokens must be at least 1, not {given['tokens']}")
         given["tokens"] = int(given["tokens"])
     config = TrainConfig(**given)
+    check_numbers(config)                  # before --out is touched, like the inputs below
     inputs = {"--data": config.data, "--tokenizer": config.tokenizer}
     for flag, path in inputs.items():      # before --out is touched: a typo creates nothing
         if path is not None and not Path(path).exists():
