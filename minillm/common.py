@@ -131,8 +131,9 @@ class Output:
     kind:  its name in the marker ("world", "crawl", "checkpoint", ...)
     files: glob patterns, relative to the directory, of every file it writes: what --force
            removes, and what must not already be there in a directory of unknown files
-    meta:  (relative file, "format" tag or None) pairs that identify an earlier output
-           written without a marker (older minillm, or the Python API)
+    meta:  (glob pattern, tag) pairs that identify an earlier output written without a
+           marker (older minillm, or the Python API): a matching file whose JSON has that
+           "format" tag (a str), or those keys (a tuple), or any matching file (None)
     """
     kind: str
     files: tuple
@@ -161,15 +162,15 @@ def holds_output(path, output):
     path = Path(path)
     if output_kind(path) == output.kind:
         return True
-    for name, tag in output.meta:
-        if (path / name).exists():
+    for pattern, tag in output.meta:
+        for found in path.glob(pattern):
             if tag is None:
                 return True
             try:
-                d = json.loads((path / name).read_text(encoding="utf-8"))
+                d = json.loads(found.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if isinstance(d, dict) and d.get("format") == tag:
+            if isinstance(d, dict) and (d.get("format") == tag if isinstance(tag, str) else set(tag) <= set(d)):
                 return True
     return False
 

@@ -163,7 +163,7 @@ PARTS = {"world": store.OUTPUT, "crawl": pages.OUTPUT, "clean": pipeline.OUTPUT,
          "shards": shards.OUTPUT, "base": checkpoint.OUTPUT}
 OUTPUT = Output("speedrun", ("speedrun.json", "tokenizer.json", "metrics.jsonl") + tuple(
     f"{sub}/{name}" for sub, out in PARTS.items() for name in out.files + (MARKER,)),
-    meta=(("speedrun.json", None),))
+    meta=(("speedrun.json", ("profile", "stages")),))
 
 
 def done(run, stage, p):

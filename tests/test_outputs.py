@@ -374,3 +374,23 @@ def test_a_metrics_file_that_is_not_minillms_is_never_rewritten(inputs, tmp_path
     status, err = run(argv, capsys)
     assert status == 2 and "--metrics" in err
     assert notes.read_text() == USER_TEXT
+
+
+@pytest.mark.parametrize("name, files", [
+    ("crawl", {"plan.json": '{"my": "plan"}', "crawl-data.warc.gz": "mine"}),
+    ("clean", {"work/notes.txt": "mine", "data.jsonl.gz": "mine"}),
+    ("clean --shards", {"shards.json": '{"my": 1}', "weights.bin": "mine"}),
+])
+def test_user_files_with_output_like_names_are_not_taken_for_an_output(name, files, inputs,
+                                                                        tmp_path, capsys):
+    """Recognising an earlier output needs its marker or its own metadata, not a file name
+    a user might also use: else --force would delete the user's files."""
+    out = tmp_path / "out"
+    for rel, text in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(text)
+    status, err = run(COMMANDS[name].argv(inputs, out), capsys)
+    assert status == 2 and "non-empty directory minillm did not write" in err
+    run(COMMANDS[name].argv(inputs, out) + ["--force"], capsys)
+    for rel, text in files.items():
+        assert (out / rel).read_text() == text

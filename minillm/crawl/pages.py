@@ -39,7 +39,7 @@ from minillm.internet.warc_writer import WarcWriter, warc_date
 CRAWL_VERSION = 2     # 2: pages bundle several documents; a crawl of another version is not reused
 # what `minillm crawl` writes (common.prepare_dir: resume, --force, refusals)
 OUTPUT = Output("crawl", ("crawl-*.warc.gz", "truth/crawl-*.jsonl.gz", "crawl.json", "plan.json"),
-                meta=(("plan.json", None), ("crawl.json", "minillm-crawl")))
+                meta=(("crawl.json", "minillm-crawl"), ("truth/crawl-*.jsonl.gz", None)))
 
 
 # ----------------------------------------------------------------------------- planning

@@ -41,7 +41,7 @@ from minillm.internet.warc import iter_records
 # what `minillm clean` writes (common.prepare_dir: resume, --force, refusals)
 OUTPUT = Output("clean", ("*.jsonl.gz", "removed/*.jsonl.gz", "work/*.jsonl.gz", "work/*.npy",
                           "work/*.json", "funnel.json", "report.json"),
-                meta=(("funnel.json", None), ("work", None)))
+                meta=(("funnel.json", ("stages", "shards")), ("work/*.done.json", ("shard", "funnel"))))
 
 class JsonlGzWriter:
     """Deterministic gzip'd JSON lines (mtime 0, no file name in the header), written atomically."""

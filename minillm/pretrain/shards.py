@@ -31,7 +31,7 @@ HEADER = struct.Struct("<8sIIQQ")          # magic, version, token bytes, count,
 assert HEADER.size == 32
 INDEX = "shards.json"                      # ShardWriter's list of complete shards
 # what `minillm clean --shards` writes (common.prepare_dir: resume, --force, refusals)
-OUTPUT = Output("shards", ("*.bin", INDEX), meta=((INDEX, None),))
+OUTPUT = Output("shards", ("shard_*.bin", INDEX), meta=((INDEX, ("shards", "vocab_size")),))
 
 
 def token_dtype(vocab_size):
