@@ -170,7 +170,9 @@ def holds_output(path, output):
                 d = json.loads(found.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if isinstance(d, dict) and (d.get("format") == tag if isinstance(tag, str) else set(tag) <= set(d)):
+            if not isinstance(d, dict):
+                continue
+            if d.get("format") == tag if isinstance(tag, str) else set(tag) <= set(d):
                 return True
     return False
 
@@ -211,7 +213,8 @@ def prepare_dir(path, output, *, force=False, resume=True, inputs=None, resume_f
         if entries and not force:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise UserError(f"{path} is a non-empty directory minillm did not write (holds {shown}); "
-                            f"pass {FORCE} to write into it (its files are kept) or choose another {out_flag}")
+                            f"pass {FORCE} to write into it (its files are kept) or choose another "
+                            f"{out_flag}")
         clash = output_files(path, output)
         if clash:
             raise UserError(f"{clash[0]} was not written by minillm; move it away or choose another "
@@ -259,6 +262,7 @@ def check_inputs(out, inputs, out_flag="--out"):
 
 
 def glob_escape(name):
+    """`name` with glob's special characters bracketed, for Path.glob."""
     return re.sub(r"([*?[])", r"[\1]", name)
 
 
@@ -309,15 +313,18 @@ def _subdirs(path, output):
 
 
 def _describe_file(path):
+    """What an existing file is, for a message: "a GGUF file", "a minillm-tokenizer file"."""
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
+        small = Path(path).stat().st_size < (16 << 20)
     except OSError:
         return "a file"
     if head.startswith(b"GGUF"):
         return "a GGUF file"
     try:
-        d = json.loads(Path(path).read_text(encoding="utf-8")) if head.lstrip().startswith(b"{") else None
+        is_json = small and head.lstrip().startswith(b"{")
+        d = json.loads(Path(path).read_text(encoding="utf-8")) if is_json else None
     except (OSError, ValueError):
         d = None
     if isinstance(d, dict) and isinstance(d.get("format"), str):

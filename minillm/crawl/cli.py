@@ -5,7 +5,7 @@
     minillm crawl --world-size smoke --out /tmp/crawl   # build a world in memory first
 
 Loads (or builds) the world, runs pages.crawl and prints the page shares and where the
-files went. Read pages.py for what the crawl writes.
+files went. An earlier crawl in --out is resumed, or replaced with --force. Read pages.py for what the crawl writes.
 """
 from pathlib import Path
 

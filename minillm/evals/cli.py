@@ -6,7 +6,8 @@
 The world, the token shards and the clean documents default to the checkpoint's run
 directory (runs/<name>/world, the shards it was trained on, runs/<name>/clean); an eval
 whose input is missing prints "skipped" with the reason. The results, without the table
-rows, go to <ckpt>/evals.json (or --out).
+rows, go to <ckpt>/evals.json (or --out; an earlier results file is rewritten, any other
+file only with --force).
 
 Read next: base.py (the evals themselves).
 """
@@ -14,7 +15,7 @@ import json
 from pathlib import Path
 
 from minillm import clib
-from minillm.common import FORCE_HELP, prepare_file, write_json
+from minillm.common import prepare_file, write_json
 from minillm.evals.base import EVALS, context_for, format_table, run_evals
 
 

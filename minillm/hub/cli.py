@@ -6,6 +6,7 @@ and a public Llama model in minillm's own engine.
     minillm export --ckpt runs/default/base --format llama2c --out runs/default/model.bin
     minillm import --hf ~/models/SmolLM2-135M --out runs/smollm2/base
 
+An existing --out is replaced only with --force (for hf, only the files an export writes).
 FORMATS maps each --format to its writer (gguf.py, hf.py, llama2c.py); each prints where
 its output went and the command that runs it in its tool.
 

@@ -5,7 +5,8 @@
     minillm clean --crawl DIR_OF_REAL_CC_WARCS --out /tmp/cc --report
     minillm clean --run x --tokenizer runs/x/tokenizer.json --shards runs/x/shards   # + token shards
 
-clean runs pipeline.clean over a crawl's WARC files and prints where the documents, the
+An earlier clean in --out is resumed (--force starts over); a download already there is
+kept. clean runs pipeline.clean over a crawl's WARC files and prints where the documents, the
 removal logs and the funnel went; --report then scores the run against the crawl's ground
 truth (score.py) and writes report.json beside them. Read pipeline.py for the passes.
 """

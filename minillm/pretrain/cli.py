@@ -5,6 +5,7 @@
         --n-embd 128 --context-len 64 --batch-size 12 --steps 2000 --lr 1e-3 --min-lr 1e-4
     minillm pretrain --resume runs/default/base        # continue an interrupted run exactly
 
+An --out that holds a checkpoint needs --resume (continue it) or --force (start over).
 A flag left out stays None, so --resume can tell what was asked for from a default: a
 resumed run keeps the checkpoint's settings, and changing one that matters is an error.
 The exit status is 130 when Ctrl-C stopped the run (after writing a checkpoint).

@@ -126,7 +126,7 @@ def train_loop(s):
                 s.skipped.append(s.step)
                 rec["skipped"] = report.reason
                 bar.write(f"step {s.step}: skipped ({report.reason}); weights unchanged", file=sys.stderr)
-                if s.skipped[-MAX_SKIPPED_IN_A_ROW:] == list(range(s.step - MAX_SKIPPED_IN_A_ROW + 1, s.step + 1)):
+                if _diverged(s):
                     append_jsonl(s.metrics, rec)
                     bar.close()
                     raise UserError(f"{MAX_SKIPPED_IN_A_ROW} steps in a row (to step {s.step}) had a "
@@ -151,6 +151,12 @@ def train_loop(s):
                 break
     bar.close()
     return finish(s, losses, clock, checkpoint, interrupted)
+
+
+def _diverged(s):
+    """True when the last MAX_SKIPPED_IN_A_ROW steps were all skipped (s.skipped ascends)."""
+    recent = s.skipped[-MAX_SKIPPED_IN_A_ROW:]
+    return len(recent) == MAX_SKIPPED_IN_A_ROW and recent[0] == s.step - MAX_SKIPPED_IN_A_ROW + 1
 
 
 def evaluate(s, batches=0):

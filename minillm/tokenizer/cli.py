@@ -9,6 +9,7 @@
 
 --tokenizer takes our tokenizer.json, a directory holding one (a run or a checkpoint), or
 a directory with GPT-2's vocab.json + merges.txt. It defaults to runs/default/tokenizer.json.
+An existing --out file is replaced only with --force.
 `show --demo` prints the lecture's examples of what tokens do to spelling, numbers, other
 languages and code. minillm/cli.py calls add_arguments(parser) and run(args) below.
 
@@ -19,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from minillm.common import FORCE_HELP, UserError, atomic_write, prepare_file, runs_dir
+from minillm.common import UserError, atomic_write, prepare_file, runs_dir
 from minillm.tokenizer.bpe import Tokenizer
 from minillm.tokenizer.interop import load_gpt2, save_hf, save_tiktoken
 from minillm.tokenizer.train import iter_documents, train_tokenizer

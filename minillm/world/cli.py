@@ -4,7 +4,8 @@
     minillm world show "Lira Vendel" --dir runs/world     # a name or an id
     minillm world stats --dir runs/world
 
-build writes the directory described in store.py; show prints an entity's facts, how many
+build writes the directory described in store.py (over the same world it does nothing,
+over another one it needs --force; common.prepare_dir has the rules for every --out); show prints an entity's facts, how many
 documents state each, and a few documents that name it; stats prints stats.json as tables.
 Read world.py for what a world holds.
 """
