@@ -2,7 +2,7 @@
 
     minillm speedrun                       # the real thing on 2 cores: runs/default/
     minillm speedrun --profile smoke       # all of it, tiny (CI): runs/smoke/
-    minillm speedrun --name try2 --fresh   # a new run directory, ignoring what exists
+    minillm speedrun --name try2 --force   # start the run again (only minillm's files go)
 
 STAGES, in order: world -> crawl -> clean -> tokenizer -> shards -> pretrain -> evals -> samples.
 Each stage calls its package's Python API, writes its artifacts atomically under
@@ -16,20 +16,25 @@ default profile's time and results. Read next: README.md's stages table, one pac
 Run: python -m pytest tests/test_speedrun.py -m slow
 """
 import json
-import shutil
 import sys
 import time
 
 from minillm import clib
-from minillm.common import UserError, read_json, runs_dir, write_json
+from minillm.common import (
+    FORCE_HELP, MARKER, Output, UserError, prepare_dir, read_json, remove_output, runs_dir, write_json)
+from minillm.crawl import pages
 from minillm.crawl.pages import crawl
 from minillm.evals.base import context_for, format_table, run_evals
 from minillm.generate.engine import Engine
+from minillm.internet import pipeline
 from minillm.internet.pipeline import clean
+from minillm.nn import checkpoint
 from minillm.nn.gpt import GPTConfig
+from minillm.pretrain import shards
 from minillm.pretrain.shards import write_token_shards
 from minillm.pretrain.train import TrainConfig, train
 from minillm.tokenizer.train import train_tokenizer
+from minillm.world import store
 from minillm.world.world import World
 
 PROFILES = {
@@ -153,6 +158,14 @@ ARTIFACTS = {   # the file whose existence marks a stage as done (written last, 
 }
 
 
+# the run directory's sub-directories and what writes them: --force removes their files
+PARTS = {"world": store.OUTPUT, "crawl": pages.OUTPUT, "clean": pipeline.OUTPUT,
+         "shards": shards.OUTPUT, "base": checkpoint.OUTPUT}
+OUTPUT = Output("speedrun", ("speedrun.json", "tokenizer.json", "metrics.jsonl") + tuple(
+    f"{sub}/{name}" for sub, out in PARTS.items() for name in out.files + (MARKER,)),
+    meta=(("speedrun.json", ("profile", "stages")),))
+
+
 def done(run, stage, p):
     if stage == "pretrain":
         state = run / "base" / "trainer_state.json"
@@ -168,15 +181,13 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
         raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     p = PROFILES[profile]
     run = runs_dir() / (name or profile)
-    if fresh and run.exists():
-        shutil.rmtree(run)
-    run.mkdir(parents=True, exist_ok=True)
+    prepare_dir(run, OUTPUT, force=fresh, out_flag="--name")   # resumes; --force starts afresh
     if threads:
         clib.set_num_threads(threads)
     summary_path = run / "speedrun.json"
     summary = read_json(summary_path, "speedrun summary") if summary_path.exists() else {}
     if summary.get("profile") not in (None, profile):
-        raise UserError(f"{run} was made with profile {summary['profile']!r}; use --name or --fresh")
+        raise UserError(f"{run} was made with profile {summary['profile']!r}; use --name or --force")
     summary.update(profile=profile, settings=p, run=str(run))
     stages = summary.setdefault("stages", {})
     t_all, rerun = time.perf_counter(), False
@@ -186,7 +197,7 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
             print(f"[speedrun] {stage}: done already, skipped", file=sys.stderr)
             continue
         if rerun and stage == "pretrain" and (run / "base").exists():
-            shutil.rmtree(run / "base")   # trained on the data an earlier stage just replaced
+            remove_output(run / "base", checkpoint.OUTPUT)   # trained on data just replaced
         rerun = True                      # every later stage depends on this one's output
         print(f"[speedrun] {stage} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
@@ -219,7 +230,8 @@ def add_arguments(parser):
     parser.add_argument("--profile", default="default", choices=list(PROFILES),
                         help="sizes of everything (default: default, ~20 min on 2 cores)")
     parser.add_argument("--name", help="run directory runs/<name> (default: the profile's name)")
-    parser.add_argument("--fresh", action="store_true", help="delete the run directory first")
+    parser.add_argument("--force", "--fresh", dest="fresh", action="store_true",
+                        help="start the run again: " + FORCE_HELP)
     parser.add_argument("--threads", type=int, help="kernel threads (default all cores)")
 
 

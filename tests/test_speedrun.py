@@ -53,11 +53,13 @@ def test_a_stage_without_its_artifact_reruns_with_everything_after_it(fake_stage
     speedrun.speedrun("smoke")
     run = root / "smoke"
     (run / "tokenizer.json").unlink()                 # as if killed while training the tokenizer
-    (run / "base" / "leftover").write_text("old model")
+    (run / "base" / "model.safetensors").write_text("old model")
+    (run / "base" / "notes.txt").write_text("the user's")
     ran.clear()
     speedrun.speedrun("smoke")
     assert ran == ["tokenizer", "shards", "pretrain", "evals", "samples"]
-    assert not (run / "base" / "leftover").exists()   # the old model was trained on old shards
+    assert not (run / "base" / "model.safetensors").exists()   # trained on the old shards
+    assert (run / "base" / "notes.txt").read_text() == "the user's"   # not minillm's: kept
 
 
 def test_unfinished_pretraining_resumes(fake_stages):

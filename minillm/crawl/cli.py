@@ -5,12 +5,12 @@
     minillm crawl --world-size smoke --out /tmp/crawl   # build a world in memory first
 
 Loads (or builds) the world, runs pages.crawl and prints the page shares and where the
-files went. Read pages.py for what the crawl writes.
+files went. An earlier crawl in --out is resumed, or replaced with --force. Read pages.py for what the crawl writes.
 """
 from pathlib import Path
 
-from minillm.common import UserError, runs_dir
-from minillm.crawl.pages import crawl
+from minillm.common import FORCE_HELP, UserError, prepare_dir, runs_dir
+from minillm.crawl.pages import OUTPUT, crawl
 from minillm.world.world import World
 
 
@@ -24,6 +24,7 @@ def add_arguments(parser):
     parser.add_argument("--shards", type=int, default=8, help="number of WARC files")
     parser.add_argument("--seed", type=int, default=0, help="crawl seed (sites, noise, edits)")
     parser.add_argument("--url-filter", help="directory with FineWeb's URL word lists")
+    parser.add_argument("--force", action="store_true", help=FORCE_HELP)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -31,16 +32,17 @@ def run(args):
     if args.shards < 1:
         raise UserError("--shards must be at least 1")
     base = runs_dir() / args.run
+    out = Path(args.out) if args.out else base / "crawl"
+    world_dir = None if args.world_size else Path(args.world) if args.world else base / "world"
+    if world_dir is not None and not world_dir.exists():
+        raise UserError(f"no world at {world_dir}; run `minillm world build --out {world_dir}` "
+                        "or pass --world-size smoke")
+    prepare_dir(out, OUTPUT, force=args.force, inputs={"--world": world_dir})
     if args.world_size:
         size = int(args.world_size) if args.world_size.isdigit() else args.world_size
         world, source = World.build(seed=args.world_seed, size=size), f"built ({args.world_size})"
     else:
-        world_dir = Path(args.world) if args.world else base / "world"
-        if not world_dir.exists():
-            raise UserError(f"no world at {world_dir}; run `minillm world build --out {world_dir}` "
-                            "or pass --world-size smoke")
         world, source = World.load(world_dir), str(world_dir)
-    out = Path(args.out) if args.out else base / "crawl"
     s = crawl(world, out, args.shards, args.seed, progress=not args.no_progress, url_filter=args.url_filter)
     shares = ", ".join(f"{k} {v:.1%}" for k, v in s["shares"].items())
     print(f"crawl: {s['pages']} pages from world {source} in {s['seconds']:.1f}s, "

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from minillm.common import UserError, atomic_path, write_json
+from minillm.common import FORCE, Output, UserError, atomic_path, write_json
 from minillm.crawl import noise, sites as S
 from minillm.crawl.bundle import PAGE_WORDS, Bundler
 from minillm.crawl.planner import CRAWL_START, Planner
@@ -37,6 +37,9 @@ from minillm.internet.warc import detect_charset
 from minillm.internet.warc_writer import WarcWriter, warc_date
 
 CRAWL_VERSION = 2     # 2: pages bundle several documents; a crawl of another version is not reused
+# what `minillm crawl` writes (common.prepare_dir: resume, --force, refusals)
+OUTPUT = Output("crawl", ("crawl-*.warc.gz", "truth/crawl-*.jsonl.gz", "crawl.json", "plan.json"),
+                meta=(("crawl.json", "minillm-crawl"), ("truth/crawl-*.jsonl.gz", None)))
 
 
 # ----------------------------------------------------------------------------- planning
@@ -202,7 +205,7 @@ def _check_plan(out_dir, world, n_docs, n_shards, seed, lists):
         if old != plan and any(_finished(out_dir, s) for s in range(old.get("shards", 0))):
             diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in plan.items() if old.get(k) != v)
             raise UserError(f"{out_dir} holds a crawl made with other settings ({diff}); "
-                            "delete it or choose another --out")
+                            f"pass {FORCE} to replace it or choose another --out")
     write_json(path, plan)
 
 

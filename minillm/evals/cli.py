@@ -6,14 +6,16 @@
 The world, the token shards and the clean documents default to the checkpoint's run
 directory (runs/<name>/world, the shards it was trained on, runs/<name>/clean); an eval
 whose input is missing prints "skipped" with the reason. The results, without the table
-rows, go to <ckpt>/evals.json (or --out).
+rows, go to <ckpt>/evals.json (or --out; an earlier results file is rewritten, any other
+file only with --force).
 
 Read next: base.py (the evals themselves).
 """
+import json
 from pathlib import Path
 
 from minillm import clib
-from minillm.common import write_json
+from minillm.common import prepare_file, write_json
 from minillm.evals.base import EVALS, context_for, format_table, run_evals
 
 
@@ -27,17 +29,32 @@ def add_arguments(parser):
     a("--limit", type=int, default=200, help="probes per bucket / lines per group (default 200)")
     a("--out", help="where to write the results (default: <ckpt>/evals.json)")
     a("--threads", type=int, help="kernel threads (default all cores)")
+    a("--force", action="store_true", help="replace an --out file that is not an earlier results file")
 
 
 def run(args):
     if args.threads:
         clib.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else Path(args.ckpt) / "evals.json"
+    # an earlier results file is rewritten (the table of this checkpoint now); anything else
+    # needs --force, and an input never
+    prepare_file(out, force=args.force or _is_results(out),
+                 inputs={"--ckpt": args.ckpt, "--world": args.world, "--shards": args.shards,
+                         "--clean": args.clean})
     ctx = context_for(args.ckpt, args.world, args.shards, args.clean, args.limit)
     names = [n.strip() for n in args.only.split(",")] if args.only else None
     results = run_evals(ctx, names)
     print(f"evals of {args.ckpt}:")
     print(format_table(results))
-    out = Path(args.out) if args.out else Path(args.ckpt) / "evals.json"
     write_json(out, {name: {k: v for k, v in r.items() if k != "table"} for name, r in results.items()})
     print(f"results: {out}")
     return 0
+
+
+def _is_results(path):
+    """True for a results file this command wrote: a JSON object keyed by eval names."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(d, dict) and bool(d) and set(d) <= set(EVALS)

@@ -12,6 +12,7 @@ start of another document), at --max-tokens, or at the end of the context.
 
 Read next: engine.py (the generation loop this command drives).
 """
+import math
 import sys
 import time
 import warnings
@@ -49,6 +50,10 @@ def run(args):
         prompt = args.prompt
     if args.num_samples < 1 or args.max_tokens < 1:
         raise UserError("-n and --max-tokens must be at least 1")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise UserError(f"--temperature must be a finite number >= 0, not {args.temperature}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:      # (nan fails this too)
+        raise UserError(f"--top-p must be in (0, 1], not {args.top_p}")
     if args.threads:
         clib.set_num_threads(args.threads)
     engine = Engine.from_checkpoint(args.ckpt)

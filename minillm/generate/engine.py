@@ -93,6 +93,9 @@ class Engine:
         self.tokenizer = tokenizer if tokenizer is not None else ByteTokenizer()
         if self.tokenizer.vocab_size > config.vocab_size:
             raise ValueError(f"tokenizer has {self.tokenizer.vocab_size} tokens, the model {config.vocab_size}")
+        # subtle: an imported model's embedding may have more rows than its tokenizer has
+        # tokens (padded to a multiple of 8 or 64): those ids are never sampled (see _choose)
+        self.n_tokens = self.tokenizer.vocab_size
         self.tools, self._tool_starts = {}, {}
         for name, fn in (tools or {}).items():
             self.register_tool(name, fn)
@@ -263,6 +266,8 @@ class Engine:
 
     def _choose(self, active, logits, params, keep_logits):
         """Append each active row's next token: a forced one if pending, else a sample."""
+        if self.n_tokens < logits.shape[1]:
+            logits[:, self.n_tokens:] = -np.inf   # padded rows of the embedding: no token
         free = [i for i, r in enumerate(active) if not r.pending]         # rows that sample
         if free:
             lg = logits[free] if len(free) < len(active) else logits           # (F, V)
@@ -326,7 +331,9 @@ class Engine:
         token adds none."""
         if row.c.finish_reason == "stop":
             return ""
-        piece = row.decoder.decode(self.tokenizer.decode_bytes([row.c.tokens[-1]]))
+        token = row.c.tokens[-1]
+        data = self.tokenizer.decode_bytes([token]) if token < self.n_tokens else b""  # padded: none
+        piece = row.decoder.decode(data)
         row.c.text += piece
         return piece
 

@@ -6,17 +6,22 @@ and a public Llama model in minillm's own engine.
     minillm export --ckpt runs/default/base --format llama2c --out runs/default/model.bin
     minillm import --hf ~/models/SmolLM2-135M --out runs/smollm2/base
 
+An existing --out is replaced only with --force (for hf, only the files an export writes).
 FORMATS maps each --format to its writer (gguf.py, hf.py, llama2c.py); each prints where
 its output went and the command that runs it in its tool.
 
 Read next: vocab.py (what every export shares), then one format's module.
 """
-from minillm.common import UserError
+from pathlib import Path
+
+from minillm.common import FORCE_HELP, UserError, prepare_dir, prepare_file
+from minillm.hub import hf
 from minillm.hub.gguf import export_gguf
 from minillm.hub.hf import export_hf
 from minillm.hub.import_hf import import_hf
 from minillm.hub.llama2c import export_llama2c
 from minillm.hub.vocab import load_for_export
+from minillm.nn.checkpoint import OUTPUT as CHECKPOINT
 
 
 def write_gguf_export(args, config, params, tok, meta):
@@ -51,12 +56,20 @@ def add_export_arguments(parser):
     parser.add_argument("--dtype", default="f32", choices=("f32", "q8_0"),
                         help="GGUF weight type: f32, or q8_0 (blocks of 32 int8 + an f16 scale; "
                              "norms stay f32)")
+    parser.add_argument("--force", action="store_true", help=FORCE_HELP)
 
 
 def run_export(args):
     if args.dtype != "f32" and args.format != "gguf":
         raise UserError(f"--dtype {args.dtype} is only for --format gguf ({args.format} is float32)")
     config, params, meta, tok = load_for_export(args.ckpt)
+    inputs = {"--ckpt": args.ckpt}
+    if args.format == "hf":
+        prepare_dir(args.out, hf.OUTPUT, force=args.force, resume=False, inputs=inputs)
+    else:
+        prepare_file(args.out, force=args.force, inputs=inputs)
+        if args.format == "llama2c":      # its tokenizer.bin goes beside it
+            prepare_file(Path(args.out).with_name("tokenizer.bin"), force=args.force, inputs=inputs)
     FORMATS[args.format](args, config, params, tok, meta)
 
 
@@ -70,9 +83,13 @@ def add_import_arguments(parser):
     parser.add_argument("--context-len", type=int, default=None,
                         help="context length of the imported model (default: the source's "
                              "max_position_embeddings)")
+    parser.add_argument("--force", action="store_true", help=FORCE_HELP)
 
 
 def run_import(args):
+    if not Path(args.hf).is_dir():
+        raise UserError(f"--hf {args.hf} is not a directory; give a Hugging Face checkpoint directory")
+    prepare_dir(args.out, CHECKPOINT, force=args.force, resume=False, inputs={"--hf": args.hf})
     out, report = import_hf(args.hf, args.out, context_len=args.context_len)
     for line in report:
         print(line)

@@ -20,13 +20,15 @@ invisible there: compare many positions.
 
 Read next: llama2c.py, then import_hf.py (the way back).
 """
+from pathlib import Path
+
 import numpy as np
 
 from minillm.chat.template import CHAT_TEMPLATE
-from minillm.common import UserError, atomic_dir, write_json
+from minillm.common import Output, UserError, write_json
 from minillm.hub.vocab import bos_eos, has_chat_tokens
 from minillm.nn.checkpoint import save_safetensors
-from minillm.tokenizer.interop import save_hf
+from minillm.tokenizer.interop import to_hf_json
 
 
 # ---- the query/key permutation -------------------------------------------------------
@@ -128,19 +130,31 @@ def tokenizer_config(config, tok, meta=None):
 
 # ---- the export --------------------------------------------------------------------
 
+# what `minillm export --format hf` writes (common.prepare_dir: --force, refusals)
+OUTPUT = Output("hf-export", ("config.json", "model.safetensors", "tokenizer.json",
+                              "tokenizer_config.json", "special_tokens_map.json",
+                              "generation_config.json"))
+
+
 def export_hf(path, config, params, tok, meta=None):
-    """Write a Hugging Face model directory at `path` (atomically); returns the path."""
-    with atomic_dir(path) as tmp:
-        write_json(tmp / "config.json", hf_config(config, tok, meta))
-        save_safetensors(tmp / "model.safetensors", hf_tensors(config, params), {"format": "pt"})
-        try:
-            save_hf(tok, tmp / "tokenizer.json")
-        except ValueError as e:
-            raise UserError(f"cannot write tokenizer.json: {e}") from None
-        tok_config = tokenizer_config(config, tok, meta)
-        write_json(tmp / "tokenizer_config.json", tok_config)
-        write_json(tmp / "special_tokens_map.json", {
-            k: v for k, v in tok_config.items()
-            if k in ("bos_token", "eos_token", "additional_special_tokens") and v is not None})
-        write_json(tmp / "generation_config.json", generation_config(tok, meta))
+    """Write a Hugging Face model directory at `path`; returns the path.
+
+    Each file is written atomically, config.json last (and removed first): a directory
+    without it is an export that did not finish. Other files in `path` are left alone."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").unlink(missing_ok=True)
+    try:
+        tokenizer_json = to_hf_json(tok)
+    except ValueError as e:
+        raise UserError(f"cannot write tokenizer.json: {e}") from None
+    save_safetensors(path / "model.safetensors", hf_tensors(config, params), {"format": "pt"})
+    write_json(path / "tokenizer.json", tokenizer_json)
+    tok_config = tokenizer_config(config, tok, meta)
+    write_json(path / "tokenizer_config.json", tok_config)
+    write_json(path / "special_tokens_map.json", {
+        k: v for k, v in tok_config.items()
+        if k in ("bos_token", "eos_token", "additional_special_tokens") and v is not None})
+    write_json(path / "generation_config.json", generation_config(tok, meta))
+    write_json(path / "config.json", hf_config(config, tok, meta))
     return path

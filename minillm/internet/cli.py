@@ -5,16 +5,18 @@
     minillm clean --crawl DIR_OF_REAL_CC_WARCS --out /tmp/cc --report
     minillm clean --run x --tokenizer runs/x/tokenizer.json --shards runs/x/shards   # + token shards
 
-clean runs pipeline.clean over a crawl's WARC files and prints where the documents, the
+An earlier clean in --out is resumed (--force starts over); a download already there is
+kept. clean runs pipeline.clean over a crawl's WARC files and prints where the documents, the
 removal logs and the funnel went; --report then scores the run against the crawl's ground
 truth (score.py) and writes report.json beside them. Read pipeline.py for the passes.
 """
 from pathlib import Path
 
-from minillm.common import UserError, num_cores, runs_dir, write_json
+from minillm.common import (
+    FORCE_HELP, Output, UserError, num_cores, prepare_dir, remove_output, runs_dir, write_json)
 from minillm.internet import score
 from minillm.internet.download import CATALOGUE, download, resolve
-from minillm.internet.pipeline import clean
+from minillm.internet.pipeline import OUTPUT, clean
 from minillm.internet.stages import Config
 
 
@@ -25,6 +27,8 @@ def add_download_arguments(parser):
     parser.add_argument("--list", action="store_true", help="list the catalogue and exit")
     parser.add_argument("--retries", type=int, default=5, help="failed attempts in a row before giving up")
     parser.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds")
+    parser.add_argument("--force", action="store_true", help="download again over an earlier download; "
+                        "write into a non-empty directory (its files are kept)")
 
 
 def run_download(args):
@@ -41,6 +45,10 @@ def run_download(args):
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise UserError(f"--sha256 must be 64 hex digits, got {args.sha256!r}")
     out = Path(args.out) if args.out else runs_dir() / "downloads"
+    # the directory collects downloads: this one's file (and its .part) is all --force removes
+    prepare_dir(out, Output("downloads", (name, name + ".part")), force=args.force)
+    if (out / name).is_dir():
+        raise UserError(f"{out / name} is a directory; choose another --out")
     path = download(url, out / name, sha, retries=args.retries, timeout=args.timeout)
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
@@ -57,6 +65,7 @@ def add_clean_arguments(parser):
     parser.add_argument("--report", action="store_true", help="score against the crawl's ground truth")
     parser.add_argument("--tokenizer", help="tokenizer.json: also write token shards (needs --shards)")
     parser.add_argument("--shards", help="directory for the token shards")
+    parser.add_argument("--force", action="store_true", help=FORCE_HELP)
 
 
 def run_clean(args):
@@ -64,6 +73,18 @@ def run_clean(args):
         raise UserError("--tokenizer and --shards go together")
     crawl = args.crawl or str(runs_dir() / args.run / "crawl")
     out = args.out or str(runs_dir() / args.run / "clean")
+    inputs = {"--crawl": crawl, "--tokenizer": args.tokenizer}
+    if not Path(crawl).exists():
+        raise UserError(f"crawl not found: {crawl}; run `minillm crawl --out {crawl}` first")
+    prepare_dir(out, OUTPUT, force=args.force, inputs=inputs)
+    if args.shards:
+        # Optional path into a later stage: --tokenizer hands the clean documents to
+        # pretraining's shard writer (what `minillm speedrun` does as its own stage).
+        from minillm.pretrain import shards
+        # shards are derived from the clean documents: an earlier set is written again
+        if prepare_dir(args.shards, shards.OUTPUT, force=args.force,
+                       inputs={**inputs, "--out": out}) == "resume":
+            remove_output(args.shards, shards.OUTPUT)
     config = Config(langs=tuple(x.strip() for x in args.langs.split(",") if x.strip()),
                     min_lang_score=args.min_lang_score, url_filter_dir=args.url_filter,
                     blocked_domains=tuple(d.strip() for d in args.block_domains.split(",") if d.strip()))
@@ -79,8 +100,5 @@ def run_clean(args):
         print(score.format_report(report))
         print(f"  report: {out}/report.json")
     if args.tokenizer:
-        # Optional path into a later stage: --tokenizer hands the clean documents to
-        # pretraining's shard writer (what `minillm speedrun` does as its own stage).
-        from minillm.pretrain.shards import write_token_shards
-        n_docs, n_tokens = write_token_shards(out, args.tokenizer, args.shards)
+        n_docs, n_tokens = shards.write_token_shards(out, args.tokenizer, args.shards)
         print(f"  token shards: {n_docs} documents, {n_tokens} tokens -> {args.shards}")

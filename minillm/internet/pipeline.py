@@ -30,13 +30,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from minillm.common import UserError, atomic_path, read_json, write_json
+from minillm.common import Output, UserError, atomic_path, read_json, write_json
 from minillm.internet import dedup, filters, pii
 from minillm.internet.stages import (
     GLOBAL_STAGES, HTML_TYPES, Config, Context, Doc, count, new_funnel, run_stages)
 from minillm.internet.warc import iter_records
 
 # ---------------------------------------------------------------------------- files
+
+# what `minillm clean` writes (common.prepare_dir: resume, --force, refusals)
+OUTPUT = Output("clean", ("*.jsonl.gz", "removed/*.jsonl.gz", "work/*.jsonl.gz", "work/*.npy",
+                          "work/*.json", "funnel.json", "report.json"),
+                meta=(("funnel.json", ("stages", "shards")), ("work/*.done.json", ("shard", "funnel"))))
 
 class JsonlGzWriter:
     """Deterministic gzip'd JSON lines (mtime 0, no file name in the header), written atomically."""

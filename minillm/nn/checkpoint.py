@@ -26,10 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from minillm.common import UserError, atomic_path, current_umask, read_json, write_json
+from minillm.common import (
+    MARKER, Output, UserError, atomic_path, current_umask, glob_escape, read_json, write_json)
 from minillm.nn.gpt import GPTConfig, param_shapes
 
 FORMAT, VERSION = "minillm-checkpoint", 1
+# every file a checkpoint directory may hold from minillm (pretrain, import, eval, speedrun);
+# anything else in it is the user's and survives every save (common.prepare_dir: --force)
+OUTPUT = Output("checkpoint", ("config.json", "model.safetensors", "tokenizer.json",
+                               "optimizer.safetensors", "trainer_state.json", "evals.json",
+                               "samples.json"), meta=(("config.json", FORMAT),))
 
 # safetensors dtype name <-> NumPy dtype (little-endian). BF16 has no NumPy type: it is
 # read as uint16 and widened to float32 (a bfloat16 is the high half of a float32).
@@ -160,7 +166,9 @@ def save_checkpoint(path, config, params, *, tokenizer=None, meta=None, optimize
     The files go into a temporary sibling directory, renamed into place only when every
     file is complete. An existing checkpoint is first renamed aside (.<name>.old-*) and
     deleted only after the new one is in place; if the process dies between the two
-    renames, load_checkpoint names the complete old copy in its error.
+    renames, load_checkpoint names the complete old copy in its error. Files in the old
+    directory that a checkpoint does not write (the user's, evals.json, ...) are moved
+    into the new one first, so a save never deletes them.
 
     config: a GPTConfig (or a dict of its fields). params: dict name -> float32 array.
     tokenizer: an object with .save(path), or a path to a tokenizer.json, or None.
@@ -174,9 +182,11 @@ def save_checkpoint(path, config, params, *, tokenizer=None, meta=None, optimize
     doc = {"format": FORMAT, "version": VERSION, "model": model, "stage": "base", "step": 0,
            "tokens_seen": 0}
     doc.update(meta or {})
+    _recover_foreign(path)
     tmp, old = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent)), None
     os.chmod(tmp, 0o777 & ~current_umask())                # mkdtemp makes it private (0700)
     try:
+        write_json(tmp / MARKER, {"kind": OUTPUT.kind, "version": 1})
         save_safetensors(tmp / "model.safetensors", params, {"format": "pt"})
         if tokenizer is not None:
             if isinstance(tokenizer, (str, os.PathLike)):
@@ -196,6 +206,7 @@ def save_checkpoint(path, config, params, *, tokenizer=None, meta=None, optimize
         os.replace(tmp, path)
         _fsync_dir(path.parent)
         if old is not None:
+            _move_foreign(old / "ckpt", path)
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -204,6 +215,24 @@ def save_checkpoint(path, config, params, *, tokenizer=None, meta=None, optimize
             shutil.rmtree(old, ignore_errors=True)
         raise
     return path
+
+
+def _move_foreign(src, dst):
+    """Move every entry of `src` that `dst` does not have (files the save did not write)."""
+    for entry in sorted(src.iterdir()):
+        if not (dst / entry.name).exists():
+            os.replace(entry, dst / entry.name)
+
+
+def _recover_foreign(path):
+    """A save killed after its swap left the old copy in .<name>.old-*/ckpt: once `path`
+    is complete again, bring back the files of it the save had not moved yet, then drop it."""
+    if not (path / "config.json").is_file():
+        return                                  # checkpoint_dir's error names the old copy
+    for leftover in path.parent.glob(f".{glob_escape(path.name)}.old-*"):
+        if (leftover / "ckpt").is_dir():
+            _move_foreign(leftover / "ckpt", path)
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _fsync_dir(path):

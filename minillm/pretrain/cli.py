@@ -5,6 +5,7 @@
         --n-embd 128 --context-len 64 --batch-size 12 --steps 2000 --lr 1e-3 --min-lr 1e-4
     minillm pretrain --resume runs/default/base        # continue an interrupted run exactly
 
+An --out that holds a checkpoint needs --resume (continue it) or --force (start over).
 A flag left out stays None, so --resume can tell what was asked for from a default: a
 resumed run keeps the checkpoint's settings, and changing one that matters is an error.
 The exit status is 130 when Ctrl-C stopped the run (after writing a checkpoint).
@@ -12,10 +13,12 @@ The exit status is 130 when Ctrl-C stopped the run (after writing a checkpoint).
 Read next: train.py (TrainConfig, train), then loop.py (the loop itself).
 """
 import argparse
+import math
 from pathlib import Path
 
-from minillm.common import UserError
-from minillm.pretrain.train import TrainConfig, train
+from minillm.common import FORCE_HELP, UserError, prepare_dir, remove_temp_files
+from minillm.nn.checkpoint import OUTPUT
+from minillm.pretrain.train import TrainConfig, check_numbers, train
 
 
 def add_arguments(parser):
@@ -27,6 +30,8 @@ def add_arguments(parser):
     a("--name", help="run name: outputs go to runs/<name>/ (default: default)")
     a("--out", help="checkpoint directory (default: runs/<name>/base)")
     a("--resume", nargs="?", const=True, help="continue from a checkpoint (default: --out's)")
+    a("--force", action="store_true", default=None,
+      help="start afresh over an existing checkpoint in --out (" + FORCE_HELP + ")")
     g = parser.add_argument_group("model size")
     g.add_argument("--depth", type=int, help="the size dial: layers; width, heads follow (default 6)")
     g.add_argument("--n-layer", type=int)
@@ -66,17 +71,33 @@ def add_arguments(parser):
 
 def run(args):
     """`minillm pretrain`: build a TrainConfig from the flags and train."""
-    given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("resume", "force")}
     beta1, beta2 = given.pop("beta1", None), given.pop("beta2", None)
     if beta1 is not None or beta2 is not None:
         default = TrainConfig().betas
         given["betas"] = (default[0] if beta1 is None else beta1, default[1] if beta2 is None else beta2)
     if "tokens" in given:
+        if not math.isfinite(given["tokens"]) or given["tokens"] < 1:
+            raise UserError(f"--tokens must be at least 1, not {given['tokens']}")
         given["tokens"] = int(given["tokens"])
     config = TrainConfig(**given)
+    check_numbers(config)                  # before --out is touched, like the inputs below
+    inputs = {"--data": config.data, "--tokenizer": config.tokenizer}
+    for flag, path in inputs.items():      # before --out is touched: a typo creates nothing
+        if path is not None and not Path(path).exists():
+            raise UserError(f"{'data' if flag == '--data' else 'tokenizer'} not found: {path}")
     if args.resume is not None:
+        if args.force:
+            raise UserError("--resume continues a checkpoint and --force replaces it: pass one")
         config.resume = str(config.out_dir() if args.resume is True else Path(args.resume))
+        if args.out and Path(args.out) != Path(config.resume):
+            prepare_dir(args.out, OUTPUT, resume=False, inputs=inputs)   # a new directory
+        else:
+            remove_temp_files(config.resume, OUTPUT)                      # of a killed save
     elif config.data is None:
         raise UserError("--data is required: a token-shard directory or a text file")
+    else:
+        prepare_dir(config.out_dir(), OUTPUT, force=bool(args.force), resume=False,
+                    resume_flag="--resume", inputs=inputs)
     result = train(config)
     return 130 if result.interrupted else 0

@@ -24,14 +24,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
-from minillm.common import append_jsonl
+from minillm.common import UserError, append_jsonl
 from minillm.nn import gpt
 from minillm.nn.checkpoint import save_checkpoint
 from minillm.nn.optim import SCHEDULES, AdamW
 from minillm.pretrain.shards import BatchLoader
 
+MAX_SKIPPED_IN_A_ROW = 5     # non-finite steps in a row: the run has diverged, stop with an error
 CLOCK = ("data", "forward", "backward", "optimizer", "eval", "checkpoint", "metrics")
 
 
@@ -124,6 +126,12 @@ def train_loop(s):
                 s.skipped.append(s.step)
                 rec["skipped"] = report.reason
                 bar.write(f"step {s.step}: skipped ({report.reason}); weights unchanged", file=sys.stderr)
+                if _diverged(s):
+                    append_jsonl(s.metrics, rec)
+                    bar.close()
+                    raise UserError(f"{MAX_SKIPPED_IN_A_ROW} steps in a row (to step {s.step}) had a "
+                                    f"non-finite loss or gradient ({report.reason}); stopped without "
+                                    "saving them. Lower --lr or check the data")
             if (cfg.eval_every and s.step % cfg.eval_every == 0) or last:
                 n = cfg.final_eval_batches if last and cfg.final_eval_batches is not None else cfg.eval_batches
                 with timed(clock, "eval"):
@@ -143,6 +151,12 @@ def train_loop(s):
                 break
     bar.close()
     return finish(s, losses, clock, checkpoint, interrupted)
+
+
+def _diverged(s):
+    """True when the last MAX_SKIPPED_IN_A_ROW steps were all skipped (s.skipped ascends)."""
+    recent = s.skipped[-MAX_SKIPPED_IN_A_ROW:]
+    return len(recent) == MAX_SKIPPED_IN_A_ROW and recent[0] == s.step - MAX_SKIPPED_IN_A_ROW + 1
 
 
 def evaluate(s, batches=0):
@@ -167,6 +181,10 @@ def save(s):
     Exact resume needs all of it: there is no dropout, so the only randomness is the
     initialisation (seed) and the loader's order, drawn from (seed, epoch)."""
     cfg = s.config
+    bad = [name for name, w in s.params.items() if not np.isfinite(w).all()]
+    if bad:
+        raise UserError(f"the weights became non-finite by step {s.step} ({', '.join(bad[:3])}); "
+                        f"not saved over {s.out}. Lower --lr")
     trainer = {"step": s.step, "tokens_seen": s.tokens_seen, "loader": s.loader.state(),
                "rng": {"kind": "numpy default_rng([seed, epoch]) per loader epoch",
                        "seed": cfg.seed, "epoch": s.loader.epoch},

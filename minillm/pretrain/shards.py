@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minillm.common import UserError, atomic_path, read_json, write_json
+from minillm.common import Output, UserError, atomic_path, read_json, write_json
 from minillm.internet.pipeline import read_jsonl_gz
 from minillm.tokenizer.bpe import Tokenizer
 
@@ -30,6 +30,8 @@ MAGIC, VERSION = b"MLLMTOK\0", 1
 HEADER = struct.Struct("<8sIIQQ")          # magic, version, token bytes, count, vocab_size
 assert HEADER.size == 32
 INDEX = "shards.json"                      # ShardWriter's list of complete shards
+# what `minillm clean --shards` writes (common.prepare_dir: resume, --force, refusals)
+OUTPUT = Output("shards", ("shard_*.bin", INDEX), meta=((INDEX, ("shards", "vocab_size")),))
 
 
 def token_dtype(vocab_size):

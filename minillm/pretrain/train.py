@@ -134,8 +134,25 @@ def _config_from_dict(d):
 
 # ---- setup: the TrainState of a fresh or resumed run ---------------------------------------
 
+def check_numbers(config):
+    """A one-line UserError for a setting no run can use (0 steps, a NaN learning rate, ...)."""
+    for name in ("steps", "tokens", "batch_size", "context_len", "grad_accum"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+    for name in ("lr", "min_lr", "weight_decay", "clip"):
+        value = getattr(config, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, not {value}")
+    if config.lr is not None and config.lr == 0:
+        raise UserError("--lr must be above 0")
+    if not all(math.isfinite(b) and 0 <= b < 1 for b in config.betas):
+        raise UserError(f"--beta1 and --beta2 must be in [0, 1), not {config.betas}")
+
+
 def setup_state(config):
     """Data loaders, model, optimizer and step: a fresh run, or one restored from config.resume."""
+    check_numbers(config)
     t_start = time.perf_counter()
     if config.threads:
         clib.set_num_threads(config.threads)
@@ -151,8 +168,11 @@ def setup_state(config):
     except ValueError as e:
         raise UserError(f"bad model shape: {e}") from None
     tokens_per_step = config.batch_size * config.context_len * config.grad_accum
-    steps = config.steps or (math.ceil(config.tokens / tokens_per_step) if config.tokens else 1000)
-    lr = config.lr or default_lr(model.n_embd)
+    if config.steps is not None:
+        steps = config.steps
+    else:
+        steps = math.ceil(config.tokens / tokens_per_step) if config.tokens is not None else 1000
+    lr = default_lr(model.n_embd) if config.lr is None else config.lr
     if config.resume:
         params, opt_state, trainer = _restore(config.resume, model, loader)
     else:
@@ -212,12 +232,22 @@ def _trim_metrics(path, stage, step):
     if not path.exists():
         return
     kept = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read the metrics file {path} ({e}); choose another --metrics") from None
+    for k, line in enumerate(lines):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        if not isinstance(rec, dict):
+            if not line.strip() or k == len(lines) - 1 and not line.endswith("\n"):
                 continue                    # a line cut by a crash
-            if rec.get("stage") != stage or rec.get("step", 0) <= step:
-                kept.append(line if line.endswith("\n") else line + "\n")
+            # subtle: rewriting would drop this line; it is not ours to drop
+            raise UserError(f"{path} is not a minillm metrics file (line {k + 1} is not a JSON "
+                            "record); choose another --metrics")
+        if rec.get("stage") != stage or rec.get("step", 0) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
     atomic_write(path, "".join(kept))

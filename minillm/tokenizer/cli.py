@@ -9,6 +9,7 @@
 
 --tokenizer takes our tokenizer.json, a directory holding one (a run or a checkpoint), or
 a directory with GPT-2's vocab.json + merges.txt. It defaults to runs/default/tokenizer.json.
+An existing --out file is replaced only with --force.
 `show --demo` prints the lecture's examples of what tokens do to spelling, numbers, other
 languages and code. minillm/cli.py calls add_arguments(parser) and run(args) below.
 
@@ -19,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from minillm.common import UserError, atomic_write, runs_dir
+from minillm.common import UserError, atomic_write, prepare_file, runs_dir
 from minillm.tokenizer.bpe import Tokenizer
 from minillm.tokenizer.interop import load_gpt2, save_hf, save_tiktoken
 from minillm.tokenizer.train import iter_documents, train_tokenizer
@@ -75,6 +76,7 @@ def add_arguments(parser):
     p.add_argument("--out", type=Path, default=None, help="tokenizer.json to write (default runs/default/tokenizer.json)")
     p.add_argument("--pattern", default="gpt4", help="split pattern: gpt4 (default), gpt2, or a regex")
     p.add_argument("--python", action="store_true", help="use the pure-Python trainer (slow; for checking)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     for name, help_ in (("encode", "text -> ids"), ("decode", "ids -> text"),
                         ("show", "text with coloured token boundaries and ids"),
                         ("stats", "bytes per token for files"), ("export", "write tiktoken / Hugging Face files")):
@@ -92,6 +94,7 @@ def add_arguments(parser):
             p.add_argument("--strict", action="store_true", help="fail if the text contains special-token text")
         if name in ("encode", "decode"):
             p.add_argument("--out", type=Path, help="write the result here instead of stdout")
+            p.add_argument("--force", action="store_true", help="replace an existing --out file")
         if name == "show":
             p.add_argument("--demo", action="store_true", help="the lecture's examples: spelling, numbers, languages, code")
             p.add_argument("--no-color", action="store_true", help="brackets instead of ANSI colours (also NO_COLOR=1)")
@@ -100,6 +103,7 @@ def add_arguments(parser):
         if name == "export":
             p.add_argument("--format", choices=["hf", "tiktoken"], required=True)
             p.add_argument("--out", type=Path, required=True, help="file to write")
+            p.add_argument("--force", action="store_true", help="replace an existing --out file")
 
 
 def run(args):
@@ -124,6 +128,7 @@ def _expand_inputs(items):
 def run_train(args):
     out = args.out or default_tokenizer_path()
     files = _expand_inputs(args.input)
+    prepare_file(out, force=args.force, inputs=[("--input", f) for f in files])
     t0 = time.perf_counter()
     tok = train_tokenizer(files, args.vocab_size, args.pattern, progress=True, use_c=False if args.python else None)
     seconds = time.perf_counter() - t0
@@ -157,15 +162,29 @@ def _special_args(args):
 
 
 def _emit(text, out, what):
-    if out:
+    if out:   # checked by _check_out before the work
         atomic_write(out, text)
         print(f"wrote {what} to {out}")
     else:
         print(text)
 
 
+def _tokenizer_files(path):
+    """The files load_any reads for `path`, as (flag, path) pairs for prepare_file."""
+    path = Path(path)
+    names = ("tokenizer.json", "vocab.json", "merges.txt") if path.is_dir() else ()
+    return [("--tokenizer", path)] + [("--tokenizer", path / n) for n in names]
+
+
+def _check_out(args):
+    if args.out:
+        prepare_file(args.out, force=args.force, inputs=[("--input", args.input)] +
+                     _tokenizer_files(args.tokenizer or default_tokenizer_path()))
+
+
 def run_encode(args):
     tok = load_any(args.tokenizer or default_tokenizer_path())
+    _check_out(args)
     allowed, disallowed = _special_args(args)
     try:
         ids = tok.encode(_read_items(args, "text"), allowed_special=allowed, disallowed_special=disallowed)
@@ -176,6 +195,7 @@ def run_encode(args):
 
 def run_decode(args):
     tok = load_any(args.tokenizer or default_tokenizer_path())
+    _check_out(args)
     raw = _read_items(args, "ids").replace(",", " ").replace("[", " ").replace("]", " ").split()
     try:
         ids = [int(x) for x in raw]
@@ -251,6 +271,7 @@ def run_stats(args):
 
 def run_export(args):
     tok = load_any(args.tokenizer or default_tokenizer_path())
+    prepare_file(args.out, force=args.force, inputs=_tokenizer_files(args.tokenizer or default_tokenizer_path()))
     try:
         path = (save_hf if args.format == "hf" else save_tiktoken)(tok, args.out)
     except ValueError as e:

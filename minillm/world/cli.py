@@ -4,14 +4,16 @@
     minillm world show "Lira Vendel" --dir runs/world     # a name or an id
     minillm world stats --dir runs/world
 
-build writes the directory described in store.py; show prints an entity's facts, how many
+build writes the directory described in store.py (over the same world it does nothing,
+over another one it needs --force; common.prepare_dir has the rules for every --out); show prints an entity's facts, how many
 documents state each, and a few documents that name it; stats prints stats.json as tables.
 Read world.py for what a world holds.
 """
 import time
 from pathlib import Path
 
-from minillm.common import UserError, read_json, runs_dir
+from minillm.common import FORCE, FORCE_HELP, UserError, prepare_dir, read_json, runs_dir
+from minillm.world.store import OUTPUT
 from minillm.world.world import SIZES, World
 
 
@@ -22,6 +24,7 @@ def add_arguments(parser):
     b.add_argument("--size", default="default",
                    help=f"{' | '.join(SIZES)} or bytes such as 20MB (default: default = 10 MB)")
     b.add_argument("--out", default=None, help="output directory (default: runs/world)")
+    b.add_argument("--force", action="store_true", help=FORCE_HELP)
     s = sub.add_parser("show", help="an entity's facts, exposure and sample documents")
     s.add_argument("entity", help="a name (\"Lira Vendel\") or an id (person-00007)")
     s.add_argument("--dir", default=None, help="world directory (default: runs/world)")
@@ -32,7 +35,7 @@ def add_arguments(parser):
 
 def run(args):
     if args.action == "build":
-        return _build(Path(args.out or runs_dir() / "world"), args.seed, args.size)
+        return _build(Path(args.out or runs_dir() / "world"), args.seed, args.size, args.force)
     folder = Path(args.dir or runs_dir() / "world")
     if not (folder / "stats.json").is_file():
         raise UserError(f"no world in {folder}; build one with `minillm world build --out {folder}`")
@@ -41,9 +44,19 @@ def run(args):
     return _stats(read_json(folder / "stats.json", "world stats"), folder)
 
 
-def _build(out, seed, size):
+def _build(out, seed, size, force=False):
     start = time.time()
     world = World.build(seed=seed, size=size)
+    state = prepare_dir(out, OUTPUT, force=force)
+    if state == "resume" and (out / "stats.json").is_file():
+        # a finished world: the same settings give the same bytes, other settings need --force
+        old = read_json(out / "stats.json", "world stats")
+        if (old.get("seed"), old.get("size")) == (world.seed, world.size):
+            print(f"world: {out}/ already holds this world (seed {seed}, size {size}); "
+                  f"pass {FORCE} to build it again")
+            return 0
+        raise UserError(f"{out} holds a world with seed {old.get('seed')}, size {old.get('size')}; "
+                        f"pass {FORCE} to replace it or choose another --out")
     print(f"world: seed {seed}, {len(world.entities)} entities, {len(world.facts)} facts, "
           f"{world.n_documents} documents planned")
     summary = world.save(out, progress=True)

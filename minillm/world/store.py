@@ -19,10 +19,13 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from minillm.common import UserError, atomic_path, read_json, write_json
+from minillm.common import Output, UserError, atomic_path, read_json, write_json
 from minillm.world.entities import BUCKETS, Entity
 
 _DOC_FILE = "documents.jsonl.gz"
+# what `minillm world build` writes (common.prepare_dir: resume, --force, refusals)
+OUTPUT = Output("world", (_DOC_FILE, "entities.jsonl", "facts.jsonl", "probes_cloze.jsonl",
+                          "probes_qa.jsonl", "stats.json"), meta=(("stats.json", "minillm-world"),))
 
 
 def _line(obj):

@@ -291,3 +291,20 @@ def test_cached_equals_uncached_on_a_bigger_model(tok):
     assert c.tokens == tokens
     worst = max(float(np.abs(a - b).max()) for a, b in zip(c.logits, ref_logits))
     assert worst <= LOGIT_ATOL
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_padded_vocabulary_never_samples_a_padded_id(tok, temperature):
+    """An imported model may have more embedding rows than its tokenizer has tokens (padded
+    to a multiple of 64, say): those ids get no probability, even with the largest logit."""
+    V, C = tok.vocab_size + 13, 272                              # 13 padded rows
+    config = GPTConfig(vocab_size=V, context_len=32, n_layer=0, n_head=2, n_kv_head=2,
+                       n_embd=C, hidden_dim=8)
+    params = {"tok_emb": np.eye(V, C, dtype=np.float32), "final_norm": np.ones(C, np.float32),
+              "lm_head": np.zeros((V, C), np.float32)}
+    params["lm_head"][tok.vocab_size + 3] = 10.0                 # padded id: the top logit always
+    [c] = Engine(params, config, tok).generate(["ab"], temperature=temperature, max_tokens=12,
+                                               seed=0, logprobs=True, keep_logits=True)
+    assert len(c.tokens) == 12 and max(c.tokens) < tok.vocab_size
+    assert all(np.isfinite(lp) for lp in c.logprobs)
+    assert np.isneginf(c.logits[0][tok.vocab_size:]).all()      # what the sampler saw
