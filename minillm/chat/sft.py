@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from minillm import clib
 from minillm.chat.template import CHAT_SPECIALS, load_conversations, render
-from minillm.common import UserError, append_jsonl, atomic_write, read_json
+from minillm.common import MARKER, UserError, append_jsonl, atomic_write, read_json
 from minillm.nn import gpt
 from minillm.nn.checkpoint import checkpoint_dir, load_checkpoint, load_training_state, save_checkpoint
 from minillm.nn.optim import SCHEDULES, AdamW
@@ -45,7 +45,7 @@ STAGE = "sft"                   # config.json's "stage" of our output: the marke
 LR_FRAC = 0.25                  # default peak LR: this fraction of the base run's
 HOLD_OUT_SEED = 0               # the held-out fraction (data without "eval" split) is fixed
 CHECKPOINT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors",
-                    "trainer_state.json"}
+                    "trainer_state.json", "evals.json", "samples.json", MARKER}
 # what --resume may change; every other setting must match the checkpoint's
 RESUME_MAY_CHANGE = {"ckpt", "out", "data", "steps", "epochs", "eval_every", "eval_batches",
                      "ckpt_every", "log_every", "threads", "metrics", "resume", "force", "progress"}
