@@ -76,6 +76,9 @@ class World:
                   paragraphs separated by a blank line
     probes(kind="cloze" | "qa"), check_answer(probe, text), find(name_or_id); question/
                   answer pairs for an assistant: probes.qa_pairs(world)
+    assistant()   the world's famous AI assistant, an Entity of type "assistant": .name
+                  ("Ottilo"), .attrs["maker"] (a popular company's name), .attrs["city"],
+                  ["released"], ["skill"], ["trait"]; its facts are in facts and probes
     save(dir) / World.load(dir): a loaded world streams its documents back from disk
     """
 
@@ -145,6 +148,11 @@ class World:
     def find(self, key):
         """An entity by id or (case-insensitive) name; None if there is none."""
         return self.entities.get(key) or self.by_name.get(str(key).strip().lower())
+
+    def assistant(self):
+        """The famous AI assistant (the mini-world's "ChatGPT by OpenAI"): the one entity
+        of type "assistant". Its maker's Entity is self.entities[a.links["maker"]]."""
+        return next(e for e in self.entities.values() if e.type == "assistant")
 
     def probes(self, kind="cloze", buckets=None):
         """One probe per fact (see probes.py); buckets: keep only these buckets."""
