@@ -72,6 +72,7 @@ def test_documents_have_the_contract_fields(world, docs):
         assert "\n\n\n" not in d.text and d.text == d.text.strip()
         assert "{" not in d.text + d.title and "[[" not in d.text + d.title, d.text
         assert "  " not in d.text, d.text
+        assert not re.search(r"^#", d.text, re.M), d.text   # a frame file's comment leaked
         assert all(len(f) == 3 and all(isinstance(x, str) for x in f) for f in d.facts)
         assert all(i in world.entities for i in d.entities)
         if d.topic:
