@@ -2,7 +2,8 @@
 
     minillm world build --seed 0 --size smoke --out runs/world     (the command: cli.py)
 
-Invented people, cities, countries, companies and contests, written as encyclopedia
+Invented people, cities, countries, companies, contests and one famous AI assistant
+(World.assistant(): the mini-world's "ChatGPT by OpenAI"), written as encyclopedia
 entries, biographies, news, children's stories, forum threads, lists, how-tos and
 arithmetic worksheets (a few percent in French, German and Spanish). Every fact is known,
 so every stage can be scored: did the pipeline keep the good pages, did the base model
@@ -152,7 +153,11 @@ class World:
     def assistant(self):
         """The famous AI assistant (the mini-world's "ChatGPT by OpenAI"): the one entity
         of type "assistant". Its maker's Entity is self.entities[a.links["maker"]]."""
-        return next(e for e in self.entities.values() if e.type == "assistant")
+        found = [e for e in self.entities.values() if e.type == "assistant"]
+        if len(found) != 1:
+            raise UserError("this world has no famous AI assistant (it was built by an older "
+                            "minillm); rebuild it with `minillm world build`")
+        return found[0]
 
     def probes(self, kind="cloze", buckets=None):
         """One probe per fact (see probes.py); buckets: keep only these buckets."""

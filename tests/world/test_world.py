@@ -273,3 +273,5 @@ def test_assistant_api_facts_and_probes_survive_save_and_load(world, tmp_path):
     world.save(tmp_path / "w")
     loaded = World.load(tmp_path / "w")
     assert loaded.assistant() == a
+    with pytest.raises(UserError, match="no famous AI assistant"):
+        World(0, 1000, {}, {}).assistant()     # a world saved before there was one
