@@ -38,7 +38,7 @@ from minillm.nn import gpt
 from minillm.nn.checkpoint import checkpoint_dir, load_checkpoint, load_training_state, save_checkpoint
 from minillm.nn.optim import SCHEDULES, AdamW
 from minillm.pretrain.loop import peak_rss_mb, say, stop_on_sigint, timed
-from minillm.pretrain.train import default_lr
+from minillm.pretrain.train import config_from_dict, default_lr
 from minillm.tokenizer.bpe import Tokenizer
 
 STAGE = "sft"                   # config.json's "stage" of our output: the marker check_out reads
@@ -465,7 +465,7 @@ def resume_config(requested):
     """The SFTConfig the run in requested.out was started with, updated by requested's fields
     in RESUME_MAY_CHANGE; any other field set to a different value is an error."""
     out = requested.out_dir()
-    saved = _config_from_dict(read_json(out / "trainer_state.json", "trainer state").get("sft", {}))
+    saved = config_from_dict(SFTConfig, read_json(out / "trainer_state.json", "trainer state").get("sft", {}))
     default, changes = SFTConfig(), {}
     for f in dataclasses.fields(SFTConfig):
         value = getattr(requested, f.name)
@@ -480,12 +480,6 @@ def resume_config(requested):
     return dataclasses.replace(saved, **changes)
 
 
-def _config_from_dict(d):
-    names = {f.name for f in dataclasses.fields(SFTConfig)}
-    d = {k: v for k, v in d.items() if k in names}
-    if isinstance(d.get("betas"), list):
-        d["betas"] = tuple(d["betas"])
-    return SFTConfig(**d)
 
 
 def _trim_metrics(path, out_name, step):

@@ -105,7 +105,7 @@ def resume_config(ckpt_dir, requested):
     trainer_state = read_json(state_file, what="trainer state") if state_file.exists() else None
     if not trainer_state or "train" not in trainer_state:
         raise UserError(f"{ckpt_dir} has no trainer state (not a pretraining checkpoint); cannot resume")
-    saved = _config_from_dict(trainer_state["train"])
+    saved = config_from_dict(TrainConfig, trainer_state["train"])
     base = TrainConfig()
     changes = {}
     for f in dataclasses.fields(TrainConfig):
@@ -122,12 +122,14 @@ def resume_config(ckpt_dir, requested):
     return dataclasses.replace(saved, **changes)
 
 
-def _config_from_dict(d):
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
+def config_from_dict(cls, d):
+    """A config dataclass `cls` (TrainConfig, SFTConfig) from a checkpoint's saved settings:
+    unknown keys dropped, JSON's lists back to tuples where the dataclass has them."""
+    names = {f.name for f in dataclasses.fields(cls)}
     d = {k: v for k, v in d.items() if k in names}
     if isinstance(d.get("betas"), list):
         d["betas"] = tuple(d["betas"])
-    return TrainConfig(**d)
+    return cls(**d)
 
 
 
