@@ -1,8 +1,8 @@
 """WARC files, read the way Common Crawl ships them (warc_writer.py writes them).
 
 A WARC file is a sequence of records (the layout: iter_records). Common Crawl gzips each
-record on its own and concatenates the members, so a reader can seek to one record; a
-gzip reader that handles multi-member files reads the whole file as one stream. A fetched
+record on its own and concatenates the members, so a reader can seek to one record (ours
+reads member by member: a corrupt member costs its record, not the rest). A fetched
 page has three records: the `request`, the `response` (HTTP status line, headers, body)
 and a `metadata` record (CC stores `charset-detected` and `languages-cld2` there).
 
