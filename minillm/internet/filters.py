@@ -58,7 +58,7 @@ def check_url_filter(word_dir):
         return
     missing = [f for f in URL_LIST_FILES if not (Path(word_dir) / f).is_file()]
     if not Path(word_dir).is_dir():
-        raise UserError(f"--url-filter {word_dir}: no such directory (it holds {', '.join(URL_LIST_FILES)})")
+        raise UserError(f"--url-filter {word_dir}: no such directory (give one holding {', '.join(URL_LIST_FILES)})")
     if missing:
         raise UserError(f"--url-filter {word_dir}: missing {', '.join(missing)}")
 
