@@ -11,6 +11,7 @@ from pathlib import Path
 
 from minillm.common import FORCE_HELP, UserError, prepare_dir, runs_dir
 from minillm.crawl.pages import OUTPUT, crawl
+from minillm.internet.filters import check_url_filter
 from minillm.world.world import World
 
 
@@ -37,6 +38,7 @@ def run(args):
     if world_dir is not None and not world_dir.exists():
         raise UserError(f"no world at {world_dir}; run `minillm world build --out {world_dir}` "
                         "or pass --world-size smoke")
+    check_url_filter(args.url_filter)
     prepare_dir(out, OUTPUT, force=args.force, inputs={"--world": world_dir})
     if args.world_size:
         size = int(args.world_size) if args.world_size.isdigit() else args.world_size

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from minillm.common import data_path
+from minillm.internet.filters import check_url_filter
 
 SHARED_URL_LISTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "url-filter"
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -67,7 +68,9 @@ def _read_list(path):
 def url_lists(word_dir=None):
     """FineWeb's URL word lists from the first directory that holds them: `word_dir`,
     $MINILLM_URL_FILTER, $MINILLM_SHARED_DATA/url-filter, SHARED_URL_LISTS (the shared
-    data directory beside the checkout); else our fallback list."""
+    data directory beside the checkout); else our fallback list. A `word_dir` without the
+    lists is a UserError, never a silent fall back."""
+    check_url_filter(word_dir)
     shared = os.environ.get("MINILLM_SHARED_DATA")
     for d in (word_dir, os.environ.get("MINILLM_URL_FILTER"), shared and Path(shared) / "url-filter",
               SHARED_URL_LISTS):

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from minillm import clib
-from minillm.common import prepare_file, write_json
+from minillm.common import UserError, prepare_file, write_json
 from minillm.evals.base import EVALS, context_for, format_table, run_evals
 
 
@@ -33,6 +33,15 @@ def add_arguments(parser):
 
 
 def run(args):
+    # a path given but absent is a mistake: the eval it feeds would be skipped silently
+    for flag, path in (("--world", args.world), ("--shards", args.shards), ("--clean", args.clean)):
+        if path is not None and not Path(path).exists():
+            raise UserError(f"{flag} {path} does not exist")
+    if args.world is not None and not (Path(args.world) / "stats.json").is_file():
+        raise UserError(f"--world {args.world} is not a mini-world (no stats.json); "
+                        "build one with `minillm world build`")
+    if args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
     if args.threads:
         clib.set_num_threads(args.threads)
     out = Path(args.out) if args.out else Path(args.ckpt) / "evals.json"

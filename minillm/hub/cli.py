@@ -89,6 +89,8 @@ def add_import_arguments(parser):
 def run_import(args):
     if not Path(args.hf).is_dir():
         raise UserError(f"--hf {args.hf} is not a directory; give a Hugging Face checkpoint directory")
+    if args.context_len is not None and args.context_len < 1:
+        raise UserError(f"--context-len must be a positive number of tokens, got {args.context_len}")
     prepare_dir(args.out, CHECKPOINT, force=args.force, resume=False, inputs={"--hf": args.hf})
     out, report = import_hf(args.hf, args.out, context_len=args.context_len)
     for line in report:

@@ -16,8 +16,10 @@ from minillm.common import (
     FORCE_HELP, Output, UserError, num_cores, prepare_dir, remove_output, runs_dir, write_json)
 from minillm.internet import score
 from minillm.internet.download import CATALOGUE, download, resolve
+from minillm.internet.filters import check_url_filter
 from minillm.internet.pipeline import OUTPUT, clean
 from minillm.internet.stages import Config
+from minillm.internet.warc import MAX_RECORD_BYTES
 
 
 def add_download_arguments(parser):
@@ -60,8 +62,12 @@ def add_clean_arguments(parser):
     parser.add_argument("--workers", type=int, default=min(2, num_cores()), help="worker processes")
     parser.add_argument("--langs", default="en", help="languages to keep, comma separated (default en)")
     parser.add_argument("--min-lang-score", type=float, default=0.65, help="language confidence to keep")
-    parser.add_argument("--url-filter", default=None, help="directory with FineWeb's URL word lists")
+    parser.add_argument("--url-filter", default=None, help="directory with FineWeb's URL word lists "
+                        "(banned_words.txt, soft_banned_words.txt, banned_subwords.txt)")
     parser.add_argument("--block-domains", default="", help="extra blocked domains, comma separated")
+    parser.add_argument("--max-record-mb", type=float, default=MAX_RECORD_BYTES / 2**20,
+                        help="WARC records (and bodies after gzip) longer than this many MiB are "
+                        "removed unread, reason oversize (default %(default)g)")
     parser.add_argument("--report", action="store_true", help="score against the crawl's ground truth")
     parser.add_argument("--tokenizer", help="tokenizer.json: also write token shards (needs --shards)")
     parser.add_argument("--shards", help="directory for the token shards")
@@ -76,6 +82,10 @@ def run_clean(args):
     inputs = {"--crawl": crawl, "--tokenizer": args.tokenizer}
     if not Path(crawl).exists():
         raise UserError(f"crawl not found: {crawl}; run `minillm crawl --out {crawl}` first")
+    check_url_filter(args.url_filter)
+    if not args.max_record_mb > 0:
+        raise UserError(f"--max-record-mb must be a positive number of MiB, got {args.max_record_mb}")
+    max_bytes = int(min(args.max_record_mb, 2**40) * 2**20)
     prepare_dir(out, OUTPUT, force=args.force, inputs=inputs)
     if args.shards:
         # Optional path into a later stage: --tokenizer hands the clean documents to
@@ -87,7 +97,8 @@ def run_clean(args):
             remove_output(args.shards, shards.OUTPUT)
     config = Config(langs=tuple(x.strip() for x in args.langs.split(",") if x.strip()),
                     min_lang_score=args.min_lang_score, url_filter_dir=args.url_filter,
-                    blocked_domains=tuple(d.strip() for d in args.block_domains.split(",") if d.strip()))
+                    blocked_domains=tuple(d.strip() for d in args.block_domains.split(",") if d.strip()),
+                    max_record_bytes=max_bytes, max_body_bytes=max_bytes)
     summary = clean(crawl, out, max(1, args.workers), config)
     st = summary["stages"]
     print(f"clean: {st['read']['docs_in']} pages -> {st['pii']['docs_out']} documents "

@@ -25,11 +25,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from minillm.common import data_path
+from minillm.common import UserError, data_path
 
 # ---------------------------------------------------------------------------- URL filter
 
 SHARED_URL_LISTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "url-filter"
+URL_LIST_FILES = ("banned_words.txt", "soft_banned_words.txt", "banned_subwords.txt")
 _URL_SPLIT = re.compile(r"[^a-z0-9]+")
 
 
@@ -50,11 +51,25 @@ def _read_list(path):
     return frozenset(w for w in (ln.strip().lower() for ln in lines) if w and not w.startswith("#"))
 
 
+def check_url_filter(word_dir):
+    """UserError unless `word_dir` (a --url-filter value; None: the default search) holds
+    the three word lists. A wrong path is a mistake, never a silent fall back."""
+    if word_dir is None:
+        return
+    missing = [f for f in URL_LIST_FILES if not (Path(word_dir) / f).is_file()]
+    if not Path(word_dir).is_dir():
+        raise UserError(f"--url-filter {word_dir}: no such directory (give one holding {', '.join(URL_LIST_FILES)})")
+    if missing:
+        raise UserError(f"--url-filter {word_dir}: missing {', '.join(missing)}")
+
+
 def load_url_lists(word_dir=None, extra_domains=()):
     """FineWeb's word lists from `word_dir` (default $MINILLM_URL_FILTER, then
     $MINILLM_SHARED_DATA/url-filter, then SHARED_URL_LISTS, the shared data directory
     beside the checkout), else our small fallback in data/url-filter. Banned domains come
-    from data/url-filter/banned_domains.txt plus `extra_domains`."""
+    from data/url-filter/banned_domains.txt plus `extra_domains`. A `word_dir` without the
+    lists is a UserError (check_url_filter)."""
+    check_url_filter(word_dir)
     shared = os.environ.get("MINILLM_SHARED_DATA")
     candidates = [word_dir, os.environ.get("MINILLM_URL_FILTER"),
                   shared and Path(shared) / "url-filter", SHARED_URL_LISTS]

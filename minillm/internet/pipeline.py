@@ -34,7 +34,7 @@ from minillm.common import Output, UserError, atomic_path, read_json, write_json
 from minillm.internet import dedup, filters, pii
 from minillm.internet.stages import (
     GLOBAL_STAGES, HTML_TYPES, Config, Context, Doc, count, new_funnel, run_stages)
-from minillm.internet.warc import iter_records
+from minillm.internet.warc import WarcError, iter_records
 
 # ---------------------------------------------------------------------------- files
 
@@ -97,17 +97,31 @@ def find_warcs(crawl):
 
 # ---------------------------------------------------------------------------- pass 1
 
-def iter_pages(warc_path):
-    """(record index, url, html or None, body bytes) for every response in a WARC file
-    (html None: not an HTML page with status 200)."""
+def iter_pages(warc_path, config):
+    """(record index, url, html or None, body bytes, reason or None) for every response in
+    a WARC file. html None: removed at reading, for `reason`: not_html_200, or what the
+    reader could not read (a WarcError's reason: malformed_warc, oversize, malformed_http,
+    bad_charset, corrupt_warc). A file that cannot be read on is one last removal."""
     index = 0
-    for rec in iter_records(warc_path):
-        if rec.type != "response":
-            continue
-        index += 1
-        ctype = rec.http_headers.get("Content-Type", "text/html").lower()
-        ok = rec.http_status == 200 and ctype.startswith(HTML_TYPES)
-        yield index - 1, rec.url, (rec.text() if ok else None), len(rec.http_body)
+    try:
+        for rec in iter_records(warc_path, skip_bad=True, max_record_bytes=config.max_record_bytes,
+                                max_body_bytes=config.max_body_bytes):
+            if rec.type != "response" and not (rec.error and rec.type in ("", "response")):
+                continue
+            index += 1
+            if rec.error:
+                yield index - 1, rec.url, None, 0, rec.error.reason
+                continue
+            try:
+                ctype = rec.http_headers.get("Content-Type", "text/html").lower()
+                ok = rec.http_status == 200 and ctype.startswith(HTML_TYPES)
+                html, nbytes = (rec.text() if ok else None), len(rec.http_body)
+            except WarcError as e:
+                yield index - 1, rec.url, None, len(rec.content), e.reason
+                continue
+            yield index - 1, rec.url, html, nbytes, None if ok else "not_html_200"
+    except WarcError as e:      # the stream itself: what follows cannot be read
+        yield index, None, None, 0, e.reason
 
 
 def process_shard(warc_path, work_dir, config):
@@ -123,13 +137,13 @@ def process_shard(warc_path, work_dir, config):
             JsonlGzWriter(work_dir / f"{name}.removed.jsonl.gz") as removed, \
             JsonlGzWriter(work_dir / f"{name}.wet.jsonl.gz", level=1) as wet:
         t_read = time.perf_counter()
-        for index, url, html, nbytes in iter_pages(warc_path):
+        for index, url, html, nbytes, reason in iter_pages(warc_path, config):
             ok = html is not None
             count(funnel, "read", 1, nbytes, int(ok), len(html.encode("utf-8")) if ok else 0,
                    time.perf_counter() - t_read)
             doc, texts = Doc(f"{name}/{index}", url, html=html), []
             if not ok:
-                removed.write({"id": doc.id, "url": url, "stage": "read", "reason": "not_html_200"})
+                removed.write({"id": doc.id, "url": url, "stage": "read", "reason": reason})
             else:
                 run_stages(doc, ctx, funnel, wet=texts)
                 for rec in texts:

@@ -17,7 +17,7 @@ from pathlib import Path
 from minillm.common import UserError
 from minillm.internet.dedup import shingle_hashes
 from minillm.internet.pipeline import find_warcs, read_jsonl_gz, shard_name
-from minillm.internet.warc import iter_records
+from minillm.internet.warc import WarcError, iter_records
 
 BAD_KINDS = ("spam", "junk", "blocklisted", "boilerplate")
 FILTER_STAGES = ("read", "url_filter", "extract", "langid", "gopher_repetition", "gopher_quality",
@@ -226,11 +226,23 @@ def _pii_scores(acc):
             "recall_by_type": {k: _ratio(r["scrubbed"], r["total"]) for k, r in sorted(acc["pii_by_type"].items())}}
 
 
+def _cld2_languages(path):
+    """url -> CC's languages-cld2 for the metadata records of a WARC file that can be read."""
+    cld2 = {}
+    try:
+        for r in iter_records(path, skip_bad=True):
+            if r.type == "metadata" and r.error is None:
+                cld2[r.url] = r.cld2_languages()
+    except WarcError:
+        pass    # a corrupt stream: the languages read up to it
+    return cld2
+
+
 def cld2_agreement(paths, out_dir):
     """English-vs-not agreement with Common Crawl's languages-cld2, where the WARCs have it."""
     agree = total = 0
     for path in paths:
-        cld2 = {r.url: r.cld2_languages() for r in iter_records(path) if r.type == "metadata"}
+        cld2 = _cld2_languages(path)
         if not any(cld2.values()):
             continue
         decisions, _ = _shard_decisions(out_dir, shard_name(path))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from minillm.internet import filters, langid
 from minillm.internet.extract import extract_text
+from minillm.internet.warc import MAX_BODY_BYTES, MAX_RECORD_BYTES
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -26,6 +27,8 @@ class Config:
     minhash_seed: int = 1
     url_filter_dir: str = None          # FineWeb's word lists (default: filters.load_url_lists's search)
     blocked_domains: tuple = ()
+    max_record_bytes: int = MAX_RECORD_BYTES    # longer WARC records are removed unread: "oversize"
+    max_body_bytes: int = MAX_BODY_BYTES        # so are bodies that inflate further
 
 
 @dataclass

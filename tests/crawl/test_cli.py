@@ -39,3 +39,12 @@ def test_cli_builds_a_world_in_memory(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "World", _FakeWorldClass)
     cli.run(_args("--world-size", "smoke", "--out", str(tmp_path / "c"), "--shards", "1", "--no-progress"))
     assert "from world built (smoke)" in capsys.readouterr().out
+
+
+def test_a_url_filter_that_is_not_a_list_directory_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "World", _FakeWorldClass)
+    with pytest.raises(UserError, match="--url-filter .*nope: no such directory"):
+        cli.run(_args("--world-size", "smoke", "--out", str(tmp_path / "crawl"), "--url-filter", str(tmp_path / "nope")))
+    with pytest.raises(UserError, match="missing banned_words.txt"):
+        cli.run(_args("--world-size", "smoke", "--out", str(tmp_path / "crawl"), "--url-filter", str(tmp_path)))
+    assert not (tmp_path / "crawl").exists()

@@ -45,3 +45,19 @@ def test_eval_command_end_to_end(world, tok, tmp_path, capsys):
     saved = json.loads((run / "base" / "evals.json").read_text())
     assert set(saved) == {"val_loss", "cloze", "few_shot"}
     assert saved["cloze"]["buckets"]["many"]["n"] == 5
+
+
+@pytest.mark.parametrize("flag", ["--world", "--shards", "--clean"])
+def test_a_path_given_but_absent_is_an_error_not_a_skipped_eval(flag, tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["eval", "--ckpt", str(tmp_path / "base"), flag, str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"minillm: error: {flag} {missing} does not exist"
+    assert not (tmp_path / "base").exists()
+
+
+def test_a_world_directory_that_is_not_a_world_is_an_error(tmp_path, capsys):
+    assert main(["eval", "--ckpt", str(tmp_path / "base"), "--world", str(tmp_path)]) == 2
+    assert "is not a mini-world (no stats.json)" in capsys.readouterr().err
+    assert main(["eval", "--ckpt", str(tmp_path / "base"), "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err

@@ -63,3 +63,16 @@ def test_clean_writes_token_shards_when_given_a_tokenizer(tmp_path, capsys):
     n_docs = sum(len(list(read_jsonl_gz(p))) for p in out.glob("*.jsonl.gz"))
     assert f"token shards: {n_docs} documents" in text and f"-> {shards}" in text
     assert n_docs > 0 and list(shard_paths(shards))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--url-filter", "nope"], "--url-filter nope: no such directory"),
+    (["--max-record-mb", "0"], "--max-record-mb must be a positive number"),
+    (["--max-record-mb", "nan"], "--max-record-mb must be a positive number"),
+])
+def test_clean_flag_mistakes_are_one_line_errors(small_crawl, tmp_path, capsys, argv, message):
+    out = tmp_path / "clean"
+    assert main(["clean", "--crawl", str(small_crawl), "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not out.exists()

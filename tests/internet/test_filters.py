@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from minillm.common import UserError
 from minillm.internet import filters
 from minillm.internet.filters import (UrlLists, c4_quality, fineweb_quality, gopher_quality,
                                       gopher_repetition, quality_reason, url_filter)
@@ -57,11 +58,22 @@ def test_url_lists_fineweb_from_shared_data(shared_data):
     assert url_filter("https://example.org/history/velmar.html", lists) is None
 
 
-def test_url_lists_fallback_is_ours(tmp_path):
-    lists = filters.load_url_lists(word_dir=tmp_path, extra_domains=["spam.example"])
-    # tmp_path has no banned_words.txt: falls back to the shared lists or to data/url-filter
+def test_url_lists_fallback_is_ours(tmp_path, monkeypatch):
+    monkeypatch.delenv("MINILLM_URL_FILTER", raising=False)
+    lists = filters.load_url_lists(extra_domains=["spam.example"])
+    # no directory given: the shared lists when found, else data/url-filter
     assert lists.banned_words and "spam.example" in lists.banned_domains
     assert url_filter("https://a.spam.example/x", lists) == "banned_domain"
+
+
+def test_a_url_filter_directory_without_the_lists_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="no such directory"):
+        filters.load_url_lists(word_dir=tmp_path / "nope")
+    with pytest.raises(UserError, match="missing banned_words.txt, soft_banned_words.txt"):
+        filters.load_url_lists(word_dir=tmp_path)
+    (tmp_path / "banned_words.txt").write_text("casino\n")
+    with pytest.raises(UserError, match="missing soft_banned_words.txt, banned_subwords.txt"):
+        filters.check_url_filter(tmp_path)
 
 
 def test_gopher_repetition_rules():

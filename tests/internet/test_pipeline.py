@@ -358,3 +358,46 @@ def test_jsonl_writer_file_is_complete_when_the_with_block_ends(tmp_path):
             writer.write({"id": i, "text": "some text " * 20})
     assert [r["id"] for r in pipeline.read_jsonl_gz(path)] == list(range(1000))   # writer still alive
     assert writer.count == 1000 and not list(tmp_path.glob(".*.tmp"))
+
+
+def _member(url, body, headers):
+    """One response as its own gzip member (CC's layout), as bytes."""
+    import io
+    buf = io.BytesIO()
+    WarcWriter(buf, seed=url).write_response(url, body, headers, date="2024-01-01T00:00:00Z")
+    return buf.getvalue()
+
+
+def test_hostile_records_cost_themselves_never_the_run(tmp_path, rng):
+    """Each bad record is one removal at the read stage, with the reader's reason; the
+    good pages around it, and the files after it, are cleaned as usual."""
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    html = lambda i: html_page(f"Article {i}", article(rng)).encode("utf-8")
+    corrupt = bytearray(_member("https://b.example/corrupt", html(9), {"Content-Type": "text/html"}))
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    members = [
+        _member("https://a.example/1", html(1), {"Content-Type": "text/html; charset=utf-8"}),
+        _member("https://b.example/base64", html(2), {"Content-Type": "text/html; charset=base64"}),
+        _member("https://b.example/idna", b"<meta charset=idna>" + html(3), {"Content-Type": "text/html"}),
+        _member("https://b.example/chunked", b"-5\r\nhello\r\n0\r\n\r\n",
+                {"Content-Type": "text/html", "Transfer-Encoding": "chunked"}),
+        _member("https://b.example/huge", html(4) * 40, {"Content-Type": "text/html"}),
+        bytes(corrupt),
+        _member("https://a.example/5", html(5), {"Content-Type": "text/html"}),
+    ]
+    (crawl / "crawl-00000.warc.gz").write_bytes(b"".join(members))
+    (crawl / "crawl-00001.warc.gz").write_bytes(b"this is not a WARC file\r\n")
+    (crawl / "crawl-00002.warc.gz").write_bytes(_member("https://a.example/6", html(6), {"Content-Type": "text/html"}))
+    config = pipeline.Config(max_record_bytes=40_000)
+    summary = pipeline.clean(crawl, tmp_path / "clean", workers=1, config=config)
+    removed = {r["id"]: (r["url"], r["reason"]) for r in read_all((tmp_path / "clean" / "removed").glob("*.jsonl.gz"))
+               if r["stage"] == "read"}
+    assert removed == {"crawl-00000/3": ("https://b.example/chunked", "malformed_http"),
+                       "crawl-00000/4": ("https://b.example/huge", "oversize"),
+                       "crawl-00000/5": (None, "corrupt_warc"),
+                       "crawl-00001/0": (None, "malformed_warc")}
+    kept = {r["url"] for r in read_all((tmp_path / "clean").glob("*.jsonl.gz"))}
+    assert kept == {"https://a.example/1", "https://b.example/base64", "https://b.example/idna",
+                    "https://a.example/5", "https://a.example/6"}
+    assert summary["stages"]["read"]["docs_in"] == 9 and summary["stages"]["read"]["docs_out"] == 5
