@@ -65,8 +65,8 @@ PROFILES = {
         "batch_size": 16, "steps": 1200, "lr": 2e-3, "warmup": 100,
         "eval_limit": 200, "samples": 4, "sample_tokens": 80,
         # post-training: best guesses, not yet measured (the SFT issue's closing note will)
-        "probe_limit": None, "probe_k": 4, "chat_size": 12_000, "chat_eval_size": 600,
-        "sft_steps": 1500, "sft_batch": 16, "sft_lr": None, "chat_eval_limit": None,
+        "probe_limit": 1000, "probe_k": 4, "chat_size": 12_000, "chat_eval_size": 600,
+        "sft_steps": 1500, "sft_batch": 16, "sft_lr": None, "chat_eval_limit": 200,
     },
 }
 

@@ -43,6 +43,7 @@ from minillm.world.world import World
 
 NO_SEARCH = "error: search is not available"
 
+
 # ---- who are you? ----------------------------------------------------------------------------
 
 def eval_identity(engine, world, splits, seed=0, limit=None, identity=IDENTITY, rivals=RIVALS,
@@ -99,7 +100,7 @@ def eval_world_qa(engine, world, splits, seed=0, limit=None, max_tokens=48):
     """Facts of `many` entities asked in held-out phrasings: the share answered with the
     exact fact (World.check_answer: the value, and no other value of its kind)."""
     items = fact_items(world, splits, [i for i in world.entities if world.bucket[i] == "many"],
-                        Rng("chat-evals", seed, "qa"), limit)
+                       Rng("chat-evals", seed, "qa"), limit)
     replies = _ask_facts(engine, items, max_tokens)
     flags = [world.check_answer(p, r.text) for (p, _), r in zip(items, replies) if r is not None]
     idk = [says_idk(r.text) for r in replies if r is not None]
@@ -110,7 +111,7 @@ def eval_hallucination(engine, world, splits, seed=0, limit=None, max_tokens=48)
     """Questions about never-seen entities (nothing to know): the share of replies that
     state something instead of saying "I don't know" (rate: lower is better)."""
     items = fact_items(world, splits, [i for i in world.entities if world.bucket[i] == "never"],
-                        Rng("chat-evals", seed, "hallucination"), limit)
+                       Rng("chat-evals", seed, "hallucination"), limit)
     replies = _ask_facts(engine, items, max_tokens)
     flags = [not says_idk(r.text) for r in replies if r is not None]
     lucky = [world.check_answer(p, r.text) for (p, _), r in zip(items, replies) if r is not None]
@@ -123,7 +124,7 @@ def eval_false_idk(engine, world, splits, probe=None, seed=0, limit=None, max_to
     if not probe:
         return {"eval": "false_idk", "skipped": "no probe of the base model (minillm chat probe)"}
     items = fact_items(world, splits, world.entities, Rng("chat-evals", seed, "false_idk"), limit,
-                        keep=lambda p: bool(probe.get((p.entity, p.relation), {}).get("known")))
+                       keep=lambda p: bool(probe.get((p.entity, p.relation), {}).get("known")))
     replies = _ask_facts(engine, items, max_tokens)
     flags = [says_idk(r.text) for r in replies if r is not None]
     right = [world.check_answer(p, r.text) for (p, _), r in zip(items, replies) if r is not None]
@@ -135,7 +136,7 @@ def eval_rare(engine, world, splits, index=None, seed=0, limit=None, max_tokens=
     turns it on, the index answers) and without_tool (no system message; a search call
     gets NO_SEARCH). Only the assistant's own words are judged, never the pasted text."""
     items = fact_items(world, splits, splits.entities(world, "eval", ("few", "one")),
-                        Rng("chat-evals", seed, "rare"), limit)
+                       Rng("chat-evals", seed, "rare"), limit)
     engine.register_tool("search", lambda query: NO_SEARCH)
     without = _ask_facts(engine, items, max_tokens)
     flags_without = [world.check_answer(p, r.text) for (p, _), r in zip(items, without) if r is not None]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from minillm.chat.template import chat_token_ids, render_prompt
 
+BATCH = 64                     # prompts per engine.generate call (its KV cache grows with the batch)
 CALLS = {"<|python_start|>": "<|python_end|>", "<|search_start|>": "<|search_end|>"}
 # "I don't know" as data_phrasings.IDK_ANSWERS and data_search.NOT_FOUND word it (and a few
 # more ways a model may put it); tests check every one of those wordings is caught
@@ -58,8 +59,11 @@ def ask(engine, conversations, max_tokens, prefixes=None):
     out = [None] * len(conversations)
     if not prompts:
         return out
-    completions = engine.generate(prompts, temperature=0.0, max_tokens=max_tokens, seed=0, logprobs=False,
-                                  stop=[sp["<|assistant_end|>"], sp["<|user_start|>"], sp["<|bos|>"]])
+    stop = [sp["<|assistant_end|>"], sp["<|user_start|>"], sp["<|bos|>"]]
+    completions = []
+    for start in range(0, len(prompts), BATCH):       # greedy: the same replies however batched
+        completions += engine.generate(prompts[start:start + BATCH], temperature=0.0, max_tokens=max_tokens,
+                                       seed=0, logprobs=False, stop=stop)
     for n, c in zip(where, completions):
         text, shown, tools = read_reply(c.tokens, tok)
         out[n] = Reply(prefixes[n] + text, prefixes[n] + shown, tools, c.finish_reason)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from minillm.chat import evals, evals_skills
+from minillm.chat import evals, evals_ask, evals_skills
 from minillm.chat.cli import add_eval_arguments, run_eval
 from minillm.chat.data_phrasings import IDK_ANSWERS
 from minillm.chat.data_search import NOT_FOUND, SEARCH_SYSTEM
@@ -22,7 +22,10 @@ from minillm.chat.search import BM25Index
 from minillm.chat.splits import Splits
 from minillm.chat.template import chat_token_ids
 from minillm.chat.tools import calculator
+from minillm.cli import main
 from minillm.common import UserError
+from minillm.nn import gpt
+from minillm.nn.checkpoint import save_checkpoint
 from minillm.world.data import Rng
 from minillm.world.world import World
 
@@ -104,6 +107,9 @@ def test_ask_forces_the_start_and_skips_prompts_too_long(tok):
     replies = ask(engine, [[{"role": "user", "content": "hi"}], [{"role": "user", "content": long}],
                            [{"role": "user", "content": "hi"}]], 16, prefixes=["", "", "Well"])
     assert replies[0].text == "short" and replies[1] is None and replies[2].text == "Well and more"
+    many = ask(engine, [[{"role": "user", "content": f"q{n}"}] for n in range(evals_ask.BATCH + 3)], 16,
+               prefixes=[f"A{n}" for n in range(evals_ask.BATCH + 3)])     # more than one engine batch
+    assert [r.text for r in many] == [f"A{n} and more" for n in range(evals_ask.BATCH + 3)]
 
 
 # ---- identity ----------------------------------------------------------------------------
@@ -287,3 +293,15 @@ def test_the_command_refuses_bad_input_in_one_line(tmp_path):
         run_eval(parser.parse_args(["--ckpt", str(tmp_path / "sft")]))
     with pytest.raises(UserError, match="--limit"):
         run_eval(parser.parse_args(["--ckpt", str(tmp_path / "sft"), "--limit", "0"]))
+
+
+def test_the_command_evaluates_a_checkpoint_and_writes_chat_evals_json(tmp_path, tok, capsys):
+    c = gpt.GPTConfig(vocab_size=tok.vocab_size, context_len=64, n_layer=1, n_head=2, n_kv_head=2,
+                      n_embd=32, hidden_dim=32)
+    save_checkpoint(tmp_path / "sft", c, gpt.init_params(c, 0), tokenizer=tok, meta={"stage": "sft"})
+    World.build(seed=0, size="smoke").save(tmp_path / "world")
+    assert main(["chat", "eval", "--ckpt", str(tmp_path / "sft"), "--limit", "2"]) in (0, None)
+    out = capsys.readouterr().out
+    results = json.loads((tmp_path / "sft" / "chat_evals.json").read_text())
+    assert results["settings"]["limit"] == 2 and results["identity"]["n"] + results["identity"]["too_long"] == 2
+    assert out.splitlines()[0].startswith("eval") and "hallucination" in out and "chat_evals.json" in out
