@@ -17,11 +17,12 @@ and judges each reply with the world's checker (World.check_answer) or by recomp
     think        held-out 3-step problems: step-by-step cue vs answer-first cue
     spelling     letter counts and reversals: direct vs spelled out vs the tool
 
-says_idk(text) is the one "I don't know" detector. An item whose prompt does not fit the
-context is counted in "too_long", never as right or wrong. run_chat_evals runs them all;
-format_table prints them. Skills (math, spelling) live in evals_skills.py.
+evals_ask.py holds the harness (ask, the reply reader) and says_idk, the one "I don't know"
+detector; an item whose prompt does not fit the context is counted in "too_long", never as
+right or wrong. The skills (math, spelling) are in evals_skills.py. run_chat_evals runs them
+all; format_table prints them; evaluate_checkpoint does both from a checkpoint directory.
 
-Read next: evals_skills.py, then cli.py's `eval` action.
+Read next: evals_ask.py, evals_skills.py, then cli.py's `eval` action.
 """
 import re
 
