@@ -124,8 +124,9 @@ def fake_speedrun(monkeypatch, tmp_path):
 
     def make(stage):
         def stage_fn(run, p):
-            if stage == "pretrain":
-                write_json(run / "base" / "trainer_state.json", {"step": p["steps"]})
+            if stage in speedrun.TRAINED:
+                sub, steps = speedrun.TRAINED[stage]
+                write_json(run / sub / "trainer_state.json", {"step": p[steps]})
             else:
                 write_json(run / speedrun.ARTIFACTS[stage], {"stage": stage})
             return {}

@@ -32,12 +32,13 @@ from minillm.chat import render as view
 from minillm.chat import terminal
 from minillm.chat.data import IDENTITY, KINDS, DataConfig, generate_conversations, kind_table, write_conversations
 from minillm.chat.data_math import FORMATS
+from minillm.chat.evals import evaluate_checkpoint, format_table
 from minillm.chat.probe import ProbeConfig, probe_facts, read_probe, write_probe
 from minillm.chat.probe import summary as probe_summary
 from minillm.chat.search import BM25Index, clean_documents
 from minillm.chat.sft import SFTConfig, sft
 from minillm.chat.template import ConversationTooLong, load_conversations, render
-from minillm.common import UserError, read_json, runs_dir
+from minillm.common import UserError, read_json, runs_dir, write_json
 from minillm.generate.engine import Engine
 from minillm.nn.gpt import GPTConfig, param_shapes
 from minillm.tokenizer.cli import default_tokenizer_path, load_any
@@ -58,6 +59,7 @@ def add_arguments(parser):
     add_search_arguments(sub.add_parser("search", help="query the BM25 search tool over a run's clean corpus"))
     add_data_arguments(sub.add_parser("data", help="generate the SFT conversations from a run's world"))
     add_probe_arguments(sub.add_parser("probe", help="ask the base model every fact k times: known / unknown"))
+    add_eval_arguments(sub.add_parser("eval", help="the chat evals on held-out items: prints a table, writes chat_evals.json"))
 
 
 def run(args):
@@ -274,4 +276,37 @@ def run_probe(args):
     print(f"wrote {len(records):,} probe records to {out}")
 
 
-ACTIONS = {"render": run_render, "search": run_search, "data": run_data, "probe": run_probe}
+def add_eval_arguments(parser):
+    parser.add_argument("--ckpt", type=Path, required=True, help="the checkpoint to evaluate (e.g. runs/default/sft)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--run", help="run name or directory with world/ and chat/ (default: the checkpoint's)")
+    where.add_argument("--world", type=Path, help="the world directory (probe and index: the checkpoint's run)")
+    parser.add_argument("--limit", type=int, default=None, help="at most N items per eval (default all)")
+    parser.add_argument("--seed", type=int, default=0, help="which items when --limit picks (default 0)")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default <ckpt>/chat_evals.json)")
+
+
+def run_eval(args):
+    """`minillm chat eval`: every chat eval on a checkpoint; prints the table, writes the JSON."""
+    if not (args.ckpt / "config.json").is_file():
+        raise UserError(f"--ckpt {args.ckpt}: no checkpoint there (no config.json)")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, not {args.limit}")
+    if args.run:
+        run_dir = Path(args.run) if Path(args.run).is_dir() else runs_dir() / args.run
+    else:
+        run_dir = args.ckpt.resolve().parent
+    world = args.world or run_dir / "world"
+    if not (Path(world) / "stats.json").is_file():
+        raise UserError(f"no world at {world}; pass --world DIR or --run NAME")
+    probe, index = run_dir / "chat" / "probe.jsonl", run_dir / "chat" / "search.npz"
+    results = evaluate_checkpoint(args.ckpt, world, probe if probe.is_file() else None,
+                                  index if index.is_file() else None, args.seed, args.limit,
+                                  progress=lambda row: print(row, file=sys.stderr, flush=True))
+    out = args.out or args.ckpt / "chat_evals.json"
+    write_json(out, results)
+    print(format_table(results))
+    print(f"wrote {out}")
+
+
+ACTIONS = {"render": run_render, "search": run_search, "data": run_data, "probe": run_probe, "eval": run_eval}
