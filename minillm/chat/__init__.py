@@ -10,7 +10,9 @@ Reading order:
     probe.py     what the base model knows: each fact asked k times (for "I don't know")
     sft.py       the SFT loop: batches of whole conversations, the loss on the mask only
     terminal.py  `minillm chat --ckpt DIR`: streaming replies, history, tool calls shown inline
-    cli.py       `minillm sft`, `minillm chat [render | search | data | probe]`
+    evals.py     what the assistant can do, measured (evals_ask.py: the harness; evals_skills.py:
+                 calculator, thinking in tokens, spelling)
+    cli.py       `minillm sft`, `minillm chat [render | search | data | probe | eval]`
 
     minillm chat render conversations.jsonl --index 0
     minillm sft --ckpt runs/default/base --data conversations.jsonl --out runs/default/sft

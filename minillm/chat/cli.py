@@ -1,4 +1,4 @@
-"""`minillm chat [render | search | data | probe]`, the interactive chat, and `minillm sft`.
+"""`minillm chat [render | search | data | probe | eval]`, the interactive chat, `minillm sft`.
 
     minillm chat render conversations.jsonl [--tokenizer PATH] [--index N] [--json] [--max-len N]
     minillm chat search --run default "who founded Velmora"        (builds the index on first use)
@@ -6,6 +6,7 @@
     minillm chat data --run default                    -> runs/default/chat/conversations.jsonl (data.py)
     minillm sft --ckpt runs/default/base --out runs/default/sft --data conversations.jsonl
     minillm chat --ckpt runs/default/sft [--temperature 0.6]        (talk to it: terminal.py)
+    minillm chat eval --ckpt runs/default/sft --run default  -> runs/default/sft/chat_evals.json
 
 `render` prints each conversation as tokens, the supervised ones coloured (render.py);
 --json prints one {"index", "ids", "mask", "tokens"} line per conversation instead.
@@ -16,7 +17,8 @@ when Ctrl-C stopped it (after writing a checkpoint).
 minillm/cli.py calls add_arguments(parser) and run(args) for `chat` (actions: the explicit
 table ACTIONS), add_sft_arguments and run_sft for `sft`.
 
-Read next: template.py, render.py, search.py, tools.py, data.py, probe.py, sft.py, terminal.py.
+Read next: template.py, render.py, search.py, tools.py, data.py, probe.py, sft.py, terminal.py,
+evals.py.
 """
 import dataclasses
 import json

@@ -45,7 +45,7 @@ STAGE = "sft"                   # config.json's "stage" of our output: the marke
 LR_FRAC = 0.25                  # default peak LR: this fraction of the base run's
 HOLD_OUT_SEED = 0               # the held-out fraction (data without "eval" split) is fixed
 CHECKPOINT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors",
-                    "trainer_state.json", "evals.json", "samples.json", MARKER}
+                    "trainer_state.json", "evals.json", "samples.json", "chat_evals.json", MARKER}
 # what --resume may change; every other setting must match the checkpoint's
 RESUME_MAY_CHANGE = {"ckpt", "out", "data", "steps", "epochs", "eval_every", "eval_batches",
                      "ckpt_every", "log_every", "threads", "metrics", "resume", "force", "progress"}
