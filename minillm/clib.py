@@ -5,8 +5,8 @@ The wrapper modules (minillm/nn/kernels/*.py for the model, minillm/tokenizer/fa
 BPE) call `_load()` to reach the C functions; the code that calls them runs its NumPy twin
 instead when the library is not there (the model's layers ask minillm.nn.kernels.fast).
 MINILLM_NO_C=1 disables the extension, MINILLM_THREADS sets the kernels' OpenMP threads
-(default: all cores), MINILLM_KERNELS_PATH loads a build from another directory (the
-sanitizer build of csrc/build.py). `minillm info` prints what is in use.
+(default: all cores; at most MAX_THREADS), MINILLM_KERNELS_PATH loads a build from another
+directory (the sanitizer build of csrc/build.py). `minillm info` prints what is in use.
 
 Read next: minillm/nn/layers.py, the first layers with their NumPy math and C calls.
 """
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from minillm.common import MAX_THREADS, parse_threads
+
 _state = {"loaded": False, "lib": None, "ffi": None, "error": None, "path": None}
 
 
@@ -25,6 +27,9 @@ def _load():
     """Load the extension once; return (ffi, lib) or (None, None)."""
     if _state["loaded"]:
         return _state["ffi"], _state["lib"]
+    threads = os.environ.get("MINILLM_THREADS")
+    if threads:
+        threads = parse_threads(threads)  # before anything loads: a bad value stays an error
     _state["loaded"] = True
     if os.environ.get("MINILLM_NO_C") == "1":
         _state["error"] = "MINILLM_NO_C=1"
@@ -49,9 +54,8 @@ def _load():
         return None, None
     _state["ffi"], _state["lib"] = module.ffi, module.lib
     _state["path"] = module.__file__
-    threads = os.environ.get("MINILLM_THREADS")
     if threads:
-        set_num_threads(int(threads))
+        set_num_threads(threads)
     return _state["ffi"], _state["lib"]
 
 
@@ -102,10 +106,11 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Set the kernels' OpenMP thread count (n >= 1)."""
+    """Set the kernels' OpenMP thread count (1 <= n <= MAX_THREADS)."""
     n = int(n)
-    if n < 1:
-        raise ValueError(f"thread count must be >= 1, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        # subtle: libgomp segfaults when asked for far more threads than memory allows
+        raise ValueError(f"thread count must be in 1..{MAX_THREADS}, got {n}")
     lib = _load()[1]
     if lib:
         lib.minillm_set_num_threads(n)

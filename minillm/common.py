@@ -14,6 +14,7 @@ left behind (minillm's own names only) are removed by the next run.
 """
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -110,6 +111,78 @@ def append_jsonl(path, record):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+# ---- flag values: argparse types with ranges -------------------------------------------
+# A `type=` callable that raises ValueError makes argparse print one line,
+# "argument --depth: invalid <its __name__> value: '0'", and exit 2; so each type below is
+# named after what it accepts. (Only cli.py modules import argparse.)
+
+MAX_THREADS = 512                 # kernel threads: far above any CPU we run on; OpenMP
+                                  # itself segfaulted when asked for 100000
+
+
+def _number(text, kind):
+    value = kind(text)            # ValueError for "abc"
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"not finite: {text}")
+    return value
+
+
+def int_range(low, high=None, name=None):
+    """argparse type: an integer in [low, high] (high None: no upper bound)."""
+    def parse(text):
+        value = _number(text, int)
+        if value < low or (high is not None and value > high):
+            raise ValueError(f"out of range: {text}")
+        return value
+    parse.__name__ = name or (f"integer >= {low}" if high is None else f"integer in {low}..{high}")
+    return parse
+
+
+def float_range(low, high=None, low_open=False, name=None):
+    """argparse type: a finite float >= low (> low when low_open), <= high (None: unbounded)."""
+    def parse(text):
+        value = _number(text, float)
+        if value < low or (low_open and value == low) or (high is not None and value > high):
+            raise ValueError(f"out of range: {text}")
+        return value
+    lower = f"> {low:g}" if low_open else f">= {low:g}"
+    parse.__name__ = name or ("finite number " + lower + ("" if high is None else f" and <= {high:g}"))
+    return parse
+
+
+positive_int = int_range(1, name="positive integer")          # sizes, counts, steps
+non_negative_int = int_range(0, name="non-negative integer")  # seeds, "0 = off"
+positive_float = float_range(0.0, low_open=True, name="positive number")  # rates, timeouts
+non_negative_float = float_range(0.0, name="non-negative number")  # weight decay, temperature
+fraction = float_range(0.0, 1.0, name="fraction (0..1)")      # probabilities, shares
+thread_count = int_range(1, MAX_THREADS, name=f"thread count (1..{MAX_THREADS})")
+
+
+def parse_threads(text, source="MINILLM_THREADS"):
+    """A thread count from the environment: an int in 1..MAX_THREADS, else a UserError."""
+    try:
+        return thread_count(text)
+    except ValueError:
+        raise UserError(f"{source}={text!r} is not a thread count (an integer in "
+                        f"1..{MAX_THREADS}); unset it or change it") from None
+
+
+def memory_bytes():
+    """Physical memory of this machine in bytes (None where unknown)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(need, what, fix):
+    """Raise a UserError when `need` bytes would not fit in this machine's memory."""
+    total = memory_bytes()
+    if total and need > total:
+        raise UserError(f"{what} needs about {need / 2**30:.1f} GiB but this machine has "
+                        f"{total / 2**30:.1f} GiB; {fix}")
 
 
 # ---- outputs: what may be written where ----------------------------------------------

@@ -33,7 +33,8 @@ from minillm.chat.probe import summary as probe_summary
 from minillm.chat.search import BM25Index, clean_documents
 from minillm.chat.template import validate
 from minillm.common import (
-    FORCE_HELP, MARKER, Output, UserError, prepare_dir, read_json, remove_output, runs_dir, write_json)
+    FORCE_HELP, MARKER, Output, UserError, prepare_dir, read_json, remove_output, runs_dir, thread_count,
+    write_json)
 from minillm.crawl import pages
 from minillm.crawl.pages import crawl
 from minillm.evals.base import context_for, format_table, run_evals
@@ -353,7 +354,7 @@ def add_arguments(parser):
     parser.add_argument("--name", help="run directory runs/<name> (default: the profile's name)")
     parser.add_argument("--force", "--fresh", dest="fresh", action="store_true",
                         help="start the run again: " + FORCE_HELP)
-    parser.add_argument("--threads", type=int, help="kernel threads (default all cores)")
+    parser.add_argument("--threads", type=thread_count, help="kernel threads (default all cores)")
 
 
 def run(args):

@@ -40,7 +40,8 @@ from minillm.chat.probe import summary as probe_summary
 from minillm.chat.search import BM25Index, clean_documents
 from minillm.chat.sft import SFTConfig, sft
 from minillm.chat.template import ConversationTooLong, load_conversations, render
-from minillm.common import UserError, read_json, runs_dir, write_json
+from minillm.common import (
+    UserError, non_negative_int, positive_int, read_json, runs_dir, thread_count, write_json)
 from minillm.generate.engine import Engine
 from minillm.nn.gpt import GPTConfig, param_shapes
 from minillm.tokenizer.cli import default_tokenizer_path, load_any
@@ -51,11 +52,11 @@ def add_arguments(parser):
     a = parser.add_argument_group("the interactive chat (no action)").add_argument
     a("--ckpt", help="talk to this checkpoint (e.g. runs/default/sft)")
     a("--temperature", type=float, default=0.6, help="0 = greedy (default 0.6; /temp X changes it)")
-    a("--max-tokens", type=int, default=256, help="new tokens per reply (default 256)")
+    a("--max-tokens", type=positive_int, default=256, help="new tokens per reply (default 256)")
     a("--seed", type=int, default=0, help="random seed (default 0)")
     a("--system", help="a system message for the conversation")
     a("--search-index", type=Path, help="BM25 index for the search tool (default <ckpt>/../chat/search.npz)")
-    a("--threads", type=int, help="kernel threads (default all cores)")
+    a("--threads", type=thread_count, help="kernel threads (default all cores)")
     sub = parser.add_subparsers(dest="action", metavar="action")
     add_render_arguments(sub.add_parser("render", help="show conversations as tokens, the supervised ones coloured"))
     add_search_arguments(sub.add_parser("search", help="query the BM25 search tool over a run's clean corpus"))
@@ -95,22 +96,22 @@ def add_sft_arguments(parser):
     g = parser.add_argument_group("optimisation").add_argument
     g("--steps", type=int, help="optimizer steps (default: --epochs passes over the data)")
     g("--epochs", type=float, help="passes over the train conversations when --steps is unset (default 1)")
-    g("--batch-size", type=int, help="conversations per step (default 8)")
+    g("--batch-size", type=positive_int, help="conversations per step (default 8)")
     g("--lr", type=float, help="peak learning rate (default: a quarter of the base run's)")
     g("--min-lr", type=float, help="final learning rate (default lr/10)")
-    g("--warmup", type=int, help="warmup steps (default min(20, steps/10))")
+    g("--warmup", type=non_negative_int, help="warmup steps (default min(20, steps/10))")
     g("--schedule", choices=["cosine", "wsd"], help="LR schedule (default cosine)")
     g("--weight-decay", type=float, help="AdamW weight decay (default 0)")
     g("--clip", type=float, help="max global gradient norm, 0 = off (default 1.0)")
     g("--seed", type=int, help="conversation order (default 0)")
     g = parser.add_argument_group("bookkeeping").add_argument
     g("--eval-frac", type=float, help="held out when no conversation has split \"eval\" (default 0.1)")
-    g("--eval-every", type=int, help="steps between held-out losses (default 50)")
-    g("--eval-batches", type=int, help="batches per held-out loss, 0 = all (default 0)")
-    g("--ckpt-every", type=int, help="steps between checkpoints (default 0: at the end)")
-    g("--log-every", type=int, help="steps between metrics.jsonl lines (default 1)")
+    g("--eval-every", type=non_negative_int, help="steps between held-out losses (default 50)")
+    g("--eval-batches", type=non_negative_int, help="batches per held-out loss, 0 = all (default 0)")
+    g("--ckpt-every", type=non_negative_int, help="steps between checkpoints (default 0: at the end)")
+    g("--log-every", type=positive_int, help="steps between metrics.jsonl lines (default 1)")
     g("--metrics", help="metrics file (default <out>/../metrics.jsonl)")
-    g("--threads", type=int, help="threads for kernels and optimizer (default all cores)")
+    g("--threads", type=thread_count, help="threads for kernels and optimizer (default all cores)")
     g("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
 
 
@@ -165,7 +166,7 @@ def add_search_arguments(parser):
     parser.add_argument("--run", default="default", help="run name or directory with clean/ (default: default)")
     parser.add_argument("--index", type=Path, default=None, help="index file (default <run>/chat/search.npz)")
     parser.add_argument("--build", action="store_true", help="(re)build the index from <run>/clean first")
-    parser.add_argument("-k", type=int, default=3, help="passages to show (default 3)")
+    parser.add_argument("-k", type=positive_int, default=3, help="passages to show (default 3)")
 
 
 def run_search(args):
@@ -191,8 +192,8 @@ def add_data_arguments(parser):
     parser.add_argument("--probe", type=Path, default=None,
                         help="the base model's probe.jsonl (default <run>/chat/probe.jsonl when it exists)")
     parser.add_argument("--out", type=Path, default=None, help="default <run>/chat/conversations.jsonl")
-    parser.add_argument("--size", type=int, default=DataConfig.size, help="train conversations")
-    parser.add_argument("--eval-size", type=int, default=DataConfig.eval_size, help="held-out conversations")
+    parser.add_argument("--size", type=positive_int, default=DataConfig.size, help="train conversations")
+    parser.add_argument("--eval-size", type=non_negative_int, default=DataConfig.eval_size, help="held-out conversations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--without", default="", help=f"kinds to leave out (ablations), comma-separated: {', '.join(KINDS)}")
     parser.add_argument("--think-formats", default=",".join(FORMATS),
@@ -247,7 +248,7 @@ def add_probe_arguments(parser):
     parser.add_argument("--ckpt", type=Path, required=True, help="the base model's checkpoint directory")
     parser.add_argument("--world", type=Path, default=None, help="default: the checkpoint's run/world")
     parser.add_argument("--out", type=Path, default=None, help="default <run>/chat/probe.jsonl")
-    parser.add_argument("-k", type=int, default=ProbeConfig.k, help="samples per fact")
+    parser.add_argument("-k", type=positive_int, default=ProbeConfig.k, help="samples per fact")
     parser.add_argument("--temperature", type=float, default=ProbeConfig.temperature)
     parser.add_argument("--min-correct", type=float, default=ProbeConfig.min_correct,
                         help="share of right samples for 'known' (default all)")

@@ -12,6 +12,7 @@ from pathlib import Path
 from minillm.common import FORCE_HELP, UserError, prepare_dir, runs_dir
 from minillm.crawl.pages import OUTPUT, crawl
 from minillm.internet.filters import check_url_filter
+from minillm.world.store import reading_documents
 from minillm.world.world import World
 
 
@@ -45,7 +46,9 @@ def run(args):
         world, source = World.build(seed=args.world_seed, size=size), f"built ({args.world_size})"
     else:
         world, source = World.load(world_dir), str(world_dir)
-    s = crawl(world, out, args.shards, args.seed, progress=not args.no_progress, url_filter=args.url_filter)
+    with reading_documents(world_dir or out):
+        s = crawl(world, out, args.shards, args.seed, progress=not args.no_progress,
+                  url_filter=args.url_filter)
     shares = ", ".join(f"{k} {v:.1%}" for k, v in s["shares"].items())
     print(f"crawl: {s['pages']} pages from world {source} in {s['seconds']:.1f}s, "
           f"{s['warc_bytes'] / 1e6:.1f} MB in {s['shards']} shards ({s['shards_resumed']} kept from an earlier run)")

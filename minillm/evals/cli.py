@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from minillm import clib
-from minillm.common import UserError, prepare_file, write_json
+from minillm.common import UserError, prepare_file, thread_count, write_json
 from minillm.evals.base import EVALS, context_for, format_table, run_evals
 
 
@@ -28,7 +28,7 @@ def add_arguments(parser):
     a("--only", help=f"comma-separated evals (default all: {', '.join(EVALS)})")
     a("--limit", type=int, default=200, help="probes per bucket / lines per group (default 200)")
     a("--out", help="where to write the results (default: <ckpt>/evals.json)")
-    a("--threads", type=int, help="kernel threads (default all cores)")
+    a("--threads", type=thread_count, help="kernel threads (default all cores)")
     a("--force", action="store_true", help="replace an --out file that is not an earlier results file")
 
 

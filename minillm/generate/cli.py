@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from minillm import clib
-from minillm.common import UserError
+from minillm.common import UserError, check_memory, positive_int, thread_count
 from minillm.generate.engine import Engine
 
 
@@ -30,12 +30,12 @@ def add_arguments(parser):
     a("--prompt-file", help="read the prompt from a file (few-shot prompts)")
     a("-n", "--num-samples", type=int, default=1, help="samples of the prompt (default 1)")
     a("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
-    a("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    a("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens")
     a("--top-p", type=float, default=None, help="nucleus sampling: the smallest set with mass p")
     a("--seed", type=int, default=0, help="random seed (default 0)")
     a("--max-tokens", type=int, default=200, help="new tokens per sample (default 200)")
     a("--no-bos", action="store_true", help="do not put <|bos|> before the prompt")
-    a("--threads", type=int, help="kernel threads (default all cores)")
+    a("--threads", type=thread_count, help="kernel threads (default all cores)")
 
 
 def run(args):
@@ -46,6 +46,9 @@ def run(args):
             prompt = Path(args.prompt_file).read_text(encoding="utf-8")
         except OSError as e:
             raise UserError(f"cannot read --prompt-file: {e}") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"--prompt-file {args.prompt_file} is not UTF-8 text ({e.reason} at byte "
+                            f"{e.start}); save it as UTF-8") from None
     else:
         prompt = args.prompt
     if args.num_samples < 1 or args.max_tokens < 1:
@@ -57,6 +60,7 @@ def run(args):
     if args.threads:
         clib.set_num_threads(args.threads)
     engine = Engine.from_checkpoint(args.ckpt)
+    _check_memory(engine.config, args.num_samples, args.max_tokens)
     bos = engine.bos_id
     try:
         sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -79,6 +83,14 @@ def run(args):
     print(f"[{n_tokens} tokens in {seconds:.2f}s, {n_tokens / max(seconds, 1e-9):.0f} tokens/s; "
           f"finished by: {reasons}; model {args.ckpt}]", file=sys.stderr)
     return 0
+
+
+def _check_memory(config, n, max_tokens):
+    """Refuse a batch whose KV cache and logits could not fit in memory (`-n 100000000`)."""
+    length = min(config.context_len, max_tokens + 1)        # a lower bound: the prompt adds
+    kv = 2 * config.n_layer * config.n_kv_head * config.head_dim * length
+    check_memory(4 * n * (kv + 2 * config.vocab_size), f"-n {n} with --max-tokens {max_tokens}",
+                 "ask for fewer samples (-n) or tokens (--max-tokens)")
 
 
 def _stream_one(engine, prompt, bos, sampling):

@@ -13,7 +13,8 @@ truth (score.py) and writes report.json beside them. Read pipeline.py for the pa
 from pathlib import Path
 
 from minillm.common import (
-    FORCE_HELP, Output, UserError, num_cores, prepare_dir, remove_output, runs_dir, write_json)
+    FORCE_HELP, Output, UserError, fraction, non_negative_int, num_cores, positive_float,
+    positive_int, prepare_dir, remove_output, runs_dir, write_json)
 from minillm.internet import score
 from minillm.internet.download import CATALOGUE, download, resolve
 from minillm.internet.filters import check_url_filter
@@ -27,8 +28,8 @@ def add_download_arguments(parser):
     parser.add_argument("--out", help="output directory (default: runs/downloads)")
     parser.add_argument("--sha256", help="expected sha256 (hex); overrides the catalogue's")
     parser.add_argument("--list", action="store_true", help="list the catalogue and exit")
-    parser.add_argument("--retries", type=int, default=5, help="failed attempts in a row before giving up")
-    parser.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds")
+    parser.add_argument("--retries", type=non_negative_int, default=5, help="failed attempts in a row before giving up")
+    parser.add_argument("--timeout", type=positive_float, default=30.0, help="socket timeout in seconds")
     parser.add_argument("--force", action="store_true", help="download again over an earlier download; "
                         "write into a non-empty directory (its files are kept)")
 
@@ -59,9 +60,9 @@ def add_clean_arguments(parser):
     parser.add_argument("--run", default="default", help="run name: defaults below live in runs/<run>/")
     parser.add_argument("--crawl", help="directory of WARC files, or one .warc.gz (default runs/<run>/crawl)")
     parser.add_argument("--out", help="output directory (default runs/<run>/clean)")
-    parser.add_argument("--workers", type=int, default=min(2, num_cores()), help="worker processes")
+    parser.add_argument("--workers", type=positive_int, default=min(2, num_cores()), help="worker processes")
     parser.add_argument("--langs", default="en", help="languages to keep, comma separated (default en)")
-    parser.add_argument("--min-lang-score", type=float, default=0.65, help="language confidence to keep")
+    parser.add_argument("--min-lang-score", type=fraction, default=0.65, help="language confidence to keep")
     parser.add_argument("--url-filter", default=None, help="directory with FineWeb's URL word lists "
                         "(banned_words.txt, soft_banned_words.txt, banned_subwords.txt)")
     parser.add_argument("--block-domains", default="", help="extra blocked domains, comma separated")

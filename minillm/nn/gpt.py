@@ -29,6 +29,9 @@ from minillm.nn.layers import (embedding_backward, embedding_forward, linear_bac
                                swiglu_backward, swiglu_forward)
 
 
+MAX_SIZE = 1 << 20    # any one dimension (vocabulary, context, width, layers): far above real use
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int
@@ -43,6 +46,23 @@ class GPTConfig:
     norm_eps: float = 1e-5
 
     def __post_init__(self):
+        # subtle: a config also comes from files (config.json, an imported model's): check
+        # every number, so a hostile 1e12 or -5 is a ValueError here, not a crash later
+        for name in ("vocab_size", "context_len", "n_layer", "n_head", "n_kv_head", "n_embd",
+                     "hidden_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, not {value!r}")
+            low = 0 if name == "n_layer" else 1     # no blocks: embeddings and head only
+            if not low <= value <= MAX_SIZE:
+                raise ValueError(f"{name} must be in {low}..{MAX_SIZE}, not {value}")
+        for name in ("rope_theta", "norm_eps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                    or not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+        if not isinstance(self.tie_embeddings, bool):
+            raise ValueError(f"tie_embeddings must be true or false, not {self.tie_embeddings!r}")
         if self.n_head < 1 or self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if self.n_kv_head < 1 or self.n_head % self.n_kv_head:

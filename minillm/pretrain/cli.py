@@ -16,9 +16,12 @@ import argparse
 import math
 from pathlib import Path
 
-from minillm.common import FORCE_HELP, UserError, prepare_dir, remove_temp_files
+from minillm.common import (
+    FORCE_HELP, UserError, check_memory, non_negative_int, positive_int, prepare_dir, remove_temp_files,
+    thread_count)
+from minillm.nn import gpt
 from minillm.nn.checkpoint import OUTPUT
-from minillm.pretrain.train import TrainConfig, check_numbers, train
+from minillm.pretrain.train import MODEL_FLAGS, TrainConfig, check_numbers, train
 
 
 def add_arguments(parser):
@@ -33,12 +36,12 @@ def add_arguments(parser):
     a("--force", action="store_true", default=None,
       help="start afresh over an existing checkpoint in --out (" + FORCE_HELP + ")")
     g = parser.add_argument_group("model size")
-    g.add_argument("--depth", type=int, help="the size dial: layers; width, heads follow (default 6)")
-    g.add_argument("--n-layer", type=int)
-    g.add_argument("--n-head", type=int)
-    g.add_argument("--n-kv-head", type=int, help="key/value heads (grouped-query attention)")
-    g.add_argument("--n-embd", type=int)
-    g.add_argument("--hidden-dim", type=int, help="SwiGLU inner size")
+    g.add_argument("--depth", type=positive_int, help="the size dial: layers; width, heads follow (default 6)")
+    g.add_argument("--n-layer", type=positive_int)
+    g.add_argument("--n-head", type=positive_int)
+    g.add_argument("--n-kv-head", type=positive_int, help="key/value heads (grouped-query attention)")
+    g.add_argument("--n-embd", type=positive_int)
+    g.add_argument("--hidden-dim", type=positive_int, help="SwiGLU inner size")
     g.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction,
                    help="share tok_emb and the LM head")
     g = parser.add_argument_group("optimisation")
@@ -49,7 +52,7 @@ def add_arguments(parser):
     g.add_argument("--grad-accum", type=int, help="micro-batches per step (default 1)")
     g.add_argument("--lr", type=float, help="peak learning rate (default: by width, 1e-3 at 128)")
     g.add_argument("--min-lr", type=float, help="final learning rate (default lr/10)")
-    g.add_argument("--warmup", type=int, help="warmup steps (default min(100, steps/10))")
+    g.add_argument("--warmup", type=non_negative_int, help="warmup steps (default min(100, steps/10))")
     g.add_argument("--schedule", choices=["cosine", "wsd"], help="LR schedule (default cosine)")
     g.add_argument("--weight-decay", type=float, help="AdamW decoupled weight decay (default 0.1)")
     g.add_argument("--beta1", type=float, help="AdamW beta1 (default 0.9)")
@@ -57,16 +60,32 @@ def add_arguments(parser):
     g.add_argument("--clip", type=float, help="max global gradient norm, 0 = off (default 1.0)")
     g.add_argument("--seed", type=int, help="initialisation and data order (default 0)")
     g = parser.add_argument_group("bookkeeping")
-    g.add_argument("--eval-every", type=int, help="steps between validation losses (default 250)")
-    g.add_argument("--eval-batches", type=int, help="batches per validation loss (default 20)")
-    g.add_argument("--final-eval-batches", type=int,
+    g.add_argument("--eval-every", type=non_negative_int, help="steps between validation losses (default 250)")
+    g.add_argument("--eval-batches", type=non_negative_int, help="batches per validation loss (default 20)")
+    g.add_argument("--final-eval-batches", type=non_negative_int,
                    help="batches for the last validation loss, 0 = whole split (default: --eval-batches)")
-    g.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 1000)")
-    g.add_argument("--log-every", type=int, help="steps between metrics.jsonl lines (default 1)")
+    g.add_argument("--ckpt-every", type=non_negative_int, help="steps between checkpoints (default 1000)")
+    g.add_argument("--log-every", type=positive_int, help="steps between metrics.jsonl lines (default 1)")
     g.add_argument("--metrics", help="metrics file (default runs/<name>/metrics.jsonl)")
-    g.add_argument("--threads", type=int, help="threads for kernels and optimizer (default all cores)")
+    g.add_argument("--threads", type=thread_count, help="threads for kernels and optimizer (default all cores)")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar")
+
+
+def _check_memory(config):
+    """Refuse a model and batch that could not fit in memory (`--depth 1000`), before
+    anything is allocated. A lower bound: a 256-token vocabulary (bytes) and only the
+    activations every layer must keep for backprop."""
+    overrides = {k: getattr(config, k) for k in MODEL_FLAGS if getattr(config, k) is not None}
+    try:
+        model = gpt.GPTConfig.from_depth(config.depth, 256, config.context_len, **overrides)
+    except ValueError:
+        return                             # train() says what is wrong with the shape
+    params = gpt.num_params(model)         # weights, gradients, AdamW's two moments: 16 bytes
+    tokens = config.batch_size * config.context_len
+    activations = tokens * model.n_layer * (8 * model.n_embd + 3 * model.hidden_dim)
+    check_memory(16 * params + 4 * activations, "this model and batch",
+                 "choose a smaller --depth/--n-embd or --batch-size/--context-len")
 
 
 def run(args):
@@ -82,10 +101,13 @@ def run(args):
         given["tokens"] = int(given["tokens"])
     config = TrainConfig(**given)
     check_numbers(config)                  # before --out is touched, like the inputs below
+    _check_memory(config)
     inputs = {"--data": config.data, "--tokenizer": config.tokenizer}
     for flag, path in inputs.items():      # before --out is touched: a typo creates nothing
         if path is not None and not Path(path).exists():
             raise UserError(f"{'data' if flag == '--data' else 'tokenizer'} not found: {path}")
+        if path is not None and Path(path).is_file() and Path(path).stat().st_size == 0:
+            raise UserError(f"{flag} {path} is an empty file; give a file with text")
     if args.resume is not None:
         if args.force:
             raise UserError("--resume continues a checkpoint and --force replaces it: pass one")

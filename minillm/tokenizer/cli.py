@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from minillm.common import UserError, atomic_write, prepare_file, runs_dir
+from minillm.common import UserError, atomic_write, positive_int, prepare_file, runs_dir
 from minillm.tokenizer.bpe import Tokenizer
 from minillm.tokenizer.interop import load_gpt2, save_hf, save_tiktoken
 from minillm.tokenizer.train import iter_documents, train_tokenizer
@@ -71,7 +71,7 @@ def add_arguments(parser):
     p = sub.add_parser("train", help="learn merges from text files")
     p.add_argument("--input", nargs="+", required=True, metavar="FILE",
                    help="text files (UTF-8), .jsonl/.jsonl.gz with a \"text\" field, or directories of them")
-    p.add_argument("--vocab-size", type=int, required=True,
+    p.add_argument("--vocab-size", type=positive_int, required=True,
                    help="ids in all: 256 bytes + merges + 11 special tokens")
     p.add_argument("--out", type=Path, default=None, help="tokenizer.json to write (default runs/default/tokenizer.json)")
     p.add_argument("--pattern", default="gpt4", help="split pattern: gpt4 (default), gpt2, or a regex")
@@ -128,6 +128,8 @@ def _expand_inputs(items):
 def run_train(args):
     out = args.out or default_tokenizer_path()
     files = _expand_inputs(args.input)
+    if all(f.stat().st_size == 0 for f in files):
+        raise UserError(f"--input {' '.join(map(str, args.input))} is empty: no text to learn merges from")
     prepare_file(out, force=args.force, inputs=[("--input", f) for f in files])
     t0 = time.perf_counter()
     tok = train_tokenizer(files, args.vocab_size, args.pattern, progress=True, use_c=False if args.python else None)

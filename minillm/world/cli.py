@@ -12,8 +12,9 @@ Read world.py for what a world holds.
 import time
 from pathlib import Path
 
-from minillm.common import FORCE, FORCE_HELP, UserError, prepare_dir, read_json, runs_dir
-from minillm.world.store import OUTPUT
+from minillm.common import (
+    FORCE, FORCE_HELP, UserError, non_negative_int, prepare_dir, read_json, runs_dir)
+from minillm.world.store import OUTPUT, reading_documents
 from minillm.world.world import SIZES, World
 
 
@@ -28,7 +29,7 @@ def add_arguments(parser):
     s = sub.add_parser("show", help="an entity's facts, exposure and sample documents")
     s.add_argument("entity", help="a name (\"Lira Vendel\") or an id (person-00007)")
     s.add_argument("--dir", default=None, help="world directory (default: runs/world)")
-    s.add_argument("--docs", type=int, default=3, help="sample documents to show (default 3)")
+    s.add_argument("--docs", type=non_negative_int, default=3, help="sample documents to show (default 3)")
     t = sub.add_parser("stats", help="entities, facts, documents and bytes by kind and bucket")
     t.add_argument("--dir", default=None, help="world directory (default: runs/world)")
 
@@ -78,13 +79,14 @@ def _show(folder, key, n_docs):
     for rel, value in e.attrs.items():
         print(f"  {rel:<12} {value:<24} stated in {world.fact_mentions.get((e.id, rel), 0)} documents")
     shown = 0
-    for doc in world.iter_documents():
-        if shown >= n_docs:
-            break
-        if e.id in doc.entities:
-            shown += 1
-            text = doc.text if len(doc.text) < 600 else doc.text[:600] + " ..."
-            print(f"\n--- {doc.id} [{doc.kind}, {doc.lang}] {doc.title}\n{text}")
+    with reading_documents(folder):
+        for doc in world.iter_documents():
+            if shown >= n_docs:
+                break
+            if e.id in doc.entities:
+                shown += 1
+                text = doc.text if len(doc.text) < 600 else doc.text[:600] + " ..."
+                print(f"\n--- {doc.id} [{doc.kind}, {doc.lang}] {doc.title}\n{text}")
     print(f"\n(from {folder})")
     return 0
 

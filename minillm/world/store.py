@@ -12,10 +12,13 @@
 Every file is written atomically; documents are streamed, so memory stays bounded.
 `minillm world build` (cli.py) writes a world; crawl/ and the evals read it back.
 """
+import contextlib
 import gzip
 import hashlib
 import json
+import zlib
 from collections import Counter
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -118,7 +121,9 @@ def read_world(folder):
     """The saved parts of a world: (stats.json's dict, entities, bucket, exposure, fact
     mentions); World.load puts them together and streams documents from the folder."""
     meta = read_json(folder / "stats.json", "world stats")
-    if meta.get("format") != "minillm-world":
+    if not (folder / _DOC_FILE).is_file():
+        raise UserError(f"world in {folder} has no {_DOC_FILE}; rebuild it with `minillm world build`")
+    if not isinstance(meta, dict) or meta.get("format") != "minillm-world":
         raise UserError(f"{folder} does not hold a minillm world (stats.json has no format tag)")
     entities, bucket, exposure, mentions = {}, {}, {}, {}
     try:
@@ -131,7 +136,18 @@ def read_world(folder):
             for line in f:
                 d = json.loads(line)
                 mentions[d["entity"], d["relation"]] = d["mentions"]
-    except (OSError, json.JSONDecodeError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:   # ValueError: bad JSON or UTF-8
         raise UserError(f"world in {folder} is incomplete or corrupt ({e}); rebuild it "
                         "with `minillm world build`") from None
     return meta, entities, bucket, exposure, mentions
+
+
+@contextlib.contextmanager
+def reading_documents(folder):
+    """Around a loop over World.iter_documents: a truncated or corrupt documents.jsonl.gz
+    (found only when the stream reaches the damage) becomes a one-line UserError."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{Path(folder) / _DOC_FILE} is truncated or corrupt ({type(e).__name__}: "
+                        f"{e}); rebuild the world with `minillm world build --force`") from None
