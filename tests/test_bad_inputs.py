@@ -18,10 +18,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from export_helpers import checkpoint, tokenizer
 from minillm.cli import main
+from minillm.nn.checkpoint import load_checkpoint, save_safetensors
+from minillm.nn.optim import AdamW
+from minillm.pretrain.shards import write_shard
 
 TINY = dict(n_layer=1, n_embd=32, n_head=2, n_kv_head=2, hidden_dim=48, context_len=64)
 ERROR = re.compile(r"^minillm( [a-z]+)*: error: ")
@@ -78,6 +82,40 @@ def _world_with(s, name, edit):
     if not path.exists():
         shutil.copytree(s.world, path)
         edit(path)
+    return str(path)
+
+
+def _resumable(s, name, edit):
+    """A copy of a 2-step pretraining checkpoint with edit(path) applied; argv resuming it."""
+    base = s.root / "trained"
+    if not base.exists():
+        assert main(_pretrain(s, "--out", str(base))) == 0
+    path = s.root / f"trained-{name}"
+    if not path.exists():
+        shutil.copytree(base, path)
+        edit(path)
+    return ["pretrain", "--resume", str(path), "--steps", "3", "--no-progress"]
+
+
+def _bad_optimizer(path):
+    """The optimizer state of another model (a different shape) in the checkpoint."""
+    other = path.parent / (path.name + "-other")
+    checkpoint(str(other), tokenizer(), **TINY)
+    config, params, _ = load_checkpoint(other)
+    tensors, scalars = AdamW(params).state()
+    save_safetensors(path / "optimizer.safetensors", tensors, {"state": json.dumps(scalars)})
+
+
+def _json(name, text):
+    return lambda p: (p / name).write_text(text)
+
+
+def _shards_with(s, index):
+    """A shard directory (one shard of the text's bytes) whose shards.json is `index`."""
+    path = s.root / "shards-bad-index"
+    path.mkdir(exist_ok=True)
+    write_shard(path / "shard-0000.bin", np.frombuffer(Path(s.text).read_bytes(), np.uint8), 256)
+    (path / "shards.json").write_text(index)
     return str(path)
 
 
@@ -168,6 +206,21 @@ CASES = {
         "--out", str(s.root / "c4"), "--shards", "1", "--no-progress"], "documents.jsonl.gz"),
     "world show truncated": (lambda s: ["world", "show", _first_entity(s.world), "--docs", "100000", "--dir", _world_with(
         s, "trunc2", lambda p: _truncate(p / "documents.jsonl.gz"))], "documents.jsonl.gz"),
+    # a checkpoint to resume, damaged
+    "resume bad trainer_state JSON": (lambda s: _resumable(s, "badjson", _json(
+        "trainer_state.json", "{nope")), "trainer_state.json"),
+    "resume trainer_state no keys": (lambda s: _resumable(s, "nokeys", _json(
+        "trainer_state.json", "{}")), "no trainer state"),
+    "resume trainer_state a list": (lambda s: _resumable(s, "list", _json(
+        "trainer_state.json", "[1, 2]")), "no trainer state"),
+    "resume trainer_state bad loader": (lambda s: _resumable(s, "badloader", lambda p: (
+        p / "trainer_state.json").write_text(json.dumps(
+            {**json.loads((p / "trainer_state.json").read_text()), "loader": 7}))), "trainer_state.json"),
+    "resume optimizer wrong shapes": (lambda s: _resumable(s, "opt", _bad_optimizer),
+                                      "optimizer.safetensors"),
+    "resume optimizer truncated": (lambda s: _resumable(s, "opttrunc", lambda p: _truncate(
+        p / "optimizer.safetensors")), "optimizer.safetensors"),
+    "pretrain shards.json corrupt": (lambda s: _pretrain(s) + ["--data", _shards_with(s, "{}")], "shards.json"),
 }
 
 

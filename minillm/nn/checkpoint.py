@@ -305,7 +305,47 @@ def load_training_state(path):
             scalars = json.loads(metadata["state"])
         except (KeyError, json.JSONDecodeError):
             raise UserError(f"{path}/optimizer.safetensors has no optimizer scalars; it is corrupt") from None
-        optimizer_state = (load_safetensors(path / "optimizer.safetensors"), scalars)
+        tensors = load_safetensors(path / "optimizer.safetensors")
+        _check_optimizer(path, tensors, scalars)
+        optimizer_state = (tensors, scalars)
     if (path / "trainer_state.json").exists():
         trainer_state = read_json(path / "trainer_state.json", what="trainer state")
+        _check_trainer_state(path / "trainer_state.json", trainer_state)
     return optimizer_state, trainer_state
+
+
+def _check_optimizer(path, tensors, scalars):
+    """The AdamW moments (m.<param>, v.<param>) must have the shapes of the checkpoint's own
+    parameters, and the step count must be a count: else a one-line UserError."""
+    where = f"{path}/optimizer.safetensors"
+    fix = "delete it (and trainer_state.json) to keep the weights for inference, or re-save"
+    t = scalars.get("t") if isinstance(scalars, dict) else None
+    if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+        raise UserError(f"{where} is corrupt: its step count is {t!r}; {fix}")
+    meta = read_json(path / "config.json", what="checkpoint config")
+    try:
+        shapes = param_shapes(GPTConfig(**meta["model"]))
+    except (KeyError, TypeError, ValueError):
+        return                  # load_checkpoint reports a bad config.json with its own words
+    for name, shape in shapes.items():
+        for key in (f"m.{name}", f"v.{name}"):
+            got = tensors.get(key)
+            if got is None or got.shape != shape:
+                raise UserError(f"{where} is corrupt: {key} has shape "
+                                f"{None if got is None else got.shape}, the model needs {shape}; {fix}")
+
+
+def _check_trainer_state(path, state):
+    """trainer_state.json: a JSON object with a step count and the data loader's position."""
+    if not isinstance(state, dict):
+        raise UserError(f"{path} is corrupt (not a JSON object); delete the checkpoint's "
+                        "optimizer.safetensors and trainer_state.json, or train afresh")
+    step = state.get("step", 0)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise UserError(f"{path} is corrupt: step is {step!r}")
+    for key in ("loader", "train"):
+        if key in state and not isinstance(state[key], dict):
+            raise UserError(f"{path} is corrupt: {key!r} is not a JSON object")
+    if "loader" not in state:
+        raise UserError(f"{path} is corrupt: no \"loader\" position; it cannot be resumed "
+                        "(delete it and optimizer.safetensors to keep the weights for inference)")

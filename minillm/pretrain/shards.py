@@ -162,7 +162,11 @@ def shard_paths(directory):
     directory = Path(directory)
     if (directory / INDEX).exists():
         index = read_json(directory / INDEX, what="shard index")
-        return [directory / name for name in index["shards"]]
+        names = index.get("shards") if isinstance(index, dict) else None
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise UserError(f"{directory / INDEX} is corrupt (no \"shards\" list of file names); "
+                            "rerun the stage that wrote the shards")
+        return [directory / name for name in names]
     paths = sorted(directory.glob("*.bin"))
     if not paths:
         raise UserError(f"no token shards (*.bin) in {directory}")
@@ -183,6 +187,8 @@ def open_tokens(source):
             raise UserError(f"data not found: {path}")
         elif is_shard(path):
             paths = [path]
+        elif path.stat().st_size == 0:
+            raise UserError(f"{path} is an empty file: no tokens to train on")
         else:                                            # byte-level mode: the file's bytes
             return [np.memmap(path, dtype=np.uint8, mode="r")], 256, "bytes"
     vocabs = {read_shard_header(p)[1] for p in paths}
