@@ -10,6 +10,7 @@ would kill the test process. Inputs are tiny: a one-layer model, a short text, a
 
     python -m pytest tests/test_bad_inputs.py
 """
+import itertools
 import json
 import os
 import re
@@ -49,8 +50,11 @@ def s(tmp_path_factory):
     return s
 
 
+_OUTS = itertools.count()      # a fresh --out per case: a refused run may leave its marker
+
+
 def _pretrain(s, *extra):
-    return ["pretrain", "--data", s.text, "--out", str(s.root / "p"), "--depth", "1", "--n-embd", "16",
+    return ["pretrain", "--data", s.text, "--out", str(s.root / f"p{next(_OUTS)}"), "--depth", "1", "--n-embd", "16",
             "--n-head", "2", "--context-len", "8", "--batch-size", "2", "--steps", "2",
             "--eval-every", "100", "--eval-batches", "1", "--no-progress", *extra]
 
@@ -111,11 +115,13 @@ def _json(name, text):
 
 
 def _shards_with(s, index):
-    """A shard directory (one shard of the text's bytes) whose shards.json is `index`."""
-    path = s.root / "shards-bad-index"
+    """A shard directory (one shard of the text's bytes, vocabulary 256) whose shards.json
+    is `index` (None: no index)."""
+    path = s.root / f"shards-{index is None}"
     path.mkdir(exist_ok=True)
     write_shard(path / "shard-0000.bin", np.frombuffer(Path(s.text).read_bytes(), np.uint8), 256)
-    (path / "shards.json").write_text(index)
+    if index is not None:
+        (path / "shards.json").write_text(index)
     return str(path)
 
 
@@ -220,6 +226,8 @@ CASES = {
                                       "optimizer.safetensors"),
     "resume optimizer truncated": (lambda s: _resumable(s, "opttrunc", lambda p: _truncate(
         p / "optimizer.safetensors")), "optimizer.safetensors"),
+    "pretrain tokenizer does not match shards": (lambda s: _pretrain(s) + [
+        "--data", _shards_with(s, None), "--tokenizer", s.tok], "vocabulary"),
     "pretrain shards.json corrupt": (lambda s: _pretrain(s) + ["--data", _shards_with(s, "{}")], "shards.json"),
 }
 

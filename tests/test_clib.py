@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from minillm import clib
+from minillm.common import MAX_THREADS
 
 
 def test_c_extension_is_loaded():
@@ -30,6 +31,16 @@ def test_threads_can_be_set():
     clib.set_num_threads(before)
     with pytest.raises(ValueError):
         clib.set_num_threads(0)
+    with pytest.raises(ValueError, match=f"1..{MAX_THREADS}"):
+        clib.set_num_threads(100000)      # OpenMP segfaulted on the next kernel call
+
+
+def test_a_kernel_call_with_too_many_threads_is_an_error_not_a_segfault():
+    code = ("import numpy as np\nfrom minillm.nn.kernels import matmul\n"
+            "x = np.ones((64, 64), np.float32)\nprint(matmul.matmul_forward(x, x).sum())")
+    res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, MINILLM_THREADS="100000"),
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "UserError: MINILLM_THREADS='100000'" in res.stderr, res.stderr
 
 
 def _in_subprocess(code, **env):

@@ -206,6 +206,10 @@ class BatchLoader:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         arrays, found_vocab, self.kind = open_tokens(source)
+        if self.kind == "shards" and vocab_size and vocab_size != found_vocab:
+            raise UserError(f"the token shards in {source} were written for a {found_vocab}-token "
+                            f"vocabulary, but the tokenizer has {vocab_size}: pass the tokenizer "
+                            "that encoded them (--tokenizer), or re-encode the shards")
         self.vocab_size = vocab_size or found_vocab
         self.B, self.T, self.seed, self.split = int(batch_size), int(context_len), int(seed), split
         self.shuffle = (split == "train") if shuffle is None else shuffle
