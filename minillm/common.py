@@ -11,6 +11,9 @@ replaced (only the files matching the kind's patterns are removed); anything els
 directory of unknown files, a file where a directory goes, the command's own input) is a
 one-line UserError. minillm never deletes a file it did not write. Temporary files a kill
 left behind (minillm's own names only) are removed by the next run.
+
+Flag values are checked where they enter: argparse types with ranges (positive_int,
+fraction, thread_count, ...), and check_memory refuses a size this machine cannot hold.
 """
 import contextlib
 import json

@@ -74,6 +74,17 @@ def _broken_ckpt(s, name, edit):
     return str(path)
 
 
+def _hf_with(s, name, edit):
+    """The tiny checkpoint exported to Hugging Face's layout, config.json through edit(config)."""
+    path = s.root / f"hf-{name}"
+    if not path.exists():
+        assert main(["export", "--ckpt", s.ckpt, "--format", "hf", "--out", str(path)]) == 0
+        config = json.loads((path / "config.json").read_text())
+        edit(config)
+        (path / "config.json").write_text(json.dumps(config))
+    return str(path)
+
+
 def _file(s, name, data):
     path = s.root / name
     path.write_bytes(data)
@@ -175,6 +186,10 @@ CASES = {
                                           "--context-len", "0"], "--context-len"),
     "speedrun --threads 100000": (lambda s: ["speedrun", "--profile", "smoke", "--threads", "100000"],
                                   "--threads"),
+    "sft --batch-size 0": (lambda s: ["sft", "--ckpt", s.ckpt, "--batch-size", "0"], "--batch-size"),
+    "sft --threads 100000": (lambda s: ["sft", "--ckpt", s.ckpt, "--threads", "100000"], "--threads"),
+    "chat --max-tokens 0": (lambda s: ["chat", "--ckpt", s.ckpt, "--max-tokens", "0"], "--max-tokens"),
+    "chat search -k 0": (lambda s: ["chat", "search", "-k", "0", "x"], "-k"),
     # files a user gives
     "sample non-UTF-8 --prompt-file": (lambda s: ["sample", "--ckpt", s.ckpt, "--prompt-file",
                                                   _file(s, "latin1.txt", b"caf\xe9 \xff\xfe")],
@@ -194,6 +209,9 @@ CASES = {
         s, "huge", lambda m: m.update(n_layer=2**40))], "n_layer"),
     "ckpt missing field": (lambda s: _sample(s) + ["--ckpt", _broken_ckpt(
         s, "missing", lambda m: m.pop("n_head"))], "n_head"),
+    "import HF max_position_embeddings 1e12": (lambda s: ["import", "--hf", _hf_with(
+        s, "ctx", lambda c: c.update(max_position_embeddings=10**12)), "--out", str(s.root / "imp")],
+        "context_len"),
     # corrupt artifacts in a run directory
     "world bad stats.json": (lambda s: ["eval", "--ckpt", s.ckpt, "--only", "cloze", "--limit", "2",
                                         "--world", _world_with(s, "badjson", lambda p: (p / "stats.json")
