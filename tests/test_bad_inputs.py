@@ -219,6 +219,12 @@ CASES = {
     "world stats.json missing keys": (lambda s: ["eval", "--ckpt", s.ckpt, "--only", "cloze", "--limit", "2",
                                                  "--world", _world_with(s, "nokeys", lambda p: (
                                                      p / "stats.json").write_text("{}"))], "stats.json"),
+    "world stats.json without seed": (lambda s: ["eval", "--ckpt", s.ckpt, "--only", "cloze", "--limit", "2",
+                                                 "--world", _world_with(s, "noseed", lambda p: (
+                                                     p / "stats.json").write_text(json.dumps({
+                                                         k: v for k, v in json.loads((p / "stats.json")
+                                                                                     .read_text()).items()
+                                                         if k != "seed"})))], "seed"),
     "world truncated documents": (lambda s: ["crawl", "--world", _world_with(
         s, "trunc", lambda p: _truncate(p / "documents.jsonl.gz")), "--out", str(s.root / "c2"),
         "--shards", "1", "--no-progress"], "documents.jsonl.gz"),

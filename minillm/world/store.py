@@ -125,6 +125,10 @@ def read_world(folder):
         raise UserError(f"world in {folder} has no {_DOC_FILE}; rebuild it with `minillm world build`")
     if not isinstance(meta, dict) or meta.get("format") != "minillm-world":
         raise UserError(f"{folder} does not hold a minillm world (stats.json has no format tag)")
+    missing = [k for k in ("seed", "size", "documents") if k not in meta]
+    if missing:
+        raise UserError(f"{folder / 'stats.json'} is corrupt: no {', '.join(missing)}; rebuild the "
+                        "world with `minillm world build --force`")
     entities, bucket, exposure, mentions = {}, {}, {}, {}
     try:
         with open(folder / "entities.jsonl", encoding="utf-8") as f:
