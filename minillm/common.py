@@ -273,7 +273,10 @@ def prepare_dir(path, output, *, force=False, resume=True, inputs=None, resume_f
     if theirs is not None and theirs != output.kind:
         raise UserError(f"{path} holds minillm's {theirs} output, not {output.kind} output; "
                         f"choose another {out_flag}")
-    if holds_output(path, output):
+    names = {p.name for p in path.iterdir() if not is_temp_name(p.name)} if path.is_dir() else set()
+    # subtle: a directory holding only our marker was claimed by a run that stopped before
+    # writing anything (e.g. refused its data): nothing to resume, so it counts as empty
+    if names != {MARKER} and holds_output(path, output):
         remove_temp_files(path, output)
         if force:
             remove_output(path, output)
@@ -285,7 +288,7 @@ def prepare_dir(path, output, *, force=False, resume=True, inputs=None, resume_f
             raise UserError(f"{path} holds an earlier {output.kind}; {again}{FORCE} to replace it "
                             "(files minillm did not write are kept)")
     else:
-        entries = sorted(p.name for p in path.iterdir() if not is_temp_name(p.name)) if path.is_dir() else []
+        entries = sorted(names - {MARKER})
         if entries and not force:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise UserError(f"{path} is a non-empty directory minillm did not write (holds {shown}); "

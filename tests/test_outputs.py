@@ -21,7 +21,7 @@ import pytest
 from export_helpers import checkpoint, tokenizer
 from minillm import speedrun
 from minillm.cli import main
-from minillm.common import MARKER, prepare_dir, write_json
+from minillm.common import MARKER, UserError, prepare_dir, write_json
 from minillm.crawl import pages
 from minillm.nn import checkpoint as ckpt_module
 
@@ -395,3 +395,15 @@ def test_user_files_with_output_like_names_are_not_taken_for_an_output(name, fil
     run(COMMANDS[name].argv(inputs, out) + ["--force"], capsys)
     for rel, text in files.items():
         assert (out / rel).read_text() == text
+
+
+def test_a_directory_claimed_by_a_refused_run_counts_as_empty(tmp_path):
+    """A run that stopped after claiming its output (only the marker there) leaves nothing to
+    resume: the next run starts afresh instead of asking for --resume or --force."""
+    out = tmp_path / "ckpt"
+    assert prepare_dir(out, ckpt_module.OUTPUT, resume=False, resume_flag="--resume") == "new"
+    assert sorted(p.name for p in out.iterdir()) == [MARKER]
+    assert prepare_dir(out, ckpt_module.OUTPUT, resume=False, resume_flag="--resume") == "new"
+    (out / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="--resume"):
+        prepare_dir(out, ckpt_module.OUTPUT, resume=False, resume_flag="--resume")
