@@ -24,7 +24,7 @@ from pathlib import Path
 
 import regex
 
-from minillm.common import UserError, num_cores, read_json, write_json
+from minillm.common import UserError, num_cores, parse_threads, read_json, write_json
 from minillm.tokenizer import fast
 
 SPECIAL_TOKENS = ["<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_start|>",
@@ -288,8 +288,8 @@ class Tokenizer:
         c_model = self._fast_model()
         if allowed_special or disallowed_special or not (c_model and c_model.pattern):
             return [self.encode(t, allowed_special, disallowed_special) for t in texts]
-        threads = max(1, min(num_threads or int(os.environ.get("MINILLM_THREADS", 0)) or num_cores(),
-                             len(texts)))
+        env = os.environ.get("MINILLM_THREADS")
+        threads = max(1, min(num_threads or (parse_threads(env) if env else num_cores()), len(texts)))
         docs = [clean_text(t) for t in texts]
         if threads == 1:
             return c_model.encode_docs(docs)
