@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from minillm.common import FORCE, Output, UserError, atomic_path, write_json
+from minillm.common import FORCE, Output, UserError, atomic_path, read_json, write_json
 from minillm.crawl import noise, sites as S
 from minillm.crawl.bundle import PAGE_WORDS, Bundler
 from minillm.crawl.planner import CRAWL_START, Planner
@@ -201,7 +201,9 @@ def _check_plan(out_dir, world, n_docs, n_shards, seed, lists):
             "world": h.hexdigest()[:16], "url_lists": lists.source}
     path = Path(out_dir) / "plan.json"
     if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old = read_json(path, "crawl plan")        # corrupt: one line saying what to do
+        if not isinstance(old, dict):
+            raise UserError(f"{path} is not a crawl plan; pass {FORCE} to replace the crawl")
         if old != plan and any(_finished(out_dir, s) for s in range(old.get("shards", 0))):
             diff = ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in plan.items() if old.get(k) != v)
             raise UserError(f"{out_dir} holds a crawl made with other settings ({diff}); "

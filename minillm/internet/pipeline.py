@@ -193,14 +193,24 @@ def _removal(doc, stage, reason, **extra):
 
 # ---------------------------------------------------------------------------- pass 2
 
+def _load_work(path):
+    """A pass-1 work array (written atomically, so damage comes from outside): a one-line
+    error naming the file rather than NumPy's traceback."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"{path} is damaged or missing ({type(e).__name__}); delete {path.parent} "
+                        "and run clean again to recompute it") from None
+
+
 def global_dedup(names, work_dir, min_similarity=0.77):
     """Exact + MinHash decisions over every shard's survivors, in (shard, index) order.
     Memory: 128 bytes of keys and 448 of signature per surviving document.
 
     Returns ({shard: [(kind, duplicate_of id or None), ...] in kept order}, funnel rows)."""
     work_dir = Path(work_dir)
-    keys = [np.load(work_dir / f"{n}.keys.npy") for n in names]
-    sigs = np.concatenate([np.load(work_dir / f"{n}.sigs.npy") for n in names]) if names else None
+    keys = [_load_work(work_dir / f"{n}.keys.npy") for n in names]
+    sigs = np.concatenate([_load_work(work_dir / f"{n}.sigs.npy") for n in names]) if names else None
     counts = [len(k) for k in keys]
     allk = np.concatenate(keys) if keys else np.zeros((0, 2 + dedup.NUM_BANDS), np.uint64)  # (N, 16)
     t0 = time.perf_counter()

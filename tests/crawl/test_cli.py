@@ -48,3 +48,16 @@ def test_a_url_filter_that_is_not_a_list_directory_is_an_error(tmp_path, monkeyp
     with pytest.raises(UserError, match="missing banned_words.txt"):
         cli.run(_args("--world-size", "smoke", "--out", str(tmp_path / "crawl"), "--url-filter", str(tmp_path)))
     assert not (tmp_path / "crawl").exists()
+
+
+def test_a_damaged_plan_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "World", _FakeWorldClass)
+    (tmp_path / "w").mkdir()
+    argv = ("--world", str(tmp_path / "w"), "--out", str(tmp_path / "c"), "--shards", "2", "--no-progress")
+    cli.run(_args(*argv))
+    (tmp_path / "c" / "plan.json").write_text('{"version": ')
+    with pytest.raises(UserError, match="plan.json is not valid JSON"):
+        cli.run(_args(*argv))
+    (tmp_path / "c" / "plan.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="not a crawl plan"):
+        cli.run(_args(*argv))

@@ -76,3 +76,17 @@ def test_clean_flag_mistakes_are_one_line_errors(small_crawl, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_damaged_work_file_is_one_line(tmp_path, capsys):
+    crawl, out = tmp_path / "crawl", tmp_path / "clean"
+    pages.crawl(World.build(seed=0, size="smoke"), crawl, n_shards=2, seed=0, progress=False)
+    assert main(["clean", "--crawl", str(crawl), "--out", str(out), "--workers", "1"]) == 0
+    capsys.readouterr()
+    (out / "funnel.json").unlink()                       # pass 2 runs again, pass 1 is done
+    (out / "work" / "crawl-00000.keys.npy").write_bytes(b"\x93NUMPY damaged")
+    assert main(["clean", "--crawl", str(crawl), "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]             # after the progress bars
+    assert last.startswith("minillm: error: ") and "crawl-00000.keys.npy is damaged" in last
+    assert "Traceback" not in err
