@@ -34,7 +34,6 @@ import numpy as np
 from minillm.common import data_path
 from minillm.internet.filters import check_url_filter
 
-SHARED_URL_LISTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "url-filter"
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _NON_WORD_U = re.compile(r"[\W_]+")
 
@@ -67,13 +66,10 @@ def _read_list(path):
 @functools.lru_cache(maxsize=4)
 def url_lists(word_dir=None):
     """FineWeb's URL word lists from the first directory that holds them: `word_dir`,
-    $MINILLM_URL_FILTER, $MINILLM_SHARED_DATA/url-filter, SHARED_URL_LISTS (the shared
-    data directory beside the checkout); else our fallback list. A `word_dir` without the
+    $MINILLM_URL_FILTER; else our fallback list. A `word_dir` without the
     lists is a UserError, never a silent fall back."""
     check_url_filter(word_dir)
-    shared = os.environ.get("MINILLM_SHARED_DATA")
-    for d in (word_dir, os.environ.get("MINILLM_URL_FILTER"), shared and Path(shared) / "url-filter",
-              SHARED_URL_LISTS):
+    for d in (word_dir, os.environ.get("MINILLM_URL_FILTER")):
         if d and (Path(d) / "banned_words.txt").is_file():
             d = Path(d)
             return UrlLists(_read_list(d / "banned_words.txt"), _read_list(d / "soft_banned_words.txt"),

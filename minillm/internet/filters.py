@@ -29,7 +29,6 @@ from minillm.common import UserError, data_path
 
 # ---------------------------------------------------------------------------- URL filter
 
-SHARED_URL_LISTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "url-filter"
 URL_LIST_FILES = ("banned_words.txt", "soft_banned_words.txt", "banned_subwords.txt")
 _URL_SPLIT = re.compile(r"[^a-z0-9]+")
 
@@ -64,15 +63,12 @@ def check_url_filter(word_dir):
 
 
 def load_url_lists(word_dir=None, extra_domains=()):
-    """FineWeb's word lists from `word_dir` (default $MINILLM_URL_FILTER, then
-    $MINILLM_SHARED_DATA/url-filter, then SHARED_URL_LISTS, the shared data directory
-    beside the checkout), else our small fallback in data/url-filter. Banned domains come
+    """FineWeb's word lists from `word_dir` (default $MINILLM_URL_FILTER), else our small
+    lists in data/url-filter. Banned domains come
     from data/url-filter/banned_domains.txt plus `extra_domains`. A `word_dir` without the
     lists is a UserError (check_url_filter)."""
     check_url_filter(word_dir)
-    shared = os.environ.get("MINILLM_SHARED_DATA")
-    candidates = [word_dir, os.environ.get("MINILLM_URL_FILTER"),
-                  shared and Path(shared) / "url-filter", SHARED_URL_LISTS]
+    candidates = [word_dir, os.environ.get("MINILLM_URL_FILTER")]
     words = next((Path(d) for d in candidates if d and (Path(d) / "banned_words.txt").is_file()), None)
     ours = data_path("url-filter")
     words = words or ours

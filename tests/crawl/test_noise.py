@@ -4,8 +4,6 @@ from minillm.crawl import noise, sites
 
 
 def test_fallback_blocklist_when_fineweb_lists_are_absent(tmp_path, monkeypatch):
-    monkeypatch.setattr(noise, "SHARED_URL_LISTS", tmp_path / "absent")
-    monkeypatch.delenv("MINILLM_SHARED_DATA", raising=False)
     monkeypatch.delenv("MINILLM_URL_FILTER", raising=False)
     noise.url_lists.cache_clear()
     try:
