@@ -1,6 +1,6 @@
 """`minillm <command> ...`: one subcommand per stage (also `python -m minillm`).
 
-COMMANDS below is the whole map: each command names the functions of its package's cli.py
+COMMANDS below is the whole map: each command names its package's cli module and the functions
 that fill an argparse parser with the command's flags and do the work. Those cli modules
 are the only places that know about argparse; the stages themselves are plain functions
 (`minillm.world.cli` calls `World.build`, and so on), so read a stage from its cli.py
@@ -13,22 +13,14 @@ exits 130.
 Read next: minillm/world/cli.py, the first stage.
 """
 import argparse
+import importlib
 import sys
 
 import numpy as np
 
 import minillm
-from minillm import clib, speedrun
+from minillm import clib
 from minillm.common import UserError, runs_dir
-from minillm.chat import cli as chat_cli
-from minillm.crawl import cli as crawl_cli
-from minillm.evals import cli as evals_cli
-from minillm.generate import cli as generate_cli
-from minillm.hub import cli as hub_cli
-from minillm.internet import cli as internet_cli
-from minillm.pretrain import cli as pretrain_cli
-from minillm.tokenizer import cli as tokenizer_cli
-from minillm.world import cli as world_cli
 
 
 def add_info_arguments(parser):
@@ -57,32 +49,35 @@ def _numpy_blas():
         return "unknown"
 
 
-# command -> (add_arguments(parser), run(args), one-line help), in lecture order.
+# command -> (module, its add_arguments function, its run function, one-line help), in lecture
+# order. The names are written out, never built, so grep finds every command's code; a
+# command's module is imported only when that command runs, so `minillm -h` and `minillm
+# info` do not load every stage.
 COMMANDS = {
-    "info": (add_info_arguments, run_info, "show how this installation is set up"),
-    "world": (world_cli.add_arguments, world_cli.run,
+    "info": ("minillm.cli", "add_info_arguments", "run_info", "show how this installation is set up"),
+    "world": ("minillm.world.cli", "add_arguments", "run",
               "build / inspect the mini-world (the generated internet)"),
-    "crawl": (crawl_cli.add_arguments, crawl_cli.run,
+    "crawl": ("minillm.crawl.cli", "add_arguments", "run",
               "render the mini-world as a web crawl in WARC files"),
-    "download": (internet_cli.add_download_arguments, internet_cli.run_download,
+    "download": ("minillm.internet.cli", "add_download_arguments", "run_download",
                  "download a real corpus (resumable, checksummed)"),
-    "clean": (internet_cli.add_clean_arguments, internet_cli.run_clean,
+    "clean": ("minillm.internet.cli", "add_clean_arguments", "run_clean",
               "run the FineWeb-style cleaning pipeline over WARCs"),
-    "tokenizer": (tokenizer_cli.add_arguments, tokenizer_cli.run,
+    "tokenizer": ("minillm.tokenizer.cli", "add_arguments", "run",
                   "train / use the byte-level BPE tokenizer"),
-    "pretrain": (pretrain_cli.add_arguments, pretrain_cli.run,
+    "pretrain": ("minillm.pretrain.cli", "add_arguments", "run",
                  "pretrain the transformer (the base model)"),
-    "sample": (generate_cli.add_arguments, generate_cli.run, "sample text from a checkpoint"),
-    "eval": (evals_cli.add_arguments, evals_cli.run,
+    "sample": ("minillm.generate.cli", "add_arguments", "run", "sample text from a checkpoint"),
+    "eval": ("minillm.evals.cli", "add_arguments", "run",
              "evaluate a checkpoint on the mini-world's probes"),
-    "sft": (chat_cli.add_sft_arguments, chat_cli.run_sft,
+    "sft": ("minillm.chat.cli", "add_sft_arguments", "run_sft",
             "fine-tune a base model on conversations (supervised fine-tuning)"),
-    "chat": (chat_cli.add_arguments, chat_cli.run,
+    "chat": ("minillm.chat.cli", "add_arguments", "run",
              "talk to a model (--ckpt); the chat format as tokens (render); the search tool (search)"),
-    "speedrun": (speedrun.add_arguments, speedrun.run, "run every stage end to end"),
-    "export": (hub_cli.add_export_arguments, hub_cli.run_export,
+    "speedrun": ("minillm.speedrun", "add_arguments", "run", "run every stage end to end"),
+    "export": ("minillm.hub.cli", "add_export_arguments", "run_export",
                "export a checkpoint to GGUF, Hugging Face or llama2.c"),
-    "import": (hub_cli.add_import_arguments, hub_cli.run_import,
+    "import": ("minillm.hub.cli", "add_import_arguments", "run_import",
                "import a Hugging Face Llama checkpoint"),
 }
 
@@ -92,7 +87,7 @@ def _top_parser():
         prog="minillm", description="Build a ChatGPT-like assistant from scratch on a CPU.")
     parser.add_argument("command", choices=list(COMMANDS), metavar="command",
                         help="one of: " + ", ".join(COMMANDS))
-    lines = [f"  {name:<12} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines = [f"  {name:<12} {help_}" for name, (*_, help_) in COMMANDS.items()]
     parser.epilog = "commands:\n" + "\n".join(lines) + "\n\n`minillm <command> -h` for a command's flags."
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
@@ -105,7 +100,9 @@ def main(argv=None):
         top.print_help()
         return 0
     name = top.parse_args(argv[:1]).command
-    add, run, help_ = COMMANDS[name]
+    module_name, add_name, run_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    add, run = getattr(module, add_name), getattr(module, run_name)
     parser = argparse.ArgumentParser(prog=f"minillm {name}", description=help_)
     add(parser)
     args = parser.parse_args(argv[1:])

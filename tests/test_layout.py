@@ -362,3 +362,16 @@ def test_c_files_do_not_call_each_other():
     found = cycles(graph)
     assert not found, "C files that call each other:\n" + "\n".join(
         "  " + " -> ".join(f"{x} ({graph[x][y]})" for x, y in zip(c, c[1:])) + f" -> {c[-1]}" for c in found)
+
+
+def test_every_command_names_functions_that_exist():
+    """minillm/cli.py's table names modules and functions as literals (imported when the
+    command runs): each must exist, so a rename cannot leave a command broken."""
+    import importlib
+
+    from minillm.cli import COMMANDS
+    for name, (module_name, add_name, run_name, help_) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        assert callable(getattr(module, add_name, None)), f"{name}: {module_name}.{add_name}"
+        assert callable(getattr(module, run_name, None)), f"{name}: {module_name}.{run_name}"
+        assert help_
