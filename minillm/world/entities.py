@@ -6,9 +6,12 @@ true*; the others decide how it is written down. Read document.py and plan.py ne
     census(size_bytes)          -> how many entities of each type land in each bucket
     make_entities(seed, census) -> {id: Entity}, {id: bucket}
 
-Five entity types, each with a fixed list of relations (RELATIONS); a value is another
+Six entity types, each with a fixed list of relations (RELATIONS); a value is another
 entity (its name is the value, its id is in Entity.links) or a literal: a year, a number,
-a lower-case word ("baker") or a capitalised name ("Mirra"). Popularity buckets: `many`
+a lower-case word ("baker") or a capitalised name ("Mirra"). The sixth type has one
+member, the world's famous AI assistant (a fixed name from data/world/names.txt, made by a
+popular company): the mini-world's "ChatGPT by OpenAI", so that a base model learns from
+its internet what an assistant is called. Popularity buckets: `many`
 (topic of tens to thousands of documents), `few` (2..5), `one` (exactly one), `never`
 (held out: in the fact table, in no document). So that a bucket's promise holds, links
 only point "up": an entity in many/few/one links only to `many` entities, a held-out one
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 
 from minillm.world.data import Rng, read_sections, words
 
-TYPES = ("country", "city", "person", "org", "event")
+TYPES = ("country", "city", "person", "org", "event", "assistant")
 BUCKETS = ("many", "few", "one", "never")
 
 RELATIONS = {
@@ -32,6 +35,9 @@ RELATIONS = {
     "country": ("capital", "language", "currency", "continent"),
     "org": ("industry", "hq_city", "founder", "founded"),
     "event": ("city", "year", "organizer", "winner"),
+    # the one famous AI assistant: "name" is a fact too, so "The AI assistant made by
+    # Velmar Labs is called" is a probe; city is where it was made (its maker's hq_city)
+    "assistant": ("name", "maker", "city", "released", "skill", "trait"),
 }
 
 # (type, relation) -> an entity type, or "year" | "number" | "word" | "name"
@@ -48,9 +54,13 @@ VALUE_TYPE = {
     ("org", "founded"): "year",
     ("event", "city"): "city", ("event", "year"): "year", ("event", "organizer"): "org",
     ("event", "winner"): "person",
+    ("assistant", "name"): "name", ("assistant", "maker"): "org", ("assistant", "city"): "city",
+    ("assistant", "released"): "year", ("assistant", "skill"): "word",
+    ("assistant", "trait"): "word",
 }
 
-_ID_PREFIX = {"country": "country", "city": "city", "person": "person", "org": "org", "event": "event"}
+_ID_PREFIX = {"country": "country", "city": "city", "person": "person", "org": "org", "event": "event",
+              "assistant": "assistant"}
 
 
 @dataclass
@@ -103,7 +113,8 @@ def census(size_bytes):
     many_person = _clamp(round(60 * math.sqrt(s)), 5, 240)
     many = {"country": n_country, "person": many_person,
             "city": max(n_country, round(many_person * 0.5)),
-            "org": max(2, round(many_person * 0.3)), "event": max(2, round(many_person * 0.25))}
+            "org": max(2, round(many_person * 0.3)), "event": max(2, round(many_person * 0.25)),
+            "assistant": 1}  # exactly one famous assistant, in every size
     sc = min(s, FEW_ONE_CAP)
     few = max(4, round(0.14 * sc * 1e7 / FEW_ENTITY_BYTES))
     one = max(6, round(0.08 * sc * 1e7 / ONE_ENTITY_BYTES))
@@ -120,10 +131,17 @@ def census(size_bytes):
     counts["city", "never"] = max(3, many["city"] // 2)
     counts["org", "never"] = max(2, many["org"] // 2)
     counts["event", "never"] = max(2, many["event"] // 2)
+    counts.update({("assistant", b): 0 for b in ("few", "one", "never")})
     return counts
 
 
 # ----------------------------------------------------------------------------- names
+
+def assistant_name():
+    """The famous assistant's name: fixed (data/world/names.txt), the same in every world."""
+    name, = read_sections("names.txt")["assistant"]
+    return name
+
 
 class _Names:
     """Unique invented names. Place-like words (cities, countries, rivers, ...) are unique
@@ -133,7 +151,9 @@ class _Names:
     def __init__(self, rng, forbidden):
         self.rng, self.parts = rng, read_sections("names.txt")
         self.forbidden = {w.lower() for w in forbidden}
-        self.place_words, self.person_words, self.full_names = set(), set(), set()
+        self.assistant = assistant_name()
+        # reserved: no place or person is ever called like the assistant
+        self.place_words, self.person_words, self.full_names = {self.assistant.lower()}, set(), set()
 
     def _fresh(self, make):
         for _ in range(10000):
@@ -319,6 +339,20 @@ def _make_events(b):
         _set(e, "year", r.randint(lo, 2023))
 
 
+def _make_assistant(b):
+    """The famous AI assistant: made by a popular company, in that company's city, released
+    after the company was founded. Built last, so it draws nothing the others depend on."""
+    r = b.rng
+    a = b.new("assistant", "many", b.names.assistant)
+    maker = r.choice(b.by["org", "many"])
+    b.link(a, "maker", maker)
+    b.link(a, "city", b.entities[maker.links["hq_city"]])
+    _set(a, "name", a.name)
+    _set(a, "released", r.randint(min(2023, max(2010, int(maker.attrs["founded"]) + 1)), 2023))
+    _set(a, "skill", r.choice(words("skill")))
+    _set(a, "trait", r.choice(words("trait")))
+
+
 def _order(entities):
     """attrs in RELATIONS order, so facts come out in a fixed order."""
     for e in entities.values():
@@ -334,6 +368,7 @@ def make_entities(seed, counts, forbidden=()):
     _make_orgs(b)
     _link_people(b)
     _make_events(b)
+    _make_assistant(b)
     _order(b.entities)
     for e in b.entities.values():
         e.extra.pop("rivers", None)

@@ -9,8 +9,9 @@ every `few` entity 2..5 (the first of them, and the first of every `many` entity
 all its facts); generic documents (worksheets, lists, how-tos without a topic) and ~4%
 foreign-language documents take fixed shares of the bytes; the rest goes to `many`
 entities, each at least MIN_MANY documents, split by type with a mild random popularity
-weight. Documents are laid out in blocks of BLOCK, each block shuffled, so memory stays
-bounded and every plan is a pure function of (seed, size, index).
+weight; the famous AI assistant takes ASSISTANT_SHARE of them (at least ASSISTANT_MIN).
+Documents are laid out in blocks of BLOCK, each block shuffled, so memory stays bounded
+and every plan is a pure function of (seed, size, index).
 
 Read frames.py next (how a plan becomes text); lists.py and worksheets.py plan and write
 the two kinds that have no frame.
@@ -40,8 +41,14 @@ KIND_WEIGHTS = {
     "country": {"encyclopedia": 0.50, "forum": 0.30, "howto": 0.20},
     "org": {"encyclopedia": 0.40, "news": 0.35, "forum": 0.25},
     "event": {"news": 0.55, "encyclopedia": 0.25, "forum": 0.20},
+    "assistant": {"encyclopedia": 0.20, "news": 0.20, "forum": 0.40, "howto": 0.20},
 }
 MANY_TYPE_SHARE = {"person": 0.55, "city": 0.17, "org": 0.12, "event": 0.09, "country": 0.07}
+# The one famous AI assistant (entities.py): its share of the `many` documents, taken
+# before MANY_TYPE_SHARE splits the rest. Not in MANY_TYPE_SHARE, so no foreign document is
+# about it (its frames are English only).
+ASSISTANT_SHARE = 0.03
+ASSISTANT_MIN = 2 * MIN_MANY
 FOREIGN_LANGS = ("fr", "de", "es")
 
 
@@ -82,7 +89,8 @@ class Planner:
 
     def _many_counts(self, rng, n_docs):
         """{many entity: documents about it}: the type's share, times a popularity weight."""
-        counts = {}
+        counts = {i: max(ASSISTANT_MIN, round(n_docs * ASSISTANT_SHARE)) for i in self.many_ids["assistant"]}
+        n_docs = max(0, n_docs - sum(counts.values()))
         for t, share in MANY_TYPE_SHARE.items():
             members = self.many_ids[t]
             weights = [0.6 + 0.8 * rng.random() for _ in members]
@@ -144,7 +152,8 @@ class Planner:
         paths = {}
         focus = None
         if frame.focus:
-            focus = rng.choice(RELATIONS[topic.type])
+            # not "name": a thread about Ottilo asking what the assistant is called reads oddly
+            focus = rng.choice([r for r in RELATIONS[topic.type] if r != "name"])
             paths["@"] = [(topic.id, focus)]
         listed = set(frame.need + frame.optional)
         for p in frame.need + frame.optional:
@@ -193,7 +202,7 @@ class Planner:
         """A frame path -> the facts it stands for, [(entity id, relation)]."""
         if path.startswith("~"):
             t, rel = path[1:].split(".")
-            extra = {"founder": "founded", "winner": "year"}[rel]
+            extra = {"founder": "founded", "winner": "year", "maker": "released"}[rel]
             return [(o, r) for o in self.inverse.get((t, rel), {}).get(topic.id, ())
                     for r in (rel, extra)]
         parts = path.split(".")

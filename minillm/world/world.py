@@ -2,7 +2,8 @@
 
     minillm world build --seed 0 --size smoke --out runs/world     (the command: cli.py)
 
-Invented people, cities, countries, companies and contests, written as encyclopedia
+Invented people, cities, countries, companies, contests and one famous AI assistant
+(World.assistant(): the mini-world's "ChatGPT by OpenAI"), written as encyclopedia
 entries, biographies, news, children's stories, forum threads, lists, how-tos and
 arithmetic worksheets (a few percent in French, German and Spanish). Every fact is known,
 so every stage can be scored: did the pipeline keep the good pages, did the base model
@@ -76,6 +77,9 @@ class World:
                   paragraphs separated by a blank line
     probes(kind="cloze" | "qa"), check_answer(probe, text), find(name_or_id); question/
                   answer pairs for an assistant: probes.qa_pairs(world)
+    assistant()   the world's famous AI assistant, an Entity of type "assistant": .name
+                  ("Ottilo"), .attrs["maker"] (a popular company's name), .attrs["city"],
+                  ["released"], ["skill"], ["trait"]; its facts are in facts and probes
     save(dir) / World.load(dir): a loaded world streams its documents back from disk
     """
 
@@ -145,6 +149,15 @@ class World:
     def find(self, key):
         """An entity by id or (case-insensitive) name; None if there is none."""
         return self.entities.get(key) or self.by_name.get(str(key).strip().lower())
+
+    def assistant(self):
+        """The famous AI assistant (the mini-world's "ChatGPT by OpenAI"): the one entity
+        of type "assistant". Its maker's Entity is self.entities[a.links["maker"]]."""
+        found = [e for e in self.entities.values() if e.type == "assistant"]
+        if len(found) != 1:
+            raise UserError("this world has no famous AI assistant (it was built by an older "
+                            "minillm); rebuild it with `minillm world build`")
+        return found[0]
 
     def probes(self, kind="cloze", buckets=None):
         """One probe per fact (see probes.py); buckets: keep only these buckets."""

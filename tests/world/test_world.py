@@ -8,16 +8,19 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from minillm.common import UserError
-from minillm.world.world import SIZES, Document, Fact, World, parse_size
+from minillm.world.world import SIZES, Document, Fact, World, forbidden_words, parse_size
 from minillm.world.data import Rng, derive_seed
-from minillm.world.entities import BUCKETS, RELATIONS
+from minillm.world.entities import BUCKETS, RELATIONS, assistant_name, census, make_entities
+from minillm.world.plan import ASSISTANT_MIN, Planner
 from minillm.world.store import document_stats
 
 KINDS = {"encyclopedia", "biography", "news", "story", "forum", "list", "howto", "worksheet"}
@@ -69,6 +72,7 @@ def test_documents_have_the_contract_fields(world, docs):
         assert "\n\n\n" not in d.text and d.text == d.text.strip()
         assert "{" not in d.text + d.title and "[[" not in d.text + d.title, d.text
         assert "  " not in d.text, d.text
+        assert not re.search(r"^#", d.text, re.M), d.text   # a frame file's comment leaked
         assert all(len(f) == 3 and all(isinstance(x, str) for x in f) for f in d.facts)
         assert all(i in world.entities for i in d.entities)
         if d.topic:
@@ -192,3 +196,82 @@ def test_size_scales_linearly_at_megabytes():
     a, b = _bytes(1_500_000), _bytes(6_000_000)
     assert 1_200_000 < a < 1_800_000
     assert 3.4 < b / a < 4.6
+
+
+# ----------------------------------------------------------------------------- the famous assistant
+
+def test_the_famous_assistant_exists_in_every_size_and_is_written_about_most():
+    """One assistant in every size, in the `many` bucket, made by a popular company. As the
+    topic of documents (measured, seed 0: smoke 12, small 86, default 575) it is at least
+    the median popular entity in smoke, in the top tenth from small up and first of all
+    from the default size up (it holds ASSISTANT_SHARE of the popular entities' documents)."""
+    for size in SIZES:
+        entities, bucket = make_entities(0, census(SIZES[size]), forbidden_words())
+        assistants = [e for e in entities.values() if e.type == "assistant"]
+        assert len(assistants) == 1, size
+        a = assistants[0]
+        maker = entities[a.links["maker"]]
+        assert a.name == a.attrs["name"] == assistant_name() and bucket[a.id] == "many"
+        assert maker.type == "org" and bucket[maker.id] == "many" and a.attrs["maker"] == maker.name
+        assert a.links["city"] == maker.links["hq_city"] and a.attrs["city"] == entities[a.links["city"]].name
+        assert int(maker.attrs["founded"]) < int(a.attrs["released"]) <= 2023
+        planner = Planner(World(0, SIZES[size], entities, bucket))   # the layout only: no documents
+        counts = sorted(planner.many_counts.values())
+        n = planner.many_counts[a.id]
+        assert n >= ASSISTANT_MIN and n >= counts[len(counts) // 2], (size, n, counts)
+        if SIZES[size] >= SIZES["small"]:
+            assert n >= counts[len(counts) * 9 // 10], (size, n, counts[-10:])
+        if SIZES[size] >= SIZES["default"]:
+            assert n == counts[-1] and n >= 300, (size, n, counts[-3:])
+
+
+def test_the_assistant_name_collides_with_nothing():
+    name = assistant_name()
+    assert re.fullmatch(r"[A-Z][a-z]+", name) and name.lower() not in forbidden_words()
+    for seed in range(3):
+        entities, _ = make_entities(seed, census(SIZES["small"]), forbidden_words())
+        words = {w.lower() for e in entities.values() if e.type != "assistant" for w in e.name.split()}
+        assert name.lower() not in words
+
+
+@pytest.mark.parametrize("size, least", [("smoke", 10), ("small", 80)])
+def test_documents_about_the_assistant_are_many_and_state_its_maker(size, least):
+    """Measured: how many documents name the assistant (seed 0: smoke 17, small 95, the
+    default world ~600), in which kinds, and that each one about it says who made it."""
+    world = World.build(seed=0, size=size)
+    a = world.assistant()
+    maker = a.attrs["maker"]
+    naming, kinds, about = 0, Counter(), 0
+    for d in world.iter_documents():
+        named = re.search(rf"\b{a.name}\b", d.title + "\n" + d.text) is not None
+        assert named == (a.id in d.entities), d.id
+        naming += named
+        if d.topic == a.id:
+            about += 1
+            kinds[d.kind] += 1
+            assert (a.id, "maker", maker) in d.facts and maker in d.text, d.text
+            assert d.lang == "en" and d.bucket == "many"
+    assert naming == world.exposure[a.id] >= least
+    assert about >= ASSISTANT_MIN and world.bucket[a.id] == "many"
+    if size == "small":
+        assert set(kinds) == {"encyclopedia", "news", "forum", "howto"}, kinds
+
+
+def test_assistant_api_facts_and_probes_survive_save_and_load(world, tmp_path):
+    a = world.assistant()
+    assert a.type == "assistant" and world.find(a.name) is a
+    assert world.entities[a.links["maker"]].name == a.attrs["maker"]
+    facts = {f.relation: f.value for f in world.facts if f.entity == a.id}
+    assert facts == a.attrs and set(facts) == set(RELATIONS["assistant"])
+    cloze = {p.relation: p for p in world.probes("cloze") if p.entity == a.id}
+    assert cloze["name"].prompt == "The famous AI assistant is called" and cloze["name"].answer == a.name
+    assert cloze["maker"].prompt == f"{a.name} is an AI assistant made by"
+    assert world.check_answer(cloze["name"], f" {a.name}, of course.")
+    qa = {p.relation: p for p in world.probes("qa") if p.entity == a.id}
+    assert qa["maker"].prompt == f"Who made {a.name}?"
+    assert world.check_answer(qa["maker"], f"{a.name} was made by {a.attrs['maker']}.")
+    world.save(tmp_path / "w")
+    loaded = World.load(tmp_path / "w")
+    assert loaded.assistant() == a
+    with pytest.raises(UserError, match="no famous AI assistant"):
+        World(0, 1000, {}, {}).assistant()     # a world saved before there was one
