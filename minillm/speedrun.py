@@ -65,7 +65,7 @@ PROFILES = {
     "default": {
         "world": "default", "world_seed": 0, "crawl_shards": 8, "workers": 2,
         "vocab_size": 4096, "depth": 4, "n_embd": 256, "context_len": 256,
-        "batch_size": 16, "steps": 1200, "lr": 2e-3, "warmup": 100,
+        "batch_size": 16, "steps": 600, "lr": 2e-3, "warmup": 60,
         "eval_limit": 200, "samples": 4, "sample_tokens": 80,
         # post-training: off until these sizes are measured against the SFT issue's targets
         # (best guesses below); run the stages by hand meanwhile (README: "Post-training")

@@ -240,12 +240,12 @@ def probe_templates():
 
 # ----------------------------------------------------------------------------- parsing
 
-_PREFIX = re.compile(r"^(?:- |[QA]: |Step \d+: |\d+\. )")
+_PREFIX = re.compile(r"^(?:- |[QA]: |Step \d+: |\d+\. |Reply from \S+: )")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def segments(title, text):
-    """The title, then every sentence of the text (list bullets and Q/A marks removed),
+    """The title, then every sentence of the text (list bullets, Q/A marks and forum reply heads removed),
     without final punctuation; questions are left out (they state nothing)."""
     out = [title]
     for line in text.split("\n"):

@@ -171,8 +171,13 @@ def render_worksheet(world, plan, rng):
     sheet = _Sheet(world, plan, rng)
     title = f"Worksheet {rng.randint(1, 40)}: {theme}"
     lines = ["Name: ____________", "", rng.choice(INTROS)]
+    seen = set()
     for k, kind in enumerate(kinds.split(","), 1):
-        question, steps, answer = PROBLEMS[kind](sheet)
+        for _ in range(5):  # a sheet does not ask the same question twice
+            question, steps, answer = PROBLEMS[kind](sheet)
+            if question not in seen:
+                break
+        seen.add(question)
         lines += ["", f"{k}. {question}", "Solution: " + " ".join(steps), f"Answer: {answer}"]
     facts = [(e, r, world.entities[e].attrs[r]) for e, r in plan.facts()]
     return title, "\n".join(lines), facts
