@@ -223,7 +223,6 @@ def run_data(args):
                             identity=dataclasses.replace(IDENTITY, parameters=args.params or _count_params(run_dir / "base")))
     except ValueError as e:
         raise UserError(str(e)) from None
-    # hook: when the world has a famous assistant (World.assistant()), pass it in rivals
     records = generate_conversations(world, config, probe, index)
     out = args.out or run_dir / "chat" / "conversations.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)

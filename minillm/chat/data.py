@@ -24,9 +24,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from minillm.chat.data_chitchat import chitchat_conversations
-from minillm.chat.data_identity import Identity, identity_conversations
+from minillm.chat.data_identity import Identity, identity_conversations, world_rivals
 from minillm.chat.data_math import FORMATS, think_conversations
-from minillm.chat.data_phrasings import RIVALS
 from minillm.chat.data_qa import Knowledge, idk_conversations, qa_conversations
 from minillm.chat.data_search import search_conversations
 from minillm.chat.data_spelling import METHODS, spelling_conversations
@@ -69,14 +68,15 @@ class DataConfig:
         return {k: 0 if k in self.without else round(total * self.shares.get(k, 0) / norm) for k in KINDS}
 
 
-def generate_conversations(world, config=None, probe=None, index=None, rivals=RIVALS):
+def generate_conversations(world, config=None, probe=None, index=None, rivals=None):
     """Every conversation: train ones shuffled, then eval ones shuffled.
 
     world: minillm.world.World; probe: {(entity, relation): record} (probe.read_probe) or None
     (then a fact of a `many` entity counts as known); index: a search.BM25Index over the clean
     corpus, or None (no search conversations); rivals: (name, maker) pairs the adversarial
-    identity questions use (add the world's famous assistant here when it has one)."""
+    identity questions use (default: world_rivals(world), the world's famous assistant among them)."""
     config = config or DataConfig()
+    rivals = world_rivals(world) if rivals is None else rivals
     splits, knowledge = Splits(world), Knowledge(world, probe)
     out = []
     for split in ("train", "eval"):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from minillm.chat.data_phrasings import IDENTITY_WRAPPERS, RIVALS
 from minillm.chat.splits import lower_forms
+from minillm.common import UserError
 from minillm.world.templates import capitalize
 
 
@@ -137,11 +138,21 @@ def identity_conversations(identity, splits, n, split, rng, rivals=RIVALS):
     return out
 
 
+def world_rivals(world):
+    """RIVALS plus the world's own famous assistant and its maker (World.assistant()), the
+    "ChatGPT by OpenAI" a model without identity data names; RIVALS alone for a world
+    without one."""
+    try:
+        famous = world.assistant()
+    except UserError:
+        return RIVALS
+    return RIVALS + ((famous.name, world.entities[famous.links["maker"]].name),)
+
+
 def says_identity(text, identity, rivals=RIVALS):
     """Does a reply name us (our name or our maker) without claiming a rival's name as its own?
 
-    hook (the identity eval): pass rivals=RIVALS + ((famous.name, its maker's name),) with
-    the world's famous assistant (World.assistant()), so "I am <famous name>" counts as wrong."""
+    The evals pass world_rivals(world), so "I am <the world's famous assistant>" counts as wrong."""
     low = text.lower()
     ours = identity.name.lower() in low or identity.maker.lower().removeprefix("the ") in low
     claims = "|".join(re.escape(r.lower()) for r, _ in rivals)

@@ -104,7 +104,7 @@ def qa_conversations(world, splits, knowledge, n, split, rng):
         pool = [i for i in splits.entities(world, "train") if world.bucket[i] != "never"
                 and any(knowledge.known(i, r) for r in world.entities[i].attrs)]
     else:
-        pool = [i for i in world.entities if world.bucket[i] == "many"]
+        pool = splits.entities(world, buckets=("many",))
     if not pool:
         return []
     out = []

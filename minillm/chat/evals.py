@@ -27,7 +27,7 @@ Read next: evals_ask.py, evals_skills.py, then cli.py's `eval` action.
 import re
 
 from minillm.chat.data import IDENTITY
-from minillm.chat.data_identity import fill_rival, says_identity
+from minillm.chat.data_identity import fill_rival, says_identity, world_rivals
 from minillm.chat.data_phrasings import RIVALS
 from minillm.chat.data_qa import fill
 from minillm.chat.data_search import SEARCH_SYSTEM
@@ -100,7 +100,7 @@ def _ask_facts(engine, items, max_tokens, system=None):
 def eval_world_qa(engine, world, splits, seed=0, limit=None, max_tokens=48):
     """Facts of `many` entities asked in held-out phrasings: the share answered with the
     exact fact (World.check_answer: the value, and no other value of its kind)."""
-    items = fact_items(world, splits, [i for i in world.entities if world.bucket[i] == "many"],
+    items = fact_items(world, splits, splits.entities(world, buckets=("many",)),
                        Rng("chat-evals", seed, "qa"), limit)
     replies = _ask_facts(engine, items, max_tokens)
     flags = [world.check_answer(p, r.text) for (p, _), r in zip(items, replies) if r is not None]
@@ -111,7 +111,7 @@ def eval_world_qa(engine, world, splits, seed=0, limit=None, max_tokens=48):
 def eval_hallucination(engine, world, splits, seed=0, limit=None, max_tokens=48):
     """Questions about never-seen entities (nothing to know): the share of replies that
     state something instead of saying "I don't know" (rate: lower is better)."""
-    items = fact_items(world, splits, [i for i in world.entities if world.bucket[i] == "never"],
+    items = fact_items(world, splits, splits.entities(world, buckets=("never",)),
                        Rng("chat-evals", seed, "hallucination"), limit)
     replies = _ask_facts(engine, items, max_tokens)
     flags = [not says_idk(r.text) for r in replies if r is not None]
@@ -124,7 +124,7 @@ def eval_false_idk(engine, world, splits, probe=None, seed=0, limit=None, max_to
     share answered "I don't know" (lower is better). Skipped without a probe."""
     if not probe:
         return {"eval": "false_idk", "skipped": "no probe of the base model (minillm chat probe)"}
-    items = fact_items(world, splits, world.entities, Rng("chat-evals", seed, "false_idk"), limit,
+    items = fact_items(world, splits, splits.entities(world), Rng("chat-evals", seed, "false_idk"), limit,
                        keep=lambda p: bool(probe.get((p.entity, p.relation), {}).get("known")))
     replies = _ask_facts(engine, items, max_tokens)
     flags = [says_idk(r.text) for r in replies if r is not None]
@@ -232,13 +232,15 @@ def numbers(results):
 
 
 def evaluate_checkpoint(ckpt, world_dir, probe_path=None, index_path=None, seed=0, limit=None,
-                        rivals=RIVALS, progress=None):
+                        rivals=None, progress=None):
     """run_chat_evals on a checkpoint directory with the world at world_dir; probe_path and
-    index_path are read when given (None: that eval is skipped and says why)."""
+    index_path are read when given (None: that eval is skipped and says why); rivals default
+    to world_rivals(world)."""
     engine = Engine.from_checkpoint(ckpt)
     chat_token_ids(engine.tokenizer)                 # no chat special tokens: a UserError
     world = World.load(world_dir)
     probe = read_probe(probe_path) if probe_path else None
     index = BM25Index.load(index_path) if index_path else None
+    rivals = world_rivals(world) if rivals is None else rivals
     return run_chat_evals(engine, world, Splits(world), probe, index, seed, limit, rivals=rivals,
                           progress=progress)

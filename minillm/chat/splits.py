@@ -67,9 +67,13 @@ class Splits:
         """"eval" for a held-out entity (every never-seen one), else "train"."""
         return "eval" if entity_id in self._eval_entities else "train"
 
-    def entities(self, world, split, buckets=None):
-        """Ids of the world's entities in a split (and buckets), in entity-table order."""
-        return [i for i in world.entities if self.entity(i) == split
+    def entities(self, world, split=None, buckets=None):
+        """Ids of the entities the chat asks about, in a split (None: both) and buckets, in
+        entity-table order: every type with question phrasings, so not the world's famous
+        assistant (the identity data's subject, not a fact-QA one)."""
+        types = {t for t, _ in questions()}
+        return [i for i, e in world.entities.items() if e.type in types
+                and (split is None or self.entity(i) == split)
                 and (buckets is None or world.bucket[i] in buckets)]
 
     # ---- question phrasings ------------------------------------------------------------------

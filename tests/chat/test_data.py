@@ -19,6 +19,7 @@ from minillm.chat.splits import Splits
 from minillm.chat.template import load_conversations, render
 from minillm.chat.tools import calculator
 from minillm.tokenizer.bpe import Tokenizer
+from minillm.world.data import Rng
 from minillm.world.probes import normalize
 from minillm.world.world import World
 
@@ -192,6 +193,18 @@ def test_identity_names_us_and_denies_rivals(records):
             assert any(name in r["messages"][-2]["content"] for name in r["rival"])
     assert not data_identity.says_identity("I am ChatGPT, made by the minillm project.", IDENTITY)
     assert data_identity.says_identity("I'm Minnow.", IDENTITY)
+
+
+def test_the_worlds_famous_assistant_is_a_rival(world):
+    """Adversarial questions also name the world's own famous assistant (the one a model
+    without identity data claims to be), and "I am <it>" is not our identity."""
+    famous = world.assistant()
+    maker = world.entities[famous.links["maker"]].name
+    rivals = data_identity.world_rivals(world)
+    assert rivals[-1] == (famous.name, maker) and rivals[:-1] == data_identity.RIVALS
+    made = data_identity.identity_conversations(IDENTITY, Splits(world), 400, "train", Rng("t", 0), rivals)
+    assert any(r["rival"] == [famous.name, maker] for r in made)
+    assert not data_identity.says_identity(f"I am {famous.name}, made by the minillm project.", IDENTITY, rivals)
 
 
 def test_search_conversations_paste_the_tool_output(records, index):

@@ -155,7 +155,7 @@ def fact_script(world, items, right, idk=()):
 
 
 def test_world_qa_judges_with_the_world_checker(tok, world, splits):
-    many = [i for i in world.entities if world.bucket[i] == "many"]
+    many = splits.entities(world, buckets=("many",))
     items = evals.fact_items(world, splits, many, Rng("chat-evals", 0, "qa"), 30)
     right, idk = half(items), {1, 3}
     r = evals.eval_world_qa(Scripted(tok, fact_script(world, items, right, idk)), world, splits, limit=30)
@@ -164,7 +164,7 @@ def test_world_qa_judges_with_the_world_checker(tok, world, splits):
 
 
 def test_hallucination_is_the_share_not_saying_i_dont_know(tok, world, splits):
-    never = [i for i in world.entities if world.bucket[i] == "never"]
+    never = splits.entities(world, buckets=("never",))
     items = evals.fact_items(world, splits, never, Rng("chat-evals", 0, "hallucination"), 20)
     idk = half(items)
     r = evals.eval_hallucination(Scripted(tok, fact_script(world, items, {1}, idk)), world, splits, limit=20)
@@ -175,7 +175,7 @@ def test_false_idk_needs_a_probe_and_counts_idk_on_known_facts(tok, world, split
     assert "skipped" in evals.eval_false_idk(None, world, splits, probe=None)
     known = {(p.entity, p.relation): {"known": n % 3 == 0} for n, p in enumerate(world.probes("qa"))}
     keep = lambda p: known[p.entity, p.relation]["known"]
-    items = evals.fact_items(world, splits, world.entities, Rng("chat-evals", 0, "false_idk"), 20, keep)
+    items = evals.fact_items(world, splits, splits.entities(world), Rng("chat-evals", 0, "false_idk"), 20, keep)
     idk = {0, 1, 2, 5}
     r = evals.eval_false_idk(Scripted(tok, fact_script(world, items, set(range(20)) - idk, idk)), world, splits,
                              probe=known, limit=20)

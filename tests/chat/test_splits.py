@@ -22,6 +22,9 @@ def test_never_seen_entities_are_eval_and_a_share_of_the_others(world):
         assert 0 < len(held) < len(ids)
         assert abs(len(held) / len(ids) - S.EVAL_ENTITY_SHARE) < 0.2
     assert splits.entities(world, "train", ("never",)) == []
+    famous = world.assistant().id                   # identity data's subject, never asked about
+    assert famous not in splits.entities(world) and len(splits.entities(world)) == len(world.entities) - 1
+    assert set(splits.entities(world)) == set(splits.entities(world, "train")) | set(splits.entities(world, "eval"))
 
 
 def test_two_of_six_question_phrasings_per_relation_are_eval(world):
