@@ -5,8 +5,7 @@
     minillm speedrun --name try2 --force   # start the run again (only minillm's files go)
 
 STAGES, in order: world -> crawl -> clean -> tokenizer -> shards -> pretrain -> evals -> samples,
-then post-training: probe -> chat_data -> sft -> chat_evals (profiles with post_training on:
-smoke for now). Each stage calls its package's
+then post-training: probe -> chat_data -> sft -> chat_evals. Each stage calls its package's
 Python API, writes its artifacts atomically under runs/<name>/ (world/, crawl/, clean/,
 tokenizer.json, shards/, base/, chat/, sft/, metrics.jsonl) and is skipped when they exist,
 so an interrupted speedrun continues where it stopped (a stage killed midway runs again;
@@ -65,13 +64,12 @@ PROFILES = {
     "default": {
         "world": "default", "world_seed": 0, "crawl_shards": 8, "workers": 2,
         "vocab_size": 4096, "depth": 4, "n_embd": 256, "context_len": 256,
-        "batch_size": 16, "steps": 600, "lr": 2e-3, "warmup": 60,
+        "batch_size": 16, "steps": 1200, "lr": 2e-3, "warmup": 100,
         "eval_limit": 200, "samples": 4, "sample_tokens": 80,
-        # post-training: off until these sizes are measured against the SFT issue's targets
-        # (best guesses below); run the stages by hand meanwhile (README: "Post-training")
-        "post_training": False,
+        # post-training: 2 epochs of 12,000 conversations (SFT ~11 min on 2 AVX2 cores)
+        "post_training": True,
         "probe_limit": 1000, "probe_k": 4, "chat_size": 12_000, "chat_eval_size": 600,
-        "sft_steps": 1500, "sft_batch": 16, "sft_lr": None, "chat_eval_limit": 200,
+        "sft_steps": 1500, "sft_batch": 16, "sft_lr": 1e-3, "chat_eval_limit": 200,
     },
 }
 

@@ -250,7 +250,7 @@ def add_probe_arguments(parser):
     parser.add_argument("-k", type=positive_int, default=ProbeConfig.k, help="samples per fact")
     parser.add_argument("--temperature", type=float, default=ProbeConfig.temperature)
     parser.add_argument("--min-correct", type=float, default=ProbeConfig.min_correct,
-                        help="share of right samples for 'known' (default all)")
+                        help="share of right samples for 'known' (default half)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="at most this many facts per bucket")
 

@@ -15,7 +15,7 @@ Kinds, each a point of the lecture (one module each): qa and idk (data_qa.py), i
 (data_spelling.py), chat (data_chitchat.py). "split" is "eval" for conversations built only
 from held-out items (splits.py): the SFT loop's validation set; train ones never touch them.
 DataConfig sets the size, the mixture and the ablations (without=("identity",) drops a kind
-and keeps every other count). Same world, probe, corpus and config -> the same bytes.
+and keeps every other count; without "idk", QA answers also state every fact, known or not). Same world, probe, corpus and config -> the same bytes.
 
 Read next: data_phrasings.py, splits.py, then the kinds in the order above.
 """
@@ -77,7 +77,9 @@ def generate_conversations(world, config=None, probe=None, index=None, rivals=No
     identity questions use (default: world_rivals(world), the world's famous assistant among them)."""
     config = config or DataConfig()
     rivals = world_rivals(world) if rivals is None else rivals
-    splits, knowledge = Splits(world), Knowledge(world, probe)
+    # without "idk" no reply says "I don't know" about a fact: the kind is left out and every
+    # QA answer states the fact, known or not (SFT without Llama 3's probe)
+    splits, knowledge = Splits(world), Knowledge(world, probe, everything="idk" in config.without)
     out = []
     for split in ("train", "eval"):
         records = []

@@ -5,8 +5,8 @@ of these phrasings are held out for the evals. Slots are those of the world's fa
 templates (data/world/facts_en.txt): {S} the subject's name, {S's} its possessive, {his}
 a pronoun; so a phrasing is filled with minillm.world.templates.Template(text, type, "en").
 
-    QUESTIONS[("person", "birth_city")]   the world's three questions (data/world/probes_en.txt)
-                                          come first, then EXTRA_QUESTIONS' wordings
+    questions()[("person", "birth_city")] the world's three questions (data/world/probes_en.txt),
+                                          EXTRA_QUESTIONS' one, then FRAMES around its topic
     IDK_TOPICS[(type, relation)]          "where {S} was born": what an "I don't know" is about
     IDENTITY_QUESTIONS                    (category, question) pairs; "name", "maker", "who"
                                           and "adversarial" ones are what the identity eval asks
@@ -18,66 +18,51 @@ import functools
 
 from minillm.world.templates import probe_templates
 
-# Three more wordings per (type, relation): with the world's three, six per fact.
+# One more direct wording per (type, relation): with the world's three, four per fact;
+# FRAMES around IDK_TOPICS' topic give five more ("Do you know where {S} was born?").
 EXTRA_QUESTIONS = {
-    ("person", "birth_year"): ("Which year was {S} born in?", "Do you know the year {S} was born?",
-                               "Tell me the birth year of {S}."),
-    ("person", "birth_city"): ("Which city was {S} born in?", "Do you know where {S} was born?",
-                               "Tell me the city where {S} was born."),
-    ("person", "home_city"): ("Which city does {S} live in?", "Do you know where {S} lives?",
-                              "Tell me where {S} lives."),
-    ("person", "occupation"): ("What does {S} work as?", "Do you know what {S} does for work?",
-                               "Tell me what {S's} job is."),
-    ("person", "employer"): ("Which company employs {S}?", "Do you know who {S} works for?",
-                             "Tell me which company {S} works for."),
-    ("person", "hobby"): ("What does {S} enjoy doing for fun?", "Do you know {S's} favourite hobby?",
-                          "Tell me what {S} likes to do for fun."),
-    ("person", "pet"): ("Which animal does {S} have as a pet?", "Do you know what pet {S} has?",
-                        "Tell me what kind of pet {S} keeps."),
-    ("person", "pet_name"): ("What name does {S's} pet have?", "Do you know what {S's} pet is called?",
-                             "Tell me the name of {S's} pet."),
-    ("person", "best_friend"): ("Who is {S} best friends with?", "Do you know who {S's} best friend is?",
-                                "Tell me who {S's} best friend is."),
-    ("city", "country"): ("Which country is the city of {S} in?", "Do you know which country {S} is in?",
-                          "Tell me the country {S} is in."),
-    ("city", "population"): ("How many people live in the city of {S}?", "Do you know the population of {S}?",
-                             "Tell me the population of {S}."),
-    ("city", "river"): ("Which river runs through {S}?", "Do you know which river flows through {S}?",
-                        "Tell me the river that flows through {S}."),
-    ("city", "landmark"): ("What is the best-known sight in {S}?", "Do you know the most famous landmark in {S}?",
-                           "Tell me the most famous landmark in {S}."),
-    ("city", "founded"): ("In which year was {S} founded?", "Do you know when {S} was founded?",
-                          "Tell me the year {S} was founded."),
-    ("country", "capital"): ("What is the capital city of {S}?", "Do you know the capital of {S}?",
-                             "Tell me the capital of {S}."),
-    ("country", "language"): ("What language is spoken in {S}?", "Do you know what language people speak in {S}?",
-                              "Tell me the language of {S}."),
-    ("country", "currency"): ("What currency is used in {S}?", "Do you know the currency of {S}?",
-                              "Tell me the currency of {S}."),
-    ("country", "continent"): ("Which continent is {S} part of?", "Do you know which continent {S} is on?",
-                               "Tell me the continent {S} is on."),
-    ("org", "industry"): ("What does the company {S} make?", "Do you know what {S} makes?",
-                          "Tell me what {S} makes."),
-    ("org", "hq_city"): ("Where is {S} based?", "Do you know where the main office of {S} is?",
-                         "Tell me the city where {S} has its main office."),
-    ("org", "founder"): ("Who set up {S}?", "Do you know who founded {S}?", "Tell me who founded {S}."),
-    ("org", "founded"): ("In which year was {S} founded?", "Do you know when {S} was founded?",
-                         "Tell me the year {S} was founded."),
-    ("event", "city"): ("Which city was {S} held in?", "Do you know where {S} was held?",
-                        "Tell me the city where {S} took place."),
-    ("event", "year"): ("Which year was {S} held in?", "Do you know when {S} took place?",
-                        "Tell me the year {S} was held."),
-    ("event", "organizer"): ("Who ran {S}?", "Do you know who organised {S}?", "Tell me who organised {S}."),
-    ("event", "winner"): ("Who came first in {S}?", "Do you know who won {S}?", "Tell me who won {S}."),
+    ("person", "birth_year"): ("Which year was {S} born in?",),
+    ("person", "birth_city"): ("Which city was {S} born in?",),
+    ("person", "home_city"): ("Which city does {S} live in?",),
+    ("person", "occupation"): ("What does {S} work as?",),
+    ("person", "employer"): ("Which company employs {S}?",),
+    ("person", "hobby"): ("What does {S} enjoy doing for fun?",),
+    ("person", "pet"): ("Which animal does {S} have as a pet?",),
+    ("person", "pet_name"): ("What name does {S's} pet have?",),
+    ("person", "best_friend"): ("Who is {S} best friends with?",),
+    ("city", "country"): ("Which country is the city of {S} in?",),
+    ("city", "population"): ("How many people live in the city of {S}?",),
+    ("city", "river"): ("Which river runs through {S}?",),
+    ("city", "landmark"): ("What is the best-known sight in {S}?",),
+    ("city", "founded"): ("In which year was {S} founded?",),
+    ("country", "capital"): ("What is the capital city of {S}?",),
+    ("country", "language"): ("What language is spoken in {S}?",),
+    ("country", "currency"): ("What currency is used in {S}?",),
+    ("country", "continent"): ("Which continent is {S} part of?",),
+    ("org", "industry"): ("What does the company {S} make?",),
+    ("org", "hq_city"): ("Where is {S} based?",),
+    ("org", "founder"): ("Who set up {S}?",),
+    ("org", "founded"): ("In which year was {S} founded?",),
+    ("event", "city"): ("Which city was {S} held in?",),
+    ("event", "year"): ("Which year was {S} held in?",),
+    ("event", "organizer"): ("Who ran {S}?",),
+    ("event", "winner"): ("Who came first in {S}?",),
 }
 
 
 @functools.lru_cache(maxsize=None)
 def questions():
-    """{(type, relation): (question phrasing, ...)}: the world's questions, then ours."""
+    """{(type, relation): (question phrasing, ...)}: the world's direct questions, ours, then
+    the FRAMES around the relation's topic (the last len(FRAMES) phrasings)."""
     return {key: tuple(t.text for t in probe_templates()[key]["questions"]) + EXTRA_QUESTIONS[key]
-            for key in EXTRA_QUESTIONS}
+            + tuple(frame.format(topic=IDK_TOPICS[key]) for frame in FRAMES) for key in EXTRA_QUESTIONS}
 
+
+# How a user may ask about a relation's topic (IDK_TOPICS below): "Do you know where Lira Vendel
+# was born?". Every relation is asked in every frame, so a frame held out for the evals
+# (splits.py) is a new combination of a frame and a topic seen apart in training.
+FRAMES = ("Do you know {topic}?", "Tell me {topic}.", "Can you tell me {topic}?", "I'd like to know {topic}.",
+          "Any idea {topic}?")
 
 # What an "I don't know" is about, per relation: "I don't know where Lira Vendel was born."
 IDK_TOPICS = {

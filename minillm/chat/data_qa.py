@@ -32,12 +32,15 @@ class Knowledge:
     """known(entity, relation) -> bool: did the base model know this fact?
 
     probe: {(entity, relation): probe record} from probe.read_probe(), or None for the proxy
-    (facts of `many` entities are known). A fact the probe did not ask is judged by the proxy."""
+    (facts of `many` entities are known). A fact the probe did not ask is judged by the proxy.
+    everything=True: every fact counts as known (the no-"I don't know" ablation)."""
 
-    def __init__(self, world, probe=None):
-        self.world, self.probe = world, probe or {}
+    def __init__(self, world, probe=None, everything=False):
+        self.world, self.probe, self.everything = world, probe or {}, everything
 
     def known(self, entity_id, relation):
+        if self.everything:
+            return True
         record = self.probe.get((entity_id, relation))
         if record is not None:
             return bool(record["known"])

@@ -42,6 +42,16 @@ def _plural(n, letter):
     return f"{n} {letter}'s" if n != 1 else f"1 {letter}"
 
 
+def pick_letter(word, rng):
+    """The letter a count question asks about: 40% a letter the word repeats (the
+    "strawberry" case), 40% any of its letters, 20% a common letter that may be absent."""
+    repeated = sorted(c for c in set(word) if word.count(c) > 1)
+    u = rng.random()
+    if u < 0.4 and repeated:
+        return rng.choice(repeated)
+    return rng.choice(sorted(set(word))) if u < 0.8 else rng.choice("aeiorstn")
+
+
 def count_letter(word, letter, method):
     """(question, assistant content, answer) for "how many <letter> in <word>"."""
     n = word.count(letter)
@@ -110,7 +120,7 @@ def spelling_conversations(world, splits, n, split, rng, methods=METHODS):
         task, method = rng.choice(("count", "count", "reverse", "compare")), rng.choice(methods)
         if task == "count":
             word = rng.choice(pool)
-            letter = rng.choice(sorted(set(word))) if rng.chance(0.8) else rng.choice("aeiorstn")
+            letter = pick_letter(word, rng)
             question, content, answer = count_letter(word, letter, method)
             meta = {"word": word, "letter": letter}
         elif task == "reverse":

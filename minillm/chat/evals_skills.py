@@ -7,8 +7,10 @@ data_spelling.py's questions on splits.word(w) == "eval" words) and recomputes t
     eval_calculator  4-digit products and 3-step word problems, asked with the calculator cue
     eval_think       the same kind of 3-step problems, cued "Think step by step." and cued
                      "Give the answer first, then explain.": two rates, and their gap
-    eval_spelling    letter counts (direct / spelled out / the tool) and reversals (direct /
-                     spelled out); the spelling data has no cue, so the reply's first words
+    eval_spelling    letter counts (direct / spelled out / the tool) of a letter the word
+                     repeats (the "strawberry" case: a letter that occurs once is a guess of
+                     "1" away) and reversals (direct / spelled out), on held-out words; the
+                     spelling data has no cue, so the reply's first words
                      are forced as the data writes each method ("Let me spell it out:")
 
 A problem's answer is read from the reply by its own final sentence (Problem.final with
@@ -96,9 +98,9 @@ def eval_spelling(engine, world, splits, seed=0, limit=None, max_tokens=96):
     tasks pooled."""
     engine.register_tool("python", calculator)
     rng = Rng("chat-evals", seed, "spelling")
-    words = [w for w in vocabulary(world) if splits.word(w) == "eval"]
+    words = [w for w in vocabulary(world) if splits.word(w) == "eval" and len(set(w)) < len(w)]
     words = rng.sample(words, min(len(words), limit or 50))
-    letters = [rng.choice(sorted(set(w))) for w in words]
+    letters = [rng.choice(sorted(c for c in set(w) if w.count(c) > 1)) for w in words]
     out, pooled, all_replies = {}, {"direct": [], "spelled": []}, []
     for method, start in COUNT_STARTS.items():
         asked = [count_letter(w, c, method) for w, c in zip(words, letters)]

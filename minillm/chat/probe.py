@@ -11,7 +11,9 @@ A base model is a document simulator, so each fact-table question is asked in it
 form, the world's cloze probe, and the model is sampled k times (temperature, top-k off,
 one numpy generator per (seed, fact, sample): the same answers however the facts are
 batched). A sample is right when World.check_answer accepts it. The fact counts as known
-when at least MIN_CORRECT of k samples are right: consistently right, not lucky once.
+when at least min_correct of the k samples are right (default half: right at least half the
+time, not lucky once; measured on the default run, all 4 of 4 labels 65% of the `many`
+bucket's facts known although greedy recall is 96%, and half of 4 labels 93%).
 data_qa.py turns the labels into training answers (the fact, or "I don't know").
 
 Read next: data_qa.py (how the labels are used), data.py.
@@ -29,7 +31,7 @@ BUCKETS = ("many", "few", "one")      # never-seen entities are eval-only: not p
 class ProbeConfig:
     k: int = 4                       # samples per fact
     temperature: float = 0.8
-    min_correct: float = 1.0         # share of the k samples that must be right for "known"
+    min_correct: float = 0.5         # share of the k samples that must be right for "known"
     seed: int = 0
     batch: int = 64                  # facts per generation batch (k samples each)
     buckets: tuple = BUCKETS

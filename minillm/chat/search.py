@@ -4,8 +4,13 @@ When the model writes <|search_start|>who founded Velmora<|search_end|>, the eng
 index.search_tool("who founded Velmora") and pastes the best passages back as the tool's
 output, so the answer can be read from the context instead of recalled from the weights.
 
-Documents are cut into passages of a few sentences (MIN_WORDS..MAX_WORDS words) and
-tokenised into lowercase words. A passage d scores, for query q with distinct words t:
+Documents are cut into passages of two to four sentences (MIN_WORDS..MAX_WORDS words) and
+tokenised into lowercase words. Short passages suit a small model: four of them (~130
+tokens) leave room in a 256-token context, and the sentence that answers comes whole,
+near the top, instead of somewhere in two paragraphs. Measured on the default run's
+held-out rare facts (the answer in the pasted text): 60-120-word passages x 2 gave an
+SFT model that answered 0% of them; 12-40 x 3 (71 tokens) hold the answer 67% of the
+time, 20-50 x 4 (132 tokens) 78%, 30-60 x 4 (182 tokens) 81% but leave no room. A passage d scores, for query q with distinct words t:
 
     score(q, d) = sum_t idf(t) * f(t,d) * (k1 + 1) / (f(t,d) + k1 * (1 - b + b * |d| / avgdl))
     idf(t)      = ln(1 + (N - n(t) + 0.5) / (n(t) + 0.5))
@@ -33,8 +38,8 @@ from minillm.common import UserError, atomic_path
 from minillm.internet.pipeline import read_jsonl_gz
 
 K1, B = 1.5, 0.75
-MIN_WORDS, MAX_WORDS = 60, 120       # passage length: sentences are added until MIN_WORDS
-TOOL_K, TOOL_MAX_CHARS = 2, 600      # what search_tool pastes into the context
+MIN_WORDS, MAX_WORDS = 20, 50        # passage length: sentences are added until MIN_WORDS
+TOOL_K, TOOL_MAX_CHARS = 4, 700      # what search_tool pastes into the context
 FORMAT = "minillm-bm25"
 _WORD = regex.compile(r"[\p{L}\p{N}]+")
 _SENTENCE_END = regex.compile(r"(?<=[.!?])\s+")

@@ -8,7 +8,7 @@ what the assistant writes.
 
 It is pretraining's next-token loss on other data, with a mask. template.render turns each
 conversation into ids and mask (cut to the context at a whole exchange); a batch is B whole
-conversations padded on the right to the longest; the model reads ids[:-1] and is scored on
+conversations of similar length (ConversationBatches) padded on the right to the longest; the model reads ids[:-1] and is scored on
 ids[1:] with weights mask[1:], so the user's words and the tools' outputs are context, never
 targets. The loss is the mean over the batch's supervised tokens. sft_loop has pretraining's
 shape (pretrain/loop.py) and reuses its pieces: AdamW, the schedules, Ctrl-C, checkpoints,
@@ -118,38 +118,48 @@ def collate(examples, pad_id):
 
 
 class ConversationBatches:
-    """Batches of whole conversations (collate), visited in a permutation drawn from
-    default_rng([seed, epoch]); its (epoch, pos) is saved in checkpoints."""
+    """Batches of whole conversations (collate), grouped by length: each epoch shuffles the
+    conversations (default_rng([seed, epoch])), sorts every run of GROUP batches' worth by
+    length, cuts it into batches and shuffles the batches. A batch is padded to its longest
+    conversation, so grouping similar lengths cuts the padding: on the default run's data
+    (lengths 20 to 252 tokens, median 54) real tokens go from 39% of a random batch's to
+    about 90%. The last batch of an epoch may be smaller. (epoch, pos) is saved in checkpoints."""
+    GROUP = 32
 
     def __init__(self, examples, batch_size, seed, pad_id):
         self.examples, self.B, self.seed, self.pad_id = examples, int(batch_size), int(seed), pad_id
         self.epoch, self.pos = 0, 0
-        self.order = self._permutation()
+        self.batches = self._plan()
 
-    def _permutation(self):
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.examples))
+    def _plan(self):
+        """The epoch's batches: lists of example indices."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order, run = rng.permutation(len(self.examples)), self.B * self.GROUP
+        batches = []
+        for start in range(0, len(order), run):
+            chunk = sorted(order[start:start + run].tolist(), key=lambda i: len(self.examples[i][0]))
+            batches += [chunk[i:i + self.B] for i in range(0, len(chunk), self.B)]
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def next_batch(self):
-        chosen = []
-        for _ in range(self.B):
-            if self.pos == len(self.examples):
-                self.epoch, self.pos = self.epoch + 1, 0
-                self.order = self._permutation()
-            chosen.append(self.examples[self.order[self.pos]])
-            self.pos += 1
+        if self.pos == len(self.batches):
+            self.epoch, self.pos = self.epoch + 1, 0
+            self.batches = self._plan()
+        chosen = [self.examples[i] for i in self.batches[self.pos]]
+        self.pos += 1
         return collate(chosen, self.pad_id)
 
     def state(self):
         return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed, "batch_size": self.B,
-                "conversations": len(self.examples)}
+                "conversations": len(self.examples), "grouping": self.GROUP}
 
     def restore(self, state):
-        for key in ("seed", "conversations"):
+        for key in ("seed", "conversations", "batch_size", "grouping"):
             if state.get(key) != self.state()[key]:
                 raise UserError(f"cannot resume: the data's {key} was {state.get(key)!r}, now "
                                 f"{self.state()[key]!r} (different conversations or settings)")
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
-        self.order = self._permutation()
+        self.batches = self._plan()
 
 
 def load_examples(path, tokenizer, max_len, eval_frac):

@@ -6,8 +6,9 @@ The SFT generators (data.py) train only on "train" items, and the chat evals rea
   entities     every `never` entity is eval (the hallucination eval asks about them);
                EVAL_ENTITY_SHARE of the `many`, `few` and `one` entities of each type are
                eval (QA on unseen-in-SFT entities; the search-tool eval's rare entities)
-  questions    per (type, relation), EVAL_QUESTIONS of the six phrasings
-               (data_phrasings.questions()) are eval: "world QA, held-out phrasings"
+  questions    per (type, relation), of its nine phrasings (data_phrasings.questions()) one
+               frame ("Can you tell me {topic}?") and one direct wording made of words the
+               others use are eval: "world QA, held-out phrasings"
   identity     EVAL_IDENTITY_SHARE of the who/name/maker/adversarial questions, with every
                wrapper ("Hi! ...") of each: at least MIN_IDENTITY_EVAL phrasings
   problems     a word problem (data_math.py) is eval when a hash of its key (template and
@@ -24,12 +25,12 @@ same world seed gives the same splits whatever else changes.
 Read next: data.py (the generators that honour these), probe.py.
 """
 import functools
+import re
 
-from minillm.chat.data_phrasings import IDENTITY_QUESTIONS, IDENTITY_WRAPPERS, questions
+from minillm.chat.data_phrasings import FRAMES, IDENTITY_QUESTIONS, IDENTITY_WRAPPERS, questions
 from minillm.world.data import Rng, derive_seed
 
 EVAL_ENTITY_SHARE = 0.2
-EVAL_QUESTIONS = 2                     # of 6 phrasings per relation
 EVAL_IDENTITY_SHARE = 0.25
 EVAL_IDENTITY_CATEGORIES = ("who", "name", "maker", "adversarial")
 MIN_IDENTITY_EVAL = 50
@@ -44,8 +45,7 @@ class Splits:
     def __init__(self, world):
         self.seed = world.seed
         self._eval_entities = self._choose_entities(world)
-        self._eval_questions = {key: frozenset(Rng("chat-splits", self.seed, "questions", *key)
-                                               .sample(phrasings, EVAL_QUESTIONS))
+        self._eval_questions = {key: self._choose_questions(key, phrasings)
                                 for key, phrasings in questions().items()}
         self._identity = self._choose_identity()
 
@@ -77,6 +77,19 @@ class Splits:
                 and (buckets is None or world.bucket[i] in buckets)]
 
     # ---- question phrasings ------------------------------------------------------------------
+    def _choose_questions(self, key, phrasings):
+        """Held out per relation: one of the FRAMES, and one direct wording whose every word
+        some training phrasing of the relation uses (so a new sentence, not new words:
+        "What is Lira's home town?" for birth_city would test a synonym never taught)."""
+        rng = Rng("chat-splits", self.seed, "questions", *key)
+        direct, framed = phrasings[:-len(FRAMES)], phrasings[-len(FRAMES):]
+        held = {rng.choice(framed)}
+        for q in rng.sample(direct, len(direct)):
+            taught = set().union(*(_words(p) for p in phrasings if p != q and p not in held))
+            if _words(q) <= taught:
+                return frozenset(held | {q})
+        return frozenset(held)
+
     def questions(self, type_, relation, split):
         """The question phrasings (template strings with {S}) of a relation in a split."""
         held = self._eval_questions[type_, relation]
@@ -109,6 +122,11 @@ class Splits:
 
     def word(self, word):
         return "eval" if _unit(self.seed, "word", word.lower()) < EVAL_WORD_SHARE else "train"
+
+
+def _words(phrasing):
+    """The words of a phrasing, slots left out: "Where was {S} born?" -> {"where", "was", "born"}."""
+    return set(re.findall(r"[a-z]+", re.sub(r"\{[^}]*\}", " ", phrasing.lower())))
 
 
 def _unit(*parts):

@@ -248,6 +248,14 @@ def test_ablations_drop_a_kind_and_keep_the_others(world, index):
     answer_first = generate_conversations(world, DataConfig(size=200, eval_size=20, think_formats=("answer_first",)),
                                           None, index)
     assert {r["format"] for r in answer_first if r["kind"] == "think"} == {"answer_first"}
+    # without idk no QA answer says "I don't know" either, though the probe says half the
+    # facts are unknown (the full data then has some)
+    probe = {(i, r): {"known": n % 2 == 0} for n, (i, r) in enumerate(
+        (i, r) for i, e in world.entities.items() for r in e.attrs)}
+    qa = lambda records: [a for r in records if r["kind"] == "qa" for a in replies(r)]
+    no_idk = generate_conversations(world, DataConfig(size=200, eval_size=20, without=("idk",)), probe, index)
+    assert not any(is_idk(a) for a in qa(no_idk)) and not any(r["kind"] == "idk" for r in no_idk)
+    assert any(is_idk(a) for a in qa(generate_conversations(world, full, probe, index)))
     with pytest.raises(ValueError, match="unknown conversation kind"):
         DataConfig(without=("poetry",))
 

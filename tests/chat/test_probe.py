@@ -59,13 +59,15 @@ class ScriptedEngine:
 
 
 def test_known_means_consistently_right(world):
-    everything = probe_facts(ScriptedEngine(world, 4), world, ProbeConfig(k=4))
+    everything = probe_facts(ScriptedEngine(world, 4), world, ProbeConfig(k=4, min_correct=1.0))
     assert everything and all(r["known"] and r["correct"] == 4 for r in everything)
     assert {r["bucket"] for r in everything} == {"many", "few", "one"}              # never: eval only
-    three = probe_facts(ScriptedEngine(world, 3), world, ProbeConfig(k=4, limit=5))
+    three = probe_facts(ScriptedEngine(world, 3), world, ProbeConfig(k=4, limit=5, min_correct=1.0))
     assert not any(r["known"] for r in three)
     lenient = probe_facts(ScriptedEngine(world, 3), world, ProbeConfig(k=4, limit=5, min_correct=0.75))
     assert all(r["known"] for r in lenient)
+    assert all(r["known"] for r in probe_facts(ScriptedEngine(world, 2), world, ProbeConfig(k=4, limit=5)))
+    assert not any(r["known"] for r in probe_facts(ScriptedEngine(world, 1), world, ProbeConfig(k=4, limit=5)))
     rows = summary(three)
     assert [row[0] for row in rows] == ["many", "few", "one"] and all(row[3] == 0.75 for row in rows)
 

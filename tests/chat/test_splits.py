@@ -2,7 +2,7 @@
 import pytest
 
 from minillm.chat import splits as S
-from minillm.chat.data_phrasings import IDENTITY_QUESTIONS, IDENTITY_WRAPPERS, questions
+from minillm.chat.data_phrasings import FRAMES, IDENTITY_QUESTIONS, IDENTITY_WRAPPERS, questions
 from minillm.world.world import World
 
 
@@ -27,14 +27,19 @@ def test_never_seen_entities_are_eval_and_a_share_of_the_others(world):
     assert set(splits.entities(world)) == set(splits.entities(world, "train")) | set(splits.entities(world, "eval"))
 
 
-def test_two_of_six_question_phrasings_per_relation_are_eval(world):
-    splits = S.Splits(world)
+def test_a_frame_and_a_direct_wording_of_taught_words_per_relation_are_eval(world):
+    splits, two = S.Splits(world), 0
     for (type_, rel), phrasings in questions().items():
-        assert len(phrasings) == 6 == len(set(phrasings))
-        held = splits.questions(type_, rel, "eval")
-        assert len(held) == S.EVAL_QUESTIONS
-        assert sorted(held + splits.questions(type_, rel, "train")) == sorted(phrasings)
+        assert len(phrasings) == 9 == len(set(phrasings))
+        held, train = splits.questions(type_, rel, "eval"), splits.questions(type_, rel, "train")
+        framed = [q for q in held if q in phrasings[-len(FRAMES):]]
+        assert len(framed) == 1 and len(held) in (1, 2)
+        assert sorted(held + train) == sorted(phrasings)
         assert all(splits.question(type_, rel, q) == "eval" for q in held)
+        taught = set().union(*(S._words(q) for q in train))
+        assert all(S._words(q) <= taught for q in held if q not in framed)
+        two += len(held) == 2
+    assert two >= 20                          # most relations hold out a direct wording too
 
 
 def test_at_least_50_identity_phrasings_are_held_out(world):
