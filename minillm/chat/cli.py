@@ -95,9 +95,9 @@ def add_sft_arguments(parser):
     a("--force", action="store_true", default=None, help="replace the SFT run in --out")
     g = parser.add_argument_group("optimisation").add_argument
     g("--steps", type=int, help="optimizer steps (default: --epochs passes over the data)")
-    g("--epochs", type=float, help="passes over the train conversations when --steps is unset (default 1)")
-    g("--batch-size", type=positive_int, help="conversations per step (default 8)")
-    g("--lr", type=float, help="peak learning rate (default: a quarter of the base run's)")
+    g("--epochs", type=float, help="passes over the train conversations when --steps is unset (default 2)")
+    g("--batch-size", type=positive_int, help="conversations per step (default 16)")
+    g("--lr", type=float, help="peak learning rate (default: half the base run's)")
     g("--min-lr", type=float, help="final learning rate (default lr/10)")
     g("--warmup", type=non_negative_int, help="warmup steps (default min(20, steps/10))")
     g("--schedule", choices=["cosine", "wsd"], help="LR schedule (default cosine)")

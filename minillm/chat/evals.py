@@ -132,10 +132,11 @@ def eval_false_idk(engine, world, splits, probe=None, seed=0, limit=None, max_to
     return scored("false_idk", flags, replies, right_rate=rate(right))
 
 
-def eval_rare(engine, world, splits, index=None, seed=0, limit=None, max_tokens=48, search_tokens=160):
+def eval_rare(engine, world, splits, index=None, seed=0, limit=None, max_tokens=48, search_tokens=256):
     """Facts of held-out `few`/`one` entities: rate with the search tool (SEARCH_SYSTEM
     turns it on, the index answers) and without_tool (no system message; a search call
-    gets NO_SEARCH). Only the assistant's own words are judged, never the pasted text."""
+    gets NO_SEARCH). Only the assistant's own words are judged, never the pasted text.
+    search_tokens counts the pasted passages too (~130 tokens), so it is the whole context."""
     items = fact_items(world, splits, splits.entities(world, "eval", ("few", "one")),
                        Rng("chat-evals", seed, "rare"), limit)
     engine.register_tool("search", lambda query: NO_SEARCH)
