@@ -23,14 +23,13 @@ import time
 
 from minillm import clib
 from minillm.chat import sft as chat_sft
-from minillm.chat.data import IDENTITY, DataConfig, generate_conversations, write_conversations
+from minillm.chat.data import IDENTITY, DataConfig, fitting, generate_conversations, write_conversations
 from minillm.chat.evals import evaluate_checkpoint
 from minillm.chat.evals import format_table as chat_table
 from minillm.chat.evals import numbers as chat_numbers
 from minillm.chat.probe import ProbeConfig, probe_facts, read_probe, write_probe
 from minillm.chat.probe import summary as probe_summary
 from minillm.chat.search import BM25Index, clean_documents
-from minillm.chat.template import validate
 from minillm.common import (
     FORCE_HELP, MARKER, Output, UserError, prepare_dir, read_json, remove_output, runs_dir, thread_count,
     write_json)
@@ -190,19 +189,10 @@ def stage_chat_data(run, p):
     records = generate_conversations(World.load(run / "world"), config, read_probe(run / "chat" / "probe.jsonl"),
                                      index)
     tok = Tokenizer.load(run / "tokenizer.json")
-    kept = [r for r in records if _fits(r, tok, model.context_len + 1)]
+    kept, dropped = fitting(records, tok, model.context_len + 1)
     write_conversations(kept, run / "chat" / "conversations.jsonl")
-    return {"conversations": len(kept), "too_long": len(records) - len(kept),
+    return {"conversations": len(kept), "too_long": dropped,
             "train": sum(r["split"] == "train" for r in kept), "passages": len(index.texts)}
-
-
-def _fits(record, tok, max_len):
-    """Does every exchange fit in max_len tokens (template.validate)?"""
-    try:
-        validate(record["messages"], tok, max_len)
-    except ValueError:
-        return False
-    return True
 
 
 def stage_sft(run, p):

@@ -32,7 +32,8 @@ from tqdm import tqdm
 from minillm import clib
 from minillm.chat import render as view
 from minillm.chat import terminal
-from minillm.chat.data import IDENTITY, KINDS, DataConfig, generate_conversations, kind_table, write_conversations
+from minillm.chat.data import (IDENTITY, KINDS, DataConfig, fitting, generate_conversations, kind_table,
+                               write_conversations)
 from minillm.chat.data_math import FORMATS
 from minillm.chat.evals import evaluate_checkpoint, format_table
 from minillm.chat.probe import ProbeConfig, probe_facts, read_probe, write_probe
@@ -44,6 +45,7 @@ from minillm.common import (
     UserError, non_negative_int, positive_int, read_json, runs_dir, thread_count, write_json)
 from minillm.generate.engine import Engine
 from minillm.nn.gpt import GPTConfig, param_shapes
+from minillm.tokenizer.bpe import Tokenizer
 from minillm.tokenizer.cli import default_tokenizer_path, load_any
 from minillm.world.world import World
 
@@ -224,12 +226,26 @@ def run_data(args):
     except ValueError as e:
         raise UserError(str(e)) from None
     records = generate_conversations(world, config, probe, index)
+    context = _context_len(run_dir / "base")
+    if context:             # as the speedrun: only conversations the base model's context holds
+        records, dropped = fitting(records, Tokenizer.load(run_dir / "base" / "tokenizer.json"), context + 1)
+        if dropped:
+            print(f"left out {dropped} conversation(s) with an exchange longer than the "
+                  f"{context}-token context of {run_dir / 'base'}")
     out = args.out or run_dir / "chat" / "conversations.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_conversations(records, out)
     print(kind_table(records))
     known = f"probe {probe_path}" if probe is not None else "no probe: facts of `many` entities count as known"
     print(f"wrote {len(records):,} conversations to {out} ({known})")
+
+
+def _context_len(ckpt):
+    """The checkpoint's context length (config.json), or None without a readable one."""
+    if not (ckpt / "config.json").is_file() or not (ckpt / "tokenizer.json").is_file():
+        return None
+    context = (read_json(ckpt / "config.json", what="checkpoint config").get("model") or {}).get("context_len")
+    return context if isinstance(context, int) and context > 0 else None
 
 
 def _count_params(ckpt):

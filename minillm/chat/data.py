@@ -111,6 +111,20 @@ def _make(kind, world, splits, knowledge, index, config, rivals, n, split, rng):
     return chitchat_conversations(world, splits, knowledge, n, split, rng)
 
 
+def fitting(records, tokenizer, max_len):
+    """(kept, dropped): the records whose every exchange fits in max_len tokens (a small
+    model's context may not hold a question with pasted search results); SFT refuses the
+    others, naming the line."""
+    kept = []
+    for r in records:
+        try:
+            validate(r["messages"], tokenizer, max_len)
+        except ValueError:
+            continue
+        kept.append(r)
+    return kept, len(records) - len(kept)
+
+
 def write_conversations(records, path):
     """Write records as JSONL, atomically; returns the path."""
     atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
