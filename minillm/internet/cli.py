@@ -16,7 +16,7 @@ from minillm.common import (
     FORCE_HELP, Output, UserError, fraction, non_negative_int, num_cores, positive_float,
     positive_int, prepare_dir, remove_output, runs_dir, write_json)
 from minillm.internet import score
-from minillm.internet.download import CATALOGUE, download, resolve
+from minillm.internet.download import CATALOGUE, GROUPS, download, resolve
 from minillm.internet.filters import check_url_filter
 from minillm.internet.pipeline import OUTPUT, clean
 from minillm.internet.stages import Config
@@ -37,11 +37,15 @@ def add_download_arguments(parser):
 def run_download(args):
     if args.list:
         for name, src in CATALOGUE.items():
-            print(f"{name:<22} {src.note}\n{'':<22} {src.url}\n"
-                  f"{'':<22} sha256 {src.sha256 or 'unknown (printed on first download)'}")
+            print(f"{name:<26} {src.note}\n{'':<26} {src.url}\n"
+                  f"{'':<26} sha256 {src.sha256 or 'unknown (printed on first download)'}")
+        for name, members in GROUPS.items():
+            print(f"{name:<26} all of {', '.join(members)}, into one directory")
         return 0
     if not args.source:
-        raise UserError(f"say what to download: a URL or one of {', '.join(CATALOGUE)}")
+        raise UserError(f"say what to download: a URL or one of {', '.join([*CATALOGUE, *GROUPS])}")
+    if args.source in GROUPS:
+        return download_group(args)
     url, sha, name = resolve(args.source)
     if args.sha256:
         sha = args.sha256.strip().lower()
@@ -54,6 +58,23 @@ def run_download(args):
         raise UserError(f"{out / name} is a directory; choose another --out")
     path = download(url, out / name, sha, retries=args.retries, timeout=args.timeout)
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+def download_group(args):
+    """Every entry of a group into one directory (default runs/downloads/<group>), each
+    checked against its catalogue sha256."""
+    if args.sha256:
+        raise UserError(f"--sha256 checks one file; {args.source} is {len(GROUPS[args.source])} files "
+                        "with their own checksums")
+    entries = [resolve(name) for name in GROUPS[args.source]]
+    out = Path(args.out) if args.out else runs_dir() / "downloads" / args.source.removeprefix("fineweb-")
+    prepare_dir(out, Output("downloads", tuple(f for _, _, n in entries for f in (n, n + ".part"))),
+                force=args.force)
+    for url, sha, name in entries:
+        download(url, out / name, sha, retries=args.retries, timeout=args.timeout)
+    print(f"wrote {', '.join(n for _, _, n in entries)} to {out}")
+    if args.source == "fineweb-url-filter":
+        print(f"use them: minillm clean --url-filter {out}  (or MINILLM_URL_FILTER={out})")
 
 
 def add_clean_arguments(parser):
@@ -106,6 +127,7 @@ def run_clean(args):
           f"({st['pii']['bytes_out'] / 1e6:.2f} MB) in {summary['wall_seconds']:.1f}s "
           f"[{summary['shards']} shards, {summary['shards_resumed']} resumed]")
     print(f"  documents: {out}/*.jsonl.gz   removals: {out}/removed/   funnel: {out}/funnel.json")
+    print(f"  URL word lists: {summary['url_lists']}")
     if args.report:
         report = score.score_run(crawl, out)
         write_json(Path(out) / "report.json", report)

@@ -59,6 +59,28 @@ CATALOGUE = {
 }
 
 
+# FineWeb's URL word lists (datatrove's assets, Apache-2.0; explicit vocabulary by design),
+# pinned to the commits whose bytes the checksums are: `minillm download fineweb-url-filter`
+# writes all three into one directory for `minillm clean --url-filter DIR`.
+_DATATROVE = "https://raw.githubusercontent.com/huggingface/datatrove/{}/src/datatrove/assets/{}"
+CATALOGUE.update({
+    "fineweb-banned-words": Source(
+        _DATATROVE.format("6fcdc4144b9f6b46a99ce07255e189d8251066cd", "banned_words.txt"),
+        "7aae5109ccc4d8357167168fa3a91331fa2fafd8eb8cc9c38cc9147c2610fab0", 1_732,
+        "FineWeb's URL filter: words that block a URL"),
+    "fineweb-soft-banned-words": Source(
+        _DATATROVE.format("07d4409bf7befa1c977b7277bfd832091f5cb9df", "soft_banned_words.txt"),
+        "e5043030accca33b0e368a693997576beea4c58279da641bff40b4e02281b063", 674,
+        "FineWeb's URL filter: words of which two block a URL"),
+    "fineweb-banned-subwords": Source(
+        _DATATROVE.format("07d4409bf7befa1c977b7277bfd832091f5cb9df", "banned_subwords.txt"),
+        "4770445cd8d2b16495efde88bc4efc3a520bdc0f3137d14d85cd3d89b194a232", 1_673,
+        "FineWeb's URL filter: sub-words that block a URL anywhere in it"),
+})
+# a name for several catalogue entries downloaded into one directory
+GROUPS = {"fineweb-url-filter": ("fineweb-banned-words", "fineweb-soft-banned-words", "fineweb-banned-subwords")}
+
+
 def sha256_file(path):
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

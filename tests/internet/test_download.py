@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from minillm.common import UserError
-from minillm.internet import cli, download as dl
+from minillm.internet import cli, filters
+from minillm.internet import download as dl
 
 FILE = "text/tinyshakespeare.txt"
 
@@ -199,3 +200,27 @@ def test_cli_run(server, shared_data, tmp_path, capsys):
     assert str(tmp_path / "tinyshakespeare.txt") in capsys.readouterr().out
     with pytest.raises(UserError, match="64 hex digits"):
         cli.run_download(_download_args(*argv, "--sha256", "abc"))
+
+
+def test_fineweb_url_lists_download_as_one_directory(server, shared_data, tmp_path, capsys, monkeypatch):
+    """The catalogue's checksums are those of FineWeb's published lists (the copies under
+    shared data); the group lands in one directory that --url-filter accepts."""
+    members = dl.GROUPS["fineweb-url-filter"]
+    for name in members:
+        src = dl.CATALOGUE[name]
+        local = shared_data / "url-filter" / src.url.rsplit("/", 1)[1]
+        assert src.sha256 == _sha(local) and src.size == local.stat().st_size
+        monkeypatch.setitem(dl.CATALOGUE, name, dl.Source(f"{server.url}/url-filter/{local.name}",
+                                                          src.sha256, src.size, src.note))
+    out = tmp_path / "lists"
+    cli.run_download(_download_args("fineweb-url-filter", "--out", str(out), "--retries", "1"))
+    printed = capsys.readouterr().out
+    assert f"--url-filter {out}" in printed
+    assert sorted(p.name for p in out.iterdir()) == [".minillm.json", "banned_subwords.txt", "banned_words.txt",
+                                                     "soft_banned_words.txt"]
+    lists = filters.load_url_lists(out)
+    assert lists.source == str(out) and len(lists.banned_words) > 100
+    with pytest.raises(UserError, match="its own checksum|their own checksums"):
+        cli.run_download(_download_args("fineweb-url-filter", "--sha256", "0" * 64))
+    cli.run_download(_download_args("--list"))
+    assert "fineweb-url-filter" in capsys.readouterr().out
