@@ -31,8 +31,13 @@ class UserError(Exception):
 
 
 def runs_dir():
-    """Root directory of runs: $MINILLM_RUNS, else ./runs."""
-    return Path(os.environ.get("MINILLM_RUNS", "runs"))
+    """Root directory of runs: $MINILLM_RUNS, else ./runs (a file there is a UserError)."""
+    root = Path(os.environ.get("MINILLM_RUNS", "runs"))
+    if root.exists() and not root.is_dir():
+        where = "MINILLM_RUNS" if "MINILLM_RUNS" in os.environ else "./runs"
+        raise UserError(f"{where} ({root}) is a file, not a directory: runs go into a directory; "
+                        "set MINILLM_RUNS to one or move the file")
+    return root
 
 
 def num_cores():

@@ -287,3 +287,18 @@ def test_bad_thread_count_in_the_environment(env, argv):
     assert [x for x in res.stderr.splitlines() if ERROR.match(x)] == [
         f"minillm: error: MINILLM_THREADS={env['MINILLM_THREADS']!r} is not a thread count "
         "(an integer in 1..512); unset it or change it"]
+
+
+@pytest.mark.parametrize("argv", [["speedrun", "--profile", "smoke"], ["clean"], ["chat", "data", "--run", "x"],
+                                  ["download", "tinyshakespeare"]])
+def test_a_runs_root_that_is_a_file(argv, tmp_path, monkeypatch, capsys):
+    """MINILLM_RUNS names a file: one line, before anything is written."""
+    (tmp_path / "runs").write_text("not a directory")
+    monkeypatch.setenv("MINILLM_RUNS", str(tmp_path / "runs"))
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert [x for x in err.splitlines() if ERROR.match(x)] == [
+        f"minillm: error: MINILLM_RUNS ({tmp_path / 'runs'}) is a file, not a directory: runs go into "
+        "a directory; set MINILLM_RUNS to one or move the file"]
+    assert (tmp_path / "runs").read_text() == "not a directory"

@@ -191,9 +191,13 @@ def open_tokens(source):
             raise UserError(f"{path} is an empty file: no tokens to train on")
         else:                                            # byte-level mode: the file's bytes
             return [np.memmap(path, dtype=np.uint8, mode="r")], 256, "bytes"
-    vocabs = {read_shard_header(p)[1] for p in paths}
-    if len(vocabs) > 1:
-        raise UserError(f"shards disagree on the vocabulary size: {sorted(vocabs)}")
+    vocabs = {p: read_shard_header(p)[1] for p in paths}
+    if len(set(vocabs.values())) > 1:
+        (a, va), (b, vb) = next(iter(vocabs.items())), next((p, v) for p, v in vocabs.items()
+                                                          if v != next(iter(vocabs.values())))
+        raise UserError(f"the shards disagree on the vocabulary size: {a} has {va} tokens, {b} {vb}; "
+                        "keep the shards one tokenizer wrote in one directory")
+    vocabs = set(vocabs.values())
     return [read_shard(p) for p in paths], vocabs.pop(), "shards"
 
 
@@ -226,7 +230,8 @@ class BatchLoader:
         self.epoch, self.pos = 0, 0
         self._load_epoch()
         if self.n_windows == 0:
-            raise UserError(f"the {split} split has {self.n_tokens} tokens, too few for one "
+            where = f" of {source}" if isinstance(source, (str, Path)) else ""
+            raise UserError(f"the {split} split{where} has {self.n_tokens} tokens, too few for one "
                             f"window of context_len + 1 = {self.T + 1}; use more data or a shorter context")
 
     def _load_epoch(self):

@@ -145,10 +145,17 @@ def test_byte_level_text_file(tmp_path):
 
 def test_too_little_data_is_a_user_error(tmp_path):
     (tmp_path / "t.txt").write_text("short text" * 10)
-    with pytest.raises(UserError, match="too few"):
+    with pytest.raises(UserError, match=f"the val split of {tmp_path / 't.txt'} has .* too few"):
         BatchLoader(tmp_path / "t.txt", batch_size=2, context_len=32, split="val")
     with pytest.raises(UserError, match="not found"):
         BatchLoader(tmp_path / "missing.bin", batch_size=2, context_len=8)
+
+
+def test_shards_of_two_tokenizers_are_named(tmp_path):
+    write_shard(tmp_path / "a.bin", np.arange(100) % 50, 50)
+    write_shard(tmp_path / "b.bin", np.arange(100) % 70, 70)
+    with pytest.raises(UserError, match=r"a.bin has 50 tokens, .*b.bin 70"):
+        BatchLoader(tmp_path, batch_size=2, context_len=8)
 
 
 def test_write_token_shards_from_clean_documents(tmp_path):
