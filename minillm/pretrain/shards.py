@@ -191,14 +191,12 @@ def open_tokens(source):
             raise UserError(f"{path} is an empty file: no tokens to train on")
         else:                                            # byte-level mode: the file's bytes
             return [np.memmap(path, dtype=np.uint8, mode="r")], 256, "bytes"
-    vocabs = {p: read_shard_header(p)[1] for p in paths}
-    if len(set(vocabs.values())) > 1:
-        (a, va), (b, vb) = next(iter(vocabs.items())), next((p, v) for p, v in vocabs.items()
-                                                          if v != next(iter(vocabs.values())))
-        raise UserError(f"the shards disagree on the vocabulary size: {a} has {va} tokens, {b} {vb}; "
-                        "keep the shards one tokenizer wrote in one directory")
-    vocabs = set(vocabs.values())
-    return [read_shard(p) for p in paths], vocabs.pop(), "shards"
+    vocabs = [(p, read_shard_header(p)[1]) for p in paths]
+    (first, vocab), others = vocabs[0], [(p, v) for p, v in vocabs if v != vocabs[0][1]]
+    if others:
+        raise UserError(f"the shards disagree on the vocabulary size: {first} has {vocab} tokens, "
+                        f"{others[0][0]} {others[0][1]}; keep the shards one tokenizer wrote in one directory")
+    return [read_shard(p) for p in paths], vocab, "shards"
 
 
 class BatchLoader:
