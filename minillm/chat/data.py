@@ -38,8 +38,8 @@ from minillm.world.data import Rng
 IDENTITY = Identity(name="Minnow", maker="the minillm project")
 
 KINDS = ("qa", "identity", "idk", "search", "think", "spelling", "chat")
-SHARES = {"qa": 0.30, "identity": 0.10, "idk": 0.15, "search": 0.10, "think": 0.20, "spelling": 0.10,
-          "chat": 0.05}
+SHARES = {"qa": 0.29, "identity": 0.10, "idk": 0.12, "search": 0.11, "think": 0.22, "spelling": 0.13,
+          "chat": 0.03}
 
 
 @dataclass

@@ -2,18 +2,23 @@
 
 A transformer does a fixed amount of computation per token, so a multi-step problem must be
 spread over tokens: each intermediate result written down before the next step uses it.
-Every problem (shopping at a person's local prices, a company's boxes, ages from birth
-years, distances between cities; 2 to 4 steps, integer arithmetic) is written in one of:
+Every problem (shopping at a person's local prices, a company's boxes, ages, distances
+between cities; 2 to 4 steps, integer arithmetic) is written in one of:
 
-    answer_first   "Lira spends 62 crowns. 3 loaves at 4 crowns cost 3 * 4 = 12 ..."
+    answer_first   "Lira spends 62 crowns. Here is why: 3 loaves at 4 crowns cost 3 * 4 = 12 ..."
                    (the answer must come out of one token's computation: the bad format)
-    step_by_step   "Step 1: 3 loaves at 4 crowns cost 3 * 4 = 12 crowns. Step 2: ... So ..."
-    calculator     the same steps, each product through the tool:
+    step_by_step   "Step 1: 3 loaves at 4 crowns each cost 3 * 4 = 12 crowns.
+                    Step 3: together that is 12 + 50 = 10 + 50 + 2 = 60 + 2 = 62 crowns. So ..."
+    calculator     the same steps, each through the tool:
                    <|python_start|>3*4<|python_end|><|output_start|>12<|output_end|>
 
-plus bare arithmetic ("What is 4821 * 3377?": the calculator; two-digit products split into
-tens and ones). Half the prompts name their format ("Think step by step."); the others get
-the default (step by step; the calculator for big products), so an eval can ask for either.
+What "one token's worth" is depends on the model. For minillm's tiny ones it is a
+times-table or single-digit fact, so the numbers are small (2..9 of a thing at 2..9 each)
+and step by step splits two-digit numbers into tens and ones (worked(): the pretraining
+worksheets' method, written in one line). Plus bare arithmetic: 4-digit products (the
+calculator's job), two-digit sums and two-digit times one-digit products (the pieces).
+Half the prompts name their format ("Think step by step."); the others get the default
+(step by step; the calculator for big products), so an eval can ask for either.
 
     problem = make_problem(world, rng)   # Problem(key, question, steps, answer, ...)
     exprs and values of every step are in the record, so a test recomputes them.
@@ -42,6 +47,7 @@ class Step:
     expr: str        # "3*4", what the calculator is given
     shown: str       # "3 * 4", how the step writes it
     value: int
+    worked: str      # "47 + 38 = 40 + 30 + 7 + 8 = 70 + 15 = 85": small enough for each token
 
 
 @dataclass
@@ -56,7 +62,30 @@ class Problem:
 
 def _step(text, a, op, b):
     value = OPS[op](a, b)
-    return Step(text, f"{a}{op}{b}", f"{a} {op} {b}", value)
+    return Step(text, f"{a}{op}{b}", f"{a} {op} {b}", value, worked(a, op, b))
+
+
+def worked(a, op, b):
+    """The arithmetic of one step, in pieces a tiny model can do one per token: a times-table
+    or single-digit fact at once; two-digit numbers split into tens and ones first.
+
+        7 * 8      -> "7 * 8 = 56"
+        47 + 38    -> "47 + 38 = 40 + 30 + 7 + 8 = 70 + 15 = 85"
+        47 * 6     -> "47 * 6 = 40 * 6 + 7 * 6 = 240 + 42 = 282"
+    """
+    value = OPS[op](a, b)
+    fact = f"{a} {op} {b} = {value}"
+    if op == "+" and (a >= 10 or b >= 10) and (a % 10 or b % 10) and max(a, b) < 100:
+        ta, oa, tb, ob = a // 10 * 10, a % 10, b // 10 * 10, b % 10
+        tens = " + ".join(str(t) for t in (ta, tb) if t)
+        ones = " + ".join(str(o) for o in (oa, ob) if o)
+        if ("+" in tens) or ("+" in ones):
+            return f"{fact[:-len(str(value))]}{tens} + {ones} = {ta + tb} + {oa + ob} = {value}"
+    if op == "*" and max(a, b) >= 13 and min(a, b) <= 9 and max(a, b) < 100 and max(a, b) % 10:
+        big, small = max(a, b), min(a, b)
+        t, o = big // 10 * 10, big % 10
+        return f"{a} {op} {b} = {t} * {small} + {o} * {small} = {t * small} + {o * small} = {value}"
+    return fact
 
 
 def _people(world, ids, rng, n):
@@ -71,23 +100,19 @@ def shopping(world, ids, rng):
     country = world.entities[world.entities[p.links["home_city"]].links["country"]]
     cur = country.attrs["currency"]
     i1, i2 = rng.sample(ITEMS, 2)
-    a, x, b, y = rng.randint(2, 9), rng.randint(2, 19), rng.randint(2, 9), rng.randint(2, 19)
-    she = pronoun(p, "he")
+    a, x, b, y = (rng.randint(2, 9) for _ in range(4))
     steps = [_step(f"{a} {i1} at {x} {cur} each cost {{calc}} {cur}", a, "*", x),
              _step(f"{b} {i2} at {y} {cur} each cost {{calc}} {cur}", b, "*", y)]
     steps.append(_step(f"together that is {{calc}} {cur}", steps[0].value, "+", steps[1].value))
     question = (f"{p.name} lives in {world.entities[p.links['home_city']].name}, where people pay in "
                 f"{cur}. {pronoun(p, 'He')} buys {a} {i1} at {x} {cur} each and {b} {i2} at {y} {cur} each.")
-    if rng.chance(0.4):
-        note = (steps[-1].value // 100 + 1) * 100
-        steps.append(_step(f"the change from {note} {cur} is {{calc}} {cur}", note, "-", steps[-1].value))
-        question += f" {pronoun(p, 'He')} pays with a {note} {cur} note. How much change does {she} get?"
-        final = f"{p.name} gets {{answer}} {cur} in change."
-    else:
-        question += f" How much does {she} spend in all?"
-        final = f"{p.name} spends {{answer}} {cur} in all."
-    return Problem(("shopping", p.id, i1, i2, a, x, b, y, len(steps)), "shopping", question, steps,
-                   steps[-1].value, final)
+    fee = rng.randint(2, 9) if rng.chance(0.3) else 0
+    if fee:
+        steps.append(_step(f"with the bus fare that is {{calc}} {cur}", steps[-1].value, "+", fee))
+        question += f" The bus there costs {pronoun(p, 'him')} {fee} {cur}."
+    question += f" How much does {pronoun(p, 'he')} spend in all?"
+    return Problem(("shopping", p.id, i1, i2, a, x, b, y, fee), "shopping", question, steps,
+                   steps[-1].value, f"{p.name} spends {{answer}} {cur} in all.")
 
 
 def factory(world, ids, rng):
@@ -95,21 +120,20 @@ def factory(world, ids, rng):
     if not orgs:
         return None
     o = rng.choice(orgs)
-    a, b, d = rng.randint(3, 40), rng.randint(4, 25), rng.randint(2, 9)
+    a, b, d = rng.randint(2, 6), rng.randint(2, 6), rng.randint(2, 4)
     steps = [_step("each day it packs {calc} items", a, "*", b),
              _step(f"in {d} days that is {{calc}} items", a * b, "*", d)]
     question = (f"{o.name} makes {o.attrs['industry']}. Each day it fills {a} boxes, and each box "
                 f"holds {b} items.")
-    sold = 0
-    if rng.chance(0.5):
-        sold = rng.randint(1, a * b * d - 1)
-        steps.append(_step(f"after selling {sold}, {{calc}} items are left", a * b * d, "-", sold))
-        question += f" It sells {sold} items. How many items are left after {d} days?"
-        final = f"{o.name} has {{answer}} items left."
+    stock = rng.randint(11, 49) if rng.chance(0.6) and a * b * d < 100 else 0
+    if stock:
+        steps.append(_step(f"with the {stock} it had, that is {{calc}} items", a * b * d, "+", stock))
+        question += f" It already has {stock} items in store. How many items does it have after {d} days?"
+        final = f"{o.name} has {{answer}} items after {d} days."
     else:
         question += f" How many items does it pack in {d} days?"
         final = f"{o.name} packs {{answer}} items in {d} days."
-    return Problem(("factory", o.id, a, b, d, sold), "factory", question, steps, steps[-1].value, final)
+    return Problem(("factory", o.id, a, b, d, stock), "factory", question, steps, steps[-1].value, final)
 
 
 def ages(world, ids, rng):
@@ -117,14 +141,13 @@ def ages(world, ids, rng):
     if pair is None:
         return None
     p, q = pair
-    y1, y2 = int(p.attrs["birth_year"]), int(q.attrs["birth_year"])
-    year = max(y1, y2) + rng.randint(5, 40)
-    steps = [_step(f"{p.name} was {{calc}}", year, "-", y1), _step(f"{q.name} was {{calc}}", year, "-", y2),
-             _step("together they were {calc} years old", year - y1, "+", year - y2)]
-    question = (f"{p.name} was born in {y1} and {q.name} was born in {y2}. How old were they "
-                f"together in the year {year}?")
-    return Problem(("ages", p.id, q.id, year), "ages", question, steps, steps[-1].value,
-                   f"Together they were {{answer}} years old in {year}.")
+    x, y, k = rng.randint(11, 45), rng.randint(11, 45), rng.randint(2, 9)
+    steps = [_step(f"{p.name} will be {{calc}}", x, "+", k), _step(f"{q.name} will be {{calc}}", y, "+", k),
+             _step("together they will be {calc} years old", x + k, "+", y + k)]
+    question = (f"{p.name} is {x} years old and {q.name} is {y}. How old will they be together "
+                f"in {k} years?")
+    return Problem(("ages", p.id, q.id, x, y, k), "ages", question, steps, steps[-1].value,
+                   f"Together they will be {{answer}} years old in {k} years.")
 
 
 def distance(world, ids, rng):
@@ -133,21 +156,21 @@ def distance(world, ids, rng):
     if p is None or len(cities) < 3:
         return None
     c1, c2, c3 = rng.sample(cities, 3)
-    speed = rng.choice((20, 30, 40, 50, 60, 80, 90, 100, 120)) if rng.chance(0.4) else 0
-    if speed:                                    # a whole number of hours: one way = speed * hours / 2
-        one_way = speed * rng.randint(2, 9) // 2
-        d1 = rng.randint(min(12, one_way // 2), one_way - min(12, one_way // 2))
-        d2 = one_way - d1
-    else:
-        d1, d2 = rng.randint(12, 240), rng.randint(12, 240)
+    speed = rng.choice((10, 20, 30, 40)) if rng.chance(0.5) else 0
+    one_way = speed * rng.randint(2, 4) // 2 if speed else rng.randint(22, 49)
+    if one_way < 22:
+        one_way += speed
+    d1 = rng.randint(11, one_way - 11)
+    d2 = one_way - d1
     steps = [_step("one way is {calc} km", d1, "+", d2), _step("there and back is {calc} km", d1 + d2, "*", 2)]
     question = (f"{p.name} drives from {c1.name} to {c2.name}, which is {d1} km, then on to {c3.name}, "
                 f"another {d2} km, and comes back the same way.")
-    if speed:
-        steps.append(_step(f"at {speed} km an hour that takes {{calc}} hours", 2 * (d1 + d2), "/", speed))
+    if speed and 2 * one_way % speed == 0:
+        steps.append(_step(f"at {speed} km an hour that takes {{calc}} hours", 2 * one_way, "/", speed))
         question += f" {pronoun(p, 'He')} drives at {speed} km an hour. How many hours does the whole trip take?"
         final = "The whole trip takes {answer} hours."
     else:
+        speed = 0
         question += f" How far does {pronoun(p, 'he')} drive in all?"
         final = f"{p.name} drives {{answer}} km in all."
     return Problem(("distance", p.id, c1.id, c2.id, c3.id, d1, d2, speed), "distance", question, steps,
@@ -155,18 +178,21 @@ def distance(world, ids, rng):
 
 
 def arithmetic(world, ids, rng):
-    """Bare products: 4-digit ones (the calculator's job) and 2-digit ones (tens and ones)."""
-    if rng.chance(0.5):
+    """Bare sums and products: 4-digit products (the calculator's job), and two-digit sums
+    and two-digit times one-digit products (the pieces of the word problems' steps)."""
+    u = rng.random()
+    if u < 0.5:
         a, b = rng.randint(1000, 9999), rng.randint(1000, 9999)
-        step = _step(f"{a} * {b} = {{calc}}", a, "*", b)
-        return Problem(("product4", a, b), "product4", f"What is {a} * {b}?", [step], step.value,
-                       f"{a} * {b} = {{answer}}.")
-    a, b = rng.randint(12, 99), rng.randint(1, 9) * 10 + rng.randint(1, 9)
-    tens, ones = b // 10 * 10, b % 10
-    steps = [_step(f"{a} * {tens} = {{calc}}", a, "*", tens), _step(f"{a} * {ones} = {{calc}}", a, "*", ones)]
-    steps.append(_step("adding them gives {calc}", steps[0].value, "+", steps[1].value))
-    return Problem(("product2", a, b), "product2", f"What is {a} * {b}?", steps, a * b,
-                   f"{a} * {b} = {{answer}}.")
+        template, step = "product4", _step(f"{a} * {b} = {{calc}}", a, "*", b)
+    elif u < 0.75:
+        a, b = rng.randint(11, 99), rng.randint(2, 9)
+        template, step = "product2", _step(f"{a} * {b} = {{calc}}", a, "*", b)
+    else:
+        a, b = rng.randint(11, 89), rng.randint(2, 89)
+        template, step = "sum2", _step(f"{a} + {b} = {{calc}}", a, "+", b)
+    op = "*" if template != "sum2" else "+"
+    return Problem((template, a, b), template, f"What is {a} {op} {b}?", [step], step.value,
+                   f"{a} {op} {b} = {{answer}}.")
 
 
 TEMPLATES = (shopping, factory, ages, distance, arithmetic)
@@ -190,7 +216,9 @@ def answer_first(problem):
 
 
 def step_by_step(problem):
-    lines = [f"Step {n}: {_calc_text(s)}." for n, s in enumerate(problem.steps, 1)]
+    # a bare "a * b = {calc}" step is its worked form alone
+    lines = [f"Step {n}: {s.text.replace(f'{s.shown} = {{calc}}', '{calc}').format(calc=s.worked)}."
+             for n, s in enumerate(problem.steps, 1)]
     return "\n".join(lines) + "\nSo " + _lower_first(problem.final.format(answer=problem.answer))
 
 

@@ -1,15 +1,19 @@
 """Kind 6 of the SFT conversations: what models can't do well, spelling and counting.
 
 A model sees tokens, not letters: "strawberry" may be two tokens, and how many r's it
-holds is nowhere in them. Three tasks, each answered three ways:
+holds is nowhere in them. So a third of the conversations are spelling practice, and
+three tasks are answered three ways:
 
+    spell     "Spell these words: ..." -> '"strawberry" is spelled s, t, r, a, w, b, e, r, r, y.'
     count     "How many 'r's are in strawberry?"
     reverse   "Spell strawberry backwards."
     compare   "Which is bigger, 9.11 or 9.9?"
 
     direct      the answer at once (what fails)
-    spelled     one character per token first, then the answer from that:
-                "s, t, r (1), a, w, b, e, r (2), r (3), y. So there are 3 r's in strawberry."
+    spelled     one character per token first, then the answer from that: 'Let me spell it
+                out: "strawberry" is spelled s, t, r (1), a, w, b, e, r (2), r (3), y. So
+                there are 3 r's in "strawberry".' (the word is written again right before
+                its letters, where the model can read its tokens)
     tool        the calculator does the part that needs it: "0+0+1+0+0+0+0+1+1+0" -> 3,
                 "9.9-9.11" -> 0.19 (positive, so 9.9 is bigger)
 
@@ -52,6 +56,24 @@ def pick_letter(word, rng):
     return rng.choice(sorted(set(word))) if u < 0.8 else rng.choice("aeiorstn")
 
 
+def spelled(word):
+    """'"banana" is spelled b, a, n, a, n, a': the word is written again right before its
+    letters, so the model reads its tokens there, not a whole question back."""
+    return f"\"{word}\" is spelled {', '.join(word)}"
+
+
+SPELL_ASKS = ("Spell {w}.", "How do you spell {w}?", "Can you spell {w} for me?", "Spell these words: {w}.")
+
+
+def spell_words(words, rng):
+    """(question, answer) for "spell these words": one line per word, the letters in the
+    form every other method spells in. The practice that teaches which letters a token
+    holds (a token's letters are nowhere in its id)."""
+    ask = rng.choice(SPELL_ASKS) if len(words) == 1 else SPELL_ASKS[-1]
+    question = ask.format(w=", ".join(f"\"{w}\"" for w in words))
+    return question, "\n".join(spelled(w) + "." for w in words)
+
+
 def count_letter(word, letter, method):
     """(question, assistant content, answer) for "how many <letter> in <word>"."""
     n = word.count(letter)
@@ -64,9 +86,9 @@ def count_letter(word, letter, method):
         for ch in word:
             seen += ch == letter
             shown.append(f"{ch} ({seen})" if ch == letter else ch)
-        return question, f"Let me spell it out: {', '.join(shown)}. So {end[0].lower()}{end[1:]}", n
+        return question, f"Let me spell it out: \"{word}\" is spelled {', '.join(shown)}. So {end[0].lower()}{end[1:]}", n
     ones = "+".join("1" if ch == letter else "0" for ch in word)
-    content = [{"type": "text", "text": f"Spelled out: {', '.join(word)}. A 1 for each '{letter}':"},
+    content = [{"type": "text", "text": f"Spelled out: {spelled(word)}. A 1 for each '{letter}':"},
                {"type": "python", "text": ones}, {"type": "output", "text": calculator(ones)},
                {"type": "text", "text": end}]
     return question, content, n
@@ -77,7 +99,7 @@ def reverse_word(word, method):
     question = f"Spell \"{word}\" backwards."
     if method == "direct":
         return question, f"\"{word}\" backwards is \"{backwards}\".", backwards
-    return question, (f"Forwards: {', '.join(word)}. Backwards: {', '.join(backwards)}. "
+    return question, (f"Forwards: {spelled(word)}. Backwards: {', '.join(backwards)}. "
                       f"So \"{word}\" backwards is \"{backwards}\"."), backwards
 
 
@@ -117,8 +139,13 @@ def spelling_conversations(world, splits, n, split, rng, methods=METHODS):
     pool = [w for w in vocabulary(world) if splits.word(w) == split]
     out = []
     for _ in range(n):
-        task, method = rng.choice(("count", "count", "reverse", "compare")), rng.choice(methods)
-        if task == "count":
+        task, method = rng.choice(("spell", "spell", "count", "count", "reverse", "compare")), rng.choice(methods)
+        if task == "spell":
+            words = rng.sample(pool, rng.randint(1, 5))
+            method = "spelled"
+            question, content = spell_words(words, rng)
+            answer, meta = " ".join(words), {"words": words}
+        elif task == "count":
             word = rng.choice(pool)
             letter = pick_letter(word, rng)
             question, content, answer = count_letter(word, letter, method)

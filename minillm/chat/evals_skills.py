@@ -7,9 +7,10 @@ data_spelling.py's questions on splits.word(w) == "eval" words) and recomputes t
     eval_calculator  4-digit products and 3-step word problems, asked with the calculator cue
     eval_think       the same kind of 3-step problems, cued "Think step by step." and cued
                      "Give the answer first, then explain.": two rates, and their gap
-    eval_spelling    letter counts (direct / spelled out / the tool) of a letter the word
-                     repeats (the "strawberry" case: a letter that occurs once is a guess of
-                     "1" away) and reversals (direct / spelled out), on held-out words; the
+    eval_spelling    letter counts (direct / spelled out / the tool) on held-out words with a
+                     repeated letter, asking in turn about a letter the word repeats (the
+                     "strawberry" case), one it holds once and one it lacks (so no constant
+                     guess scores), and reversals (direct / spelled out); the
                      spelling data has no cue, so the reply's first words
                      are forced as the data writes each method ("Let me spell it out:")
 
@@ -100,7 +101,7 @@ def eval_spelling(engine, world, splits, seed=0, limit=None, max_tokens=96):
     rng = Rng("chat-evals", seed, "spelling")
     words = [w for w in vocabulary(world) if splits.word(w) == "eval" and len(set(w)) < len(w)]
     words = rng.sample(words, min(len(words), limit or 50))
-    letters = [rng.choice(sorted(c for c in set(w) if w.count(c) > 1)) for w in words]
+    letters = [count_letter_for(w, k, rng) for k, w in enumerate(words)]
     out, pooled, all_replies = {}, {"direct": [], "spelled": []}, []
     for method, start in COUNT_STARTS.items():
         asked = [count_letter(w, c, method) for w, c in zip(words, letters)]
@@ -121,6 +122,21 @@ def eval_spelling(engine, world, splits, seed=0, limit=None, max_tokens=96):
     result = scored("spelling", [], all_replies, direct=rate(pooled["direct"]), spelled=rate(pooled["spelled"]), **out)
     result.update(n=len(words), rate=out["count_spelled"])
     return result
+
+
+def count_letter_for(word, k, rng):
+    """The letter the k-th count question asks about, in turn one the word repeats (the
+    "strawberry" case), one it holds once (when it has one) and one it lacks: a reply that
+    always says "2" (or "1") is right about a third of the time, not always."""
+    counts = {c: word.count(c) for c in sorted(set(word))}
+    repeated, once = [c for c, n in counts.items() if n > 1], [c for c, n in counts.items() if n == 1]
+    absent = [c for c in "aeiourstnlm" if c not in counts]
+    kind = k % 3
+    if kind == 1 and once:
+        return rng.choice(once)
+    if kind == 2 and absent:
+        return rng.choice(absent)
+    return rng.choice(repeated)
 
 
 def _last(pattern, text):

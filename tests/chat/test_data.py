@@ -12,7 +12,7 @@ import pytest
 from minillm.chat import data_identity
 from minillm.chat.data import (IDENTITY, KINDS, DataConfig, generate_conversations, kind_table,
                                write_conversations)
-from minillm.chat.data_math import CUES
+from minillm.chat.data_math import CUES, worked
 from minillm.chat.data_search import SEARCH_SYSTEM
 from minillm.chat.search import BM25Index
 from minillm.chat.splits import Splits
@@ -162,6 +162,10 @@ def test_word_problems_recomputed_and_calculator_outputs(records):
                 assert str(value) in text
         if r["format"] == "answer_first":
             assert text.index(str(r["answer"])) < text.index("Here is why")
+        if r["format"] == "step_by_step":       # every "=" of a worked chain holds
+            for chain in re.findall(r"\d+(?: [-+*/] \d+)+(?: = \d+(?: [-+*/] \d+)*)+", text):
+                sides = {calculator(side.replace(" ", "")) for side in chain.split(" = ")}
+                assert len(sides) == 1, chain
         if r["cue"]:
             assert r["messages"][0]["content"].endswith(CUES[r["format"]])
 
@@ -173,10 +177,14 @@ def test_spelling_answers(records):
         content, text = r["messages"][1]["content"], assistant_text(r["messages"][1])
         if r["task"] == "count":
             assert r["answer"] == r["word"].count(r["letter"]) and f"{r['answer']} " in text
+            if r["method"] != "direct":
+                assert f'"{r["word"]}" is spelled {r["word"][0]}' in text
             if r["method"] == "tool":
                 assert content[2]["text"] == str(r["answer"])
         elif r["task"] == "reverse":
             assert r["answer"] == r["word"][::-1] and f'"{r["answer"]}"' in text
+        elif r["task"] == "spell":           # one line per word, its letters right after it
+            assert text.split("\n") == [f'"{w}" is spelled {", ".join(w)}.' for w in r["words"]]
         else:
             a, b = r["numbers"]
             assert r["answer"] == max(a, b, key=float) and text.endswith(f"{r['answer']} is bigger.")
@@ -281,3 +289,15 @@ def test_bytes_do_not_depend_on_the_hash_seed(tmp_path):
     digests = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed},
                               capture_output=True, text=True, check=True, cwd=ROOT).stdout for seed in ("1", "2")}
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize("a, op, b, pieces", [
+    (7, "*", 8, 2), (47, "+", 38, 4), (47, "*", 6, 4), (6, "*", 47, 4), (40, "+", 30, 2),
+    (42, "+", 7, 4), (120, "/", 30, 2), (12, "*", 11, 2)])
+def test_worked_steps_are_small_and_true(a, op, b, pieces):
+    """data_math.worked: times-table facts at once, two-digit numbers split into tens and
+    ones; every side of the chain has the same value, the last one the result."""
+    chain = worked(a, op, b)
+    sides = chain.split(" = ")
+    assert len(sides) == pieces and sides[0] == f"{a} {op} {b}"
+    assert {calculator(x.replace(" ", "")) for x in sides} == {calculator(f"{a}{op}{b}")} == {sides[-1]}

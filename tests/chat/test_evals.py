@@ -266,6 +266,21 @@ def test_spelling_forces_each_method_and_recounts(tok, world, splits):
     assert r["direct"] == pytest.approx(0.5) and r["spelled"] == 1
 
 
+def test_spelling_count_asks_about_repeated_single_and_absent_letters(tok, world, splits):
+    """A reply that always says "2" (the count of a letter a word repeats) cannot score: the
+    questions cycle through a repeated letter, a letter held once and one the word lacks."""
+    def always_two(user, started):
+        if not user.startswith("How many"):
+            return "no"
+        letter, word = user.split("'")[1], user.split('"')[1]
+        return f"There are 2 {letter}'s in \"{word}\"."
+    r = evals.eval_spelling(Scripted(tok, always_two), world, splits, limit=30)
+    assert r["count_direct"] <= 0.5
+    rng = Rng("t", 0)
+    asked = [evals_skills.count_letter_for("balloon", k, rng) for k in range(6)]
+    assert ["balloon".count(c) for c in asked] == [2, 1, 0, 2, 1, 0]
+
+
 # ---- all of them, the table, the command ------------------------------------------------------
 
 def test_run_chat_evals_returns_every_eval_and_a_table(tok, world, splits):
