@@ -80,7 +80,7 @@ def worked(a, op, b):
         tens = " + ".join(str(t) for t in (ta, tb) if t)
         ones = " + ".join(str(o) for o in (oa, ob) if o)
         if ("+" in tens) or ("+" in ones):
-            return f"{fact[:-len(str(value))]}{tens} + {ones} = {ta + tb} + {oa + ob} = {value}"
+            return f"{a} {op} {b} = {tens} + {ones} = {ta + tb} + {oa + ob} = {value}"
     if op == "*" and max(a, b) >= 13 and min(a, b) <= 9 and max(a, b) < 100 and max(a, b) % 10:
         big, small = max(a, b), min(a, b)
         t, o = big // 10 * 10, big % 10

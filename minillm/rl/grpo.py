@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from minillm import clib
 from minillm.chat.evals_ask import read_reply
+from minillm.chat.sft import chat_tokenizer
 from minillm.chat.template import chat_token_ids, render_prompt
 from minillm.chat.tools import calculator
 from minillm.common import UserError, append_jsonl
@@ -116,10 +117,8 @@ def train_step(params, model, ref, x, m, adv, old_logp, cfg):
         old = old_logp[s:s + MICRO, 1:] if cfg.inner_epochs > 1 else None
         loss, dz, st = policy_gradient(z, xb[:, 1:], mb[:, 1:], adv[s:s + MICRO], old_logp=old,
                                        clip=cfg.clip, ref_logp=ref_logp, beta=cfg.beta)
-        logp = log_softmax(z)
-        ent = -(np.exp(logp) * logp).sum(-1)                             # (b, L-1)
-        stats["entropy"] += share * float((ent * mb[:, 1:]).sum() / max(mb[:, 1:].sum(), 1))
-        for key, value in (("loss", loss), ("kl", st["kl"]), ("clipped", st["clipped"])):
+        for key, value in (("loss", loss), ("entropy", st["entropy"]), ("kl", st["kl"]),
+                           ("clipped", st["clipped"])):
             stats[key] += share * value
         g = gpt.backward(cache, (dz * share).astype(np.float32))
         grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
@@ -171,7 +170,7 @@ def rl(cfg):
         raise UserError("give --ckpt SFT: the checkpoint to practise from")
     model, params, meta = load_checkpoint(cfg.ckpt)
     ref = {k: v.copy() for k, v in params.items()} if cfg.beta > 0 else None
-    tok = Engine.from_checkpoint(cfg.ckpt).tokenizer
+    tok = chat_tokenizer(cfg.ckpt, model.vocab_size)
     world = World.load(cfg.world or Path(cfg.ckpt).parent / "world")
     task = make_task(cfg.task, world)
     held = task.items("eval", cfg.eval_prompts, seed=cfg.seed)

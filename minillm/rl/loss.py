@@ -79,6 +79,8 @@ def policy_gradient(z, tokens, mask, adv, old_logp=None, clip=0.2, ref_logp=None
         # d KL / d log p = p (log p - log q) + p
         dz += (beta * mask / n)[..., None] * p * (logp - ref_logp - kl[..., None])
         kl_mean = float((mask * kl).sum() / n)
-    stats = {"clipped": float((mask * (c == 0)).sum() / n) if old_logp is not None else 0.0,
+    entropy = -(p * logp).sum(axis=-1)                                 # (B, T)
+    stats = {"entropy": float((mask * entropy).sum() / n),
+             "clipped": float((mask * (c == 0)).sum() / n) if old_logp is not None else 0.0,
              "kl": kl_mean}
     return float(loss), dz, stats
