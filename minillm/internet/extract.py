@@ -55,9 +55,10 @@ CLOSES_P = BLOCK_TAGS - {"br", "hr", "img"} | {"nav", "aside"}
 STRONG_WORDS = frozenset("""
     cookie cookies consent gdpr comment comments disqus respond replies related recommended
     outbrain taboola newsletter subscribe signup breadcrumb breadcrumbs pagination pager
+    footer copyright colophon
 """.split())
 WEAK_WORDS = frozenset("""
-    banner navbar nav navigation menu menus sidebar footer masthead header topbar toolbar share
+    banner navbar nav navigation menu menus sidebar masthead header topbar toolbar share
     sharing social promo promotion ad ads advert advertisement sponsor sponsored popup modal
     widget widgets skip tags tagcloud meta byline dateline timestamp reply
 """.split())
@@ -71,6 +72,9 @@ _DATE_ONLY = re.compile(
     r"(?:(?:posted|published|updated)(?: on)?:?\s*)?"
     r"(?:\w{3,9}\.? \d{1,2},? \d{4}|\d{1,2}\.? \w{3,9}\.? \d{4}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d{2}-\d{2})",
     re.IGNORECASE)
+# A short block that is a copyright line ("© 2024 Example", "Copyright 2024 ...") is a footer.
+_COPYRIGHT = re.compile(r"(?:©|\(c\)|copyright\b|all rights reserved)", re.IGNORECASE)
+COPYRIGHT_MAX_CHARS = 200
 _TOKEN_SPLIT = re.compile(r"[^a-z0-9]+")
 _SPACE = re.compile(r"\s+")
 # A block with more than half its characters inside <a> is navigation -- unless it also has
@@ -97,12 +101,14 @@ class _TreeBuilder(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.root = Node("#root", {}, None)
         self.stack = [self.root]
+        self.in_head = False
 
     def _close_head(self):
         # subtle: </head> is optional; the first thing that cannot live in <head> ends it.
         # Without this, a page missing </head> would be all head, and heads are dropped.
-        if any(n.tag == "head" for n in self.stack):
+        if self.in_head:
             self._close_up_to("head", stop_at=())
+            self.in_head = False
 
     def handle_starttag(self, tag, attrs):
         if tag not in HEAD_TAGS:
@@ -122,6 +128,7 @@ class _TreeBuilder(HTMLParser):
         self.stack[-1].children.append(node)
         if tag not in VOID_TAGS:
             self.stack.append(node)
+        self.in_head = self.in_head or tag == "head"
 
     def handle_startendtag(self, tag, attrs):
         if tag not in HEAD_TAGS:
@@ -132,6 +139,7 @@ class _TreeBuilder(HTMLParser):
     def handle_endtag(self, tag):
         if tag not in VOID_TAGS:
             self._close_up_to(tag, stop_at=())
+        self.in_head = self.in_head and tag != "head"
 
     def _close_up_to(self, tag, stop_at):
         """Pop the stack down to and including the innermost `tag`, if it is open."""
@@ -143,7 +151,7 @@ class _TreeBuilder(HTMLParser):
                 return
 
     def handle_data(self, data):
-        if self.stack[-1].tag == "head" and data.strip():
+        if self.in_head and self.stack[-1].tag == "head" and data.strip():
             self._close_head()
         self.stack[-1].children.append(data)
 
@@ -319,7 +327,8 @@ def extract_blocks(html):
          else the body;
       5. walk it collecting blocks (paragraphs, headings, list items, table cells,
          preformatted text) and drop link-dense blocks (menus and link lists that slipped
-         through), link-dense lists as a whole, and blocks that are only a date."""
+         through), link-dense lists as a whole, blocks that are only a date, and short
+         copyright lines."""
     blocks = collect_blocks(content_root(prune(parse_html(html))))
     # A list or table whose items are mostly links is a menu or a link farm: drop it whole.
     lists = {}
@@ -332,7 +341,7 @@ def extract_blocks(html):
         if b.list_id in bad_lists:
             continue
         text = b.text()
-        if _DATE_ONLY.fullmatch(text):
+        if _DATE_ONLY.fullmatch(text) or len(text) < COPYRIGHT_MAX_CHARS and _COPYRIGHT.search(text):
             continue
         # A heading is kept unless it is all link (a section title carries an "[edit]" link).
         if b.heading and b.link_chars < len(text) or not _is_navigation([b]):

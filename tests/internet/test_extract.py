@@ -122,3 +122,54 @@ def test_date_only_blocks_are_metadata():
     html = ("<body><div class='posted'>May 18, 2024</div><article><p>Posted on 3 March 2021</p>"
             "<p>In May 2024 the bridge reopened after a long repair.</p><p>18.05.2024</p></article></body>")
     assert extract_blocks(html) == ["In May 2024 the bridge reopened after a long repair."]
+
+
+PROSE = ("<p>The ferry to the island leaves twice a day in summer and once a day in winter, weather "
+         "permitting, from the stone quay below the old customs house.</p>"
+         "<p>Tickets are sold on board, and bicycles travel free if there is room on the deck.</p>")
+
+
+def test_class_words_are_evidence_not_a_verdict():
+    """Boilerplate words inside the class of the main text's container do not drop it;
+    the same words on a link list do."""
+    for cls in ["elementor-widget-container", "entry-content no-share", "o-section--has-ads",
+                "main-content-wrapper with-double-sidebar", "site-header"]:
+        html = (f"<body><div class='{cls}'>{PROSE}</div>"
+                "<div class='sidebar'><a href=/1>One link</a> <a href=/2>Another link</a></div></body>")
+        text = extract_text(html)
+        assert "ferry to the island" in text and "bicycles travel free" in text, cls
+        assert "One link" not in text, cls
+    article = PROSE.replace("ferry", "boat") * 2
+    comments = extract_text(f"<body><div>{article}</div><div class='comments'>{PROSE}</div></body>")
+    assert "boat" in comments and "ferry" not in comments        # a strong word, on less than half
+
+
+def test_header_holding_the_post_is_kept_but_page_chrome_is_not():
+    html = (f"<body><header class='nav'><a href=/>Home</a></header><header class='post'>{PROSE * 2}</header>"
+            "<footer>Call us on 555 0100 any weekday morning.</footer></body>")
+    text = extract_text(html)
+    assert "ferry to the island" in text and "Home" not in text and "Call us" not in text
+
+
+def test_a_small_article_is_not_the_root():
+    html = f"<body><div class='bio'>{PROSE}</div><article><span>Author Name</span></article></body>"
+    assert "ferry to the island" in extract_text(html)
+    big = f"<body><p>Teaser line of the index page.</p><article>{PROSE}</article></body>"
+    assert "Teaser" not in extract_text(big) and "ferry" in extract_text(big)
+
+
+def test_missing_head_end_pre_and_deep_nesting():
+    no_head_end = "<html><head><title>T</title><meta charset=utf-8><div><p>Text after an unclosed head.</div>"
+    assert extract_text(no_head_end) == "Text after an unclosed head."
+    pre = "<body><pre>def f(x):\n    return x + 1\n</pre><p>After.</p></body>"
+    assert extract_blocks(pre) == ["def f(x):\n    return x + 1", "After."]
+    deep = "<body>" + "<div><font>" * 3000 + "Deep words here." + "<p><font>x" * 3000 + "</body>"
+    text = extract_text(deep)         # no RecursionError
+    assert text.startswith("Deep words here.") and text.count("x") == 3000
+
+
+def test_huge_pages_are_cut():
+    from minillm.internet.extract import MAX_HTML_CHARS
+    html = "<body><p>" + "word " * (MAX_HTML_CHARS // 5 + 1000) + "tail</p></body>"
+    text = extract_text(html)
+    assert "tail" not in text and len(text) < MAX_HTML_CHARS
