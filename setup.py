@@ -43,6 +43,9 @@ TEST_EXTRAS = [
     "jinja2",
     "gguf==0.19.0",
     "llama-cpp-python==0.3.36",  # builds from its sdist (several minutes)
+    "trafilatura==2.3.1",       # main-text extraction peers on the gold set (tests/extract_gold.py)
+    "lxml_html_clean",          # trafilatura's justext needs it with lxml >= 5.2
+    "resiliparse>=2.0",
 ]
 
 setup(

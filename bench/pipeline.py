@@ -14,24 +14,31 @@ reference) and with N workers, and prints per stage
 and end to end (wall clock, all passes: filter, global dedup, PII, writing): pages/s and
 MB/s of HTML, with the speed-up of N workers over 1. Both runs must write byte-identical
 output (checked). Then it scores the output against the crawl's ground truth (the quality
-report of `minillm clean --report`) and ends with one JSON line holding the issue's quality
-targets measured in this run: {"targets": {name: {"value", "goal", "met"}}}.
+report of `minillm clean --report`), scores main-text extraction on the real-web gold set
+(tests/extract_gold.py: pages of ../shared/data/crawl and pages we wrote) for minillm next
+to trafilatura and resiliparse (test extras) on the same pages, and ends with one JSON line
+holding the issues' targets measured in this run: {"targets": {name: {"value", "goal", "met"}}}.
 """
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))        # extract_gold: the gold set and its score
 
 from minillm.common import runs_dir  # noqa: E402
 from minillm.crawl import pages  # noqa: E402
+import extract_gold  # noqa: E402
 from minillm.internet import pipeline, score  # noqa: E402
+from minillm.internet.extract import extract_text  # noqa: E402
 from minillm.world.world import World  # noqa: E402
 
-STAGES = ["read", "url_filter", "extract", "langid", "gopher_repetition", "gopher_quality", "c4_quality",
+STAGES = ["read", "url_filter", "extract", "langid", "gopher_quality", "gopher_repetition", "c4_quality",
           "fineweb_quality", "signatures", "exact_dedup", "minhash_dedup", "pii"]
 
 
@@ -90,6 +97,37 @@ def print_table(runs):
           f"end to end is wall clock)")
 
 
+def gold_targets():
+    """Print precision/recall/F1 on the extraction gold set for minillm and its peers;
+    returns the issue's extraction targets (empty when the shared pages are absent)."""
+    shared = Path(os.environ.get("MINILLM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    if not (shared / "crawl").is_dir():
+        print(f"extraction gold set: skipped, the real-web pages are not at {shared / 'crawl'}")
+        return {}
+    pages = extract_gold.load_pages(shared)
+    extractors = {"minillm": extract_text, **extract_gold.peers()}
+    print(f"extraction gold set: {len(pages)} pages ({', '.join(extractors)}; peers are test extras)")
+    print(f"{'':<14}{'precision':>10}{'recall':>10}{'F1':>10}{'seconds':>10}{'empty':>8}")
+    outputs, results = {}, {}
+    for name, extract in extractors.items():
+        t0 = time.perf_counter()
+        outputs[name] = {page: extract(html) for page, html, _, _ in pages}
+        seconds = time.perf_counter() - t0
+        r = results[name] = extract_gold.score(outputs[name], pages)
+        empty = sum(not text.strip() for text in outputs[name].values())
+        print(f"{name:<14}{r['precision']:>10.3f}{r['recall']:>10.3f}{r['f1']:>10.3f}{seconds:>10.2f}{empty:>8}")
+    f1 = round(results["minillm"]["f1"], 4)
+    targets = {"gold_f1": {"value": f1, "goal": ">= 0.92", "met": f1 >= 0.92}}
+    if "trafilatura" in results:
+        peer = round(results["trafilatura"]["f1"], 4)
+        targets["gold_f1_vs_trafilatura"] = {"value": round(f1 - peer, 4), "goal": ">= -0.02",
+                                             "met": f1 >= peer - 0.02}
+        empty = sum(not outputs["minillm"][p].strip() and len(outputs["trafilatura"][p]) >= 200
+                    for p in outputs["minillm"])
+        targets["gold_empty_where_trafilatura_finds_text"] = {"value": empty, "goal": "== 0", "met": empty == 0}
+    return targets
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="the small world's crawl (under a minute)")
@@ -111,7 +149,8 @@ def main():
     print_table(runs)
     report = score.score_run(crawl, root / f"clean-{workers[-1]}")
     print(score.format_report(report))
-    print(json.dumps({"targets": report["targets"]}))
+    targets = {**report["targets"], **gold_targets()}
+    print(json.dumps({"targets": targets}))
 
 
 if __name__ == "__main__":

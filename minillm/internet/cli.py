@@ -128,6 +128,9 @@ def run_clean(args):
           f"[{summary['shards']} shards, {summary['shards_resumed']} resumed]")
     print(f"  documents: {out}/*.jsonl.gz   removals: {out}/removed/   funnel: {out}/funnel.json")
     print(f"  URL word lists: {summary['url_lists']}")
+    if summary["truncated_shards"]:
+        print(f"  truncated WARC files (records before the damage kept; see removed/): "
+              f"{', '.join(summary['truncated_shards'])}")
     if args.report:
         report = score.score_run(crawl, out)
         write_json(Path(out) / "report.json", report)

@@ -203,15 +203,15 @@ def evidence(node, in_main, page_chars):
     """How strongly `node` looks like page furniture: >= DROP_SCORE drops it.
 
     Against: a chrome tag or landmark outside the main content (+3), a strong class/id word
-    such as "comments" or "cookie" (+3) or a weak one such as "sidebar" or "widget" (+1), a
-    link density above one half (+1). For: a content word such as "entry" or "content" (-1),
+    such as "comments" or "cookie" (+3), else each weak one such as "sidebar" or "widget" (+1,
+    at most +2: "sidebar widget-area"), a link density above one half (+1). For: a content word such as "entry" or "content" (-1),
     a paragraph's worth of text with few links (-1), or as much and most of the page's
     text (-3)."""
     score = 0
     if not in_main and (node.tag in CHROME_TAGS or node.attrs.get("role") in CHROME_LANDMARKS):
         score += 3
     words = set(_TOKEN_SPLIT.split((node.attrs.get("class", "") + " " + node.attrs.get("id", "")).lower()))
-    score += 3 if words & STRONG_WORDS else 1 if words & WEAK_WORDS else 0
+    score += 3 if words & STRONG_WORDS else min(2, len(words & WEAK_WORDS))
     score -= 1 if words & CONTENT_WORDS else 0
     plain = node.chars - node.link_chars
     density = node.link_chars / node.chars if node.chars else 0.0

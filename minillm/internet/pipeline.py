@@ -2,7 +2,7 @@
 
     minillm clean --crawl runs/x/crawl --out runs/x/clean --workers 2 --report   (cli.py)
 
-    read -> url_filter -> extract -> langid -> gopher_repetition -> gopher_quality
+    read -> url_filter -> extract -> langid -> gopher_quality -> gopher_repetition
          -> c4_quality -> fineweb_quality -> exact_dedup -> minhash_dedup -> pii
 
 Three passes, so that it can use N processes, stream in bounded memory and resume:
@@ -101,7 +101,8 @@ def iter_pages(warc_path, config):
     """(record index, url, html or None, body bytes, reason or None) for every response in
     a WARC file. html None: removed at reading, for `reason`: not_html_200, or what the
     reader could not read (a WarcError's reason: malformed_warc, oversize, malformed_http,
-    bad_charset, corrupt_warc). A file that cannot be read on is one last removal."""
+    bad_charset, corrupt_warc, truncated_warc). A file that cannot be read on is one last
+    removal; the records before the damage are kept (an interrupted download costs its tail)."""
     index = 0
     try:
         for rec in iter_records(warc_path, skip_bad=True, max_record_bytes=config.max_record_bytes,
@@ -144,6 +145,7 @@ def process_shard(warc_path, work_dir, config):
             doc, texts = Doc(f"{name}/{index}", url, html=html), []
             if not ok:
                 removed.write({"id": doc.id, "url": url, "stage": "read", "reason": reason})
+                funnel["read"]["truncated"] = int(funnel["read"]["truncated"] or reason == "truncated_warc")
             else:
                 run_stages(doc, ctx, funnel, wet=texts)
                 for rec in texts:
@@ -323,6 +325,7 @@ def clean(crawl, out_dir, workers=1, config=None):
                   "clean: dedup + pii")
     _merge_final(funnel, rows, finals)
     summary = {"shards": len(names), "shards_resumed": skipped, "workers": workers,
+               "truncated_shards": [n for n, f in zip(names, funnels) if f["read"].get("truncated")],
                "wall_seconds": round(time.perf_counter() - t0, 3),
                "url_lists": filters.load_url_lists(config.url_filter_dir).source,
                "stages": {k: _rounded(v) for k, v in funnel.items()}}

@@ -20,7 +20,7 @@ from minillm.internet.pipeline import find_warcs, read_jsonl_gz, shard_name
 from minillm.internet.warc import WarcError, iter_records
 
 BAD_KINDS = ("spam", "junk", "blocklisted", "boilerplate")
-FILTER_STAGES = ("read", "url_filter", "extract", "langid", "gopher_repetition", "gopher_quality",
+FILTER_STAGES = ("read", "url_filter", "extract", "langid", "gopher_quality", "gopher_repetition",
                  "c4_quality", "fineweb_quality")
 DEDUP_STAGES = ("exact_dedup", "minhash_dedup")
 LANGS = ("en", "fr", "de", "es")

@@ -39,7 +39,8 @@ MAX_HEADER_LINES = 1000
 class WarcError(UserError):
     """What the reader cannot read. `reason` is the cleaning funnel's name for it:
     malformed_warc (record framing), oversize, malformed_http, bad_charset, corrupt_warc
-    (the compressed stream itself: nothing after it can be read)."""
+    (the compressed stream itself: nothing after it can be read), truncated_warc (the file
+    ends inside a record: an interrupted download; the records before it were read)."""
 
     def __init__(self, message, reason="malformed_warc"):
         super().__init__(message)
@@ -196,7 +197,14 @@ class WarcRecord:
         return f"<WarcRecord {self.type} {self.url or ''} {len(self.content)} bytes>"
 
     type = property(lambda self: (self.headers.get("WARC-Type") or "").lower())
-    url = property(lambda self: self.headers.get("WARC-Target-URI"))
+    @property
+    def url(self):
+        """WARC-Target-URI, without the angle brackets that wget writes around it (WARC/1.0's
+        grammar had them: `<https://example.org/>`)."""
+        uri = self.headers.get("WARC-Target-URI")
+        uri = uri.strip() if uri is not None else None
+        return uri[1:-1].strip() if uri and uri.startswith("<") and uri.endswith(">") else uri
+
     record_id = property(lambda self: self.headers.get("WARC-Record-ID"))
     date = property(lambda self: self.headers.get("WARC-Date"))
     content_type = property(lambda self: self.headers.get("Content-Type", ""))
@@ -453,9 +461,10 @@ def iter_records(source, skip_bad=False, max_record_bytes=MAX_RECORD_BYTES, max_
     """
     stream, opened = _open_stream(source)
     offset, line = 0, None
+    where = f"{source}: " if isinstance(source, (str, os.PathLike)) else ""
 
     def bad(message, reason, version="", headers=None):
-        error = WarcError(message, reason)
+        error = WarcError(where + message, reason)
         if not skip_bad:
             raise error
         return WarcRecord(version, headers or Headers(), b"", error=error)
@@ -474,7 +483,7 @@ def iter_records(source, skip_bad=False, max_record_bytes=MAX_RECORD_BYTES, max_
                     continue  # blank lines between records
                 if not version_line.startswith(b"WARC/"):
                     if start == 0:
-                        raise WarcError(f"not a WARC record at byte 0: {version_line[:40]!r}")
+                        raise WarcError(f"{where}not a WARC record at byte 0: {version_line[:40]!r}")
                     yield bad(f"not a WARC record at byte {start}: {version_line[:40]!r}", "malformed_warc")
                     line, offset = _skip_to_record(stream, offset)
                     continue
@@ -487,7 +496,7 @@ def iter_records(source, skip_bad=False, max_record_bytes=MAX_RECORD_BYTES, max_
                         break
                     if not h.endswith(b"\n") and len(h) < MAX_LINE_BYTES:
                         yield bad(f"truncated WARC record at byte {offset}: the file ends in its headers",
-                                  "malformed_warc", version)
+                                  "truncated_warc", version)
                         return
                     if not h.endswith(b"\n") or len(lines) >= MAX_HEADER_LINES:
                         too_long = True
@@ -513,7 +522,7 @@ def iter_records(source, skip_bad=False, max_record_bytes=MAX_RECORD_BYTES, max_
                 content = stream.read(length)
                 if len(content) < length:
                     yield bad(f"truncated WARC record at byte {offset}: {len(content)} of {length} bytes",
-                              "malformed_warc", version, headers)
+                              "truncated_warc", version, headers)
                     return
                 offset += len(content)
                 yield WarcRecord(version, headers, content, max_body_bytes=max_body_bytes)
@@ -522,7 +531,7 @@ def iter_records(source, skip_bad=False, max_record_bytes=MAX_RECORD_BYTES, max_
                           "corrupt_warc")
                 line = None
     except (EOFError, zlib.error, OSError) as e:
-        raise WarcError(f"cannot read the WARC file near byte {offset}: {e}", "corrupt_warc") from None
+        raise WarcError(f"{where}cannot read the WARC file near byte {offset}: {e}", "corrupt_warc") from None
     finally:
         if opened is not None:
             stream.close()

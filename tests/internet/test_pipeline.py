@@ -108,7 +108,7 @@ def make_crawl(tmp_path, rng, n_shards=3):
     expect["https://casino.example/win"] = ("url_filter", "banned_domain")
     pages.append(("https://fr.example/port", html_page("Le port", FRENCH)))
     expect["https://fr.example/port"] = ("langid", "lang_fr")
-    stuffed = ["cheap shoes best cheap shoes buy cheap shoes online cheap shoes sale"] * 8
+    stuffed = ["the cheap shoes and the best cheap shoes to buy with cheap shoes online"] * 8
     pages.append(("https://spam.example/shoes", html_page("Cheap shoes", stuffed)))
     expect["https://spam.example/shoes"] = ("gopher_repetition", "")
     pages.append(("https://empty.example/", "<html><body><nav><a href='/'>Home</a></nav></body></html>"))
@@ -192,7 +192,7 @@ def test_end_to_end_decisions_logs_and_funnel(crawl, tmp_path):
     assert all(d["lang"] == "en" and d["lang_score"] >= 0.65 for d in docs)
     # the funnel chains: what leaves a stage enters the next
     st = summary["stages"]
-    order = ["url_filter", "extract", "langid", "gopher_repetition", "gopher_quality", "c4_quality",
+    order = ["url_filter", "extract", "langid", "gopher_quality", "gopher_repetition", "c4_quality",
              "fineweb_quality", "exact_dedup", "minhash_dedup", "pii"]
     for a, b in zip(order, order[1:]):
         assert st[a]["docs_out"] == st[b]["docs_in"], (a, b)
@@ -402,3 +402,39 @@ def test_hostile_records_cost_themselves_never_the_run(tmp_path, rng):
     assert kept == {"https://a.example/1", "https://b.example/base64", "https://b.example/idna",
                     "https://a.example/5", "https://a.example/6"}
     assert summary["stages"]["read"]["docs_in"] == 9 and summary["stages"]["read"]["docs_out"] == 5
+
+
+def test_a_truncated_warc_keeps_what_came_before_and_the_run_goes_on(tmp_path, rng):
+    """An interrupted download: the file ends inside its last record. The records before
+    the damage are cleaned, the shard is named as truncated in the funnel, the other
+    shards are cleaned as usual; wget's <angle-bracketed> target URIs are read bare."""
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    html = lambda i: html_page(f"Article {i}", article(rng)).encode("utf-8")
+    last = _member("https://a.example/3", html(3), {"Content-Type": "text/html"})
+    (crawl / "a.warc.gz").write_bytes(_member("<https://a.example/1>", html(1), {"Content-Type": "text/html"})
+                                      + _member("https://a.example/2", html(2), {"Content-Type": "text/html"})
+                                      + last[: len(last) // 2])
+    (crawl / "b.warc.gz").write_bytes(_member("https://b.example/1", html(4), {"Content-Type": "text/html"}))
+    summary = pipeline.clean(crawl, tmp_path / "clean", workers=1)
+    kept = {r["url"] for r in read_all((tmp_path / "clean").glob("*.jsonl.gz"))}
+    assert kept == {"https://a.example/1", "https://a.example/2", "https://b.example/1"}
+    removed = [r for r in read_all((tmp_path / "clean" / "removed").glob("*.jsonl.gz"))]
+    assert [(r["id"], r["reason"]) for r in removed] == [("a/2", "truncated_warc")]
+    assert summary["truncated_shards"] == ["a"] and summary["stages"]["read"]["truncated"] == 1
+
+
+def test_a_huge_page_is_bounded(rng):
+    """A 32 MB page is cut to extract.MAX_HTML_CHARS before parsing, and the cheap word
+    count (gopher_quality) runs before the repetition rules' n-gram loops."""
+    from minillm.internet.extract import MAX_HTML_CHARS
+    ctx = stages.Context(stages.Config(), filters.load_url_lists())
+    par = "<p>" + " ".join(article(rng)) + "</p>"
+    page = "<html><body>" + par * (32_000_000 // len(par)) + "</body></html>"
+    assert len(page) > 30 * MAX_HTML_CHARS
+    funnel = stages.new_funnel()
+    doc = stages.run_stages(stages.Doc("s/0", "https://big.example/", html=page), ctx, funnel)
+    assert len(doc.text) <= MAX_HTML_CHARS
+    names = [name for name, _ in stages.STAGES]
+    assert names.index("gopher_quality") < names.index("gopher_repetition")
+    assert doc.removed == ("gopher_quality", "too_many_words") and funnel["gopher_repetition"]["docs_in"] == 0

@@ -318,3 +318,16 @@ def test_fuzz_the_reader_over_mutated_cc_warcs(shared_data):
             except WarcError:
                 pass
     assert n_files == 480
+
+
+def test_wget_angle_brackets_and_errors_name_the_file(tmp_path):
+    buf = io.BytesIO()
+    WarcWriter(buf, compress=False).write_record("resource", b"abc", content_type="text/plain",
+                                                 url="<https://example.org/a>")
+    rec = list_records(io.BytesIO(buf.getvalue()))[0]
+    assert rec.url == "https://example.org/a"
+    path = tmp_path / "cut.warc"
+    path.write_bytes(buf.getvalue()[:-10])
+    with pytest.raises(UserError, match=f"{path}: truncated"):
+        list_records(path)
+    assert [r.error.reason for r in iter_records(path, skip_bad=True)] == ["truncated_warc"]
