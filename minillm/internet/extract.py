@@ -95,7 +95,7 @@ class Node:
 
 class _TreeBuilder(HTMLParser):
     """Builds a Node tree, repairing the usual broken HTML: unclosed <p>/<li>/<head>, stray
-    end tags."""
+    end tags. Elements that are never text (_never_text) are left out as they come."""
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -125,7 +125,8 @@ class _TreeBuilder(HTMLParser):
                 if self.stack[-1].tag == inner:
                     self.stack.pop()
         node = Node(tag, {k: (v or "") for k, v in attrs}, self.stack[-1])
-        self.stack[-1].children.append(node)
+        if not _never_text(node):       # else it still collects its content, but is no child
+            self.stack[-1].children.append(node)
         if tag not in VOID_TAGS:
             self.stack.append(node)
         self.in_head = self.in_head or tag == "head"
@@ -134,7 +135,8 @@ class _TreeBuilder(HTMLParser):
         if tag not in HEAD_TAGS:
             self._close_head()
         node = Node(tag, {k: (v or "") for k, v in attrs}, self.stack[-1])
-        self.stack[-1].children.append(node)
+        if not _never_text(node):
+            self.stack[-1].children.append(node)
 
     def handle_endtag(self, tag):
         if tag not in VOID_TAGS:
@@ -157,7 +159,8 @@ class _TreeBuilder(HTMLParser):
 
 
 def parse_html(html):
-    """Parse HTML text into a Node tree (root tag "#root")."""
+    """Parse HTML text into a Node tree (root tag "#root"), without the elements that are
+    never text: scripts, styles, <head>, navigation, form controls, hidden elements."""
     builder = _TreeBuilder()
     builder.feed(html[:MAX_HTML_CHARS])
     builder.close()
@@ -224,11 +227,9 @@ def evidence(node, in_main, page_chars):
 
 
 def prune(root):
-    """Remove what is not main text below `root`, in place, top down; returns `root`.
-    First what is never text (_never_text), then, with the text measured, every element
-    whose evidence reaches DROP_SCORE (never <html>, <body> or a <main>/<article>)."""
-    for node in _elements(root):
-        node.children = [c for c in node.children if isinstance(c, str) or not _never_text(c)]
+    """Remove page furniture below `root`, in place, top down; returns `root`, measured.
+    With the text measured, every element whose evidence reaches DROP_SCORE goes (never
+    <html>, <body> or a <main>/<article>)."""
     measure(root)
     page_chars = root.chars - root.link_chars
     stack = [(root, False)]
@@ -251,8 +252,9 @@ def content_root(root):
     page's text (MOST_OF_PAGE), else <body>, else the root. # subtle: a blog index has one
     small <article> per post, and a profile page puts only the author's name in one; the
     page's main text is then the whole (pruned) body. `root` must be measured."""
-    body = next((n for n in _elements(root) if n.tag == "body"), root)
-    mains = [n for n in _elements(body) if _is_main(n)]
+    elements = _elements(root)
+    body = next((n for n in elements if n.tag == "body"), root)
+    mains = [n for n in elements if _is_main(n)]
     best = max(mains, key=lambda n: n.chars - n.link_chars, default=None)
     page = body.chars - body.link_chars
     if best is not None and best.chars - best.link_chars >= MOST_OF_PAGE * page > 0:
@@ -318,8 +320,8 @@ def extract_blocks(html):
 
       1. parse the HTML into a small element tree (stdlib html.parser, tolerant of bad
          HTML: unclosed <p>, <li>, <head>, stray end tags), cut at MAX_HTML_CHARS;
-      2. drop subtrees that are never main text: script/style/nav/aside/form controls/...,
-         hidden elements, navigation and search landmarks;
+      2. leave out, while parsing, subtrees that are never main text: script/style/nav/
+         aside/form controls/..., hidden elements, navigation and search landmarks;
       3. measure the text and link text below every element, and drop the elements that
          the evidence says are furniture (see `evidence`: chrome tags, class/id words, link
          density against text density and share of the page);
