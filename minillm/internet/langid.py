@@ -1,16 +1,22 @@
-"""Language identification: a naive Bayes classifier over character 1-4-grams.
+"""Language identification: the script first, then naive Bayes over character 1-4-grams.
 
 The third stage of the cleaning pipeline. FineWeb keeps pages that fastText's language
 model calls English with a score >= 0.65; we train our own, much smaller model on text
 written for this project (data/langid/<lang>.txt: en, fr, de, es -- the mini-world's
-languages -- and a little of twelve other Latin-script languages, so that a page in one
-of those has a better home than en/fr/de/es). A text is scored by
+languages -- and a paragraph or a few of the other languages that make up most of Common
+Crawl, so that a page in one of those has a home of its own). Two steps:
 
-    log P(text | lang) = sum over its n-grams g of log P(g | lang)   (smoothed: see train)
+  1. the script: count the letters of each writing system (Latin, Cyrillic, Arabic, Han,
+     kana, Hangul, Greek, ...). A script that one language writes decides it at once
+     (Hangul: ko, kana among the Han characters: ja, Han alone: zh, Greek: el, ...);
+  2. the n-grams, among the trained languages of that script (Latin: en, fr, nl, ...;
+     Cyrillic: ru, uk, bg; Arabic: ar, fa). A text is scored by
 
-and the posterior over languages (uniform prior) gives the decision and its confidence
-(scaled: see scores). The confidence also asks how well the winner explains the text
-("coverage"); text of another script is "other" at once (see identify).
+        log P(text | lang) = sum over its n-grams g of log P(g | lang)   (smoothed: see train)
+
+     and the posterior over those languages (uniform prior) gives the decision and its
+     confidence (scaled: see scores), lowered when the winner has seen few of the text's
+     n-grams ("coverage", see identify).
 
     python -m minillm.internet.langid "Le chat dort sur le canapé."   # -> fr 0.99...
 
@@ -26,15 +32,36 @@ import regex
 from minillm.common import data_path
 from minillm.internet.dedup import mix64
 
-# The four languages of the mini-world, then neighbours and other languages written with
-# Latin letters, so that a page in one of those has a better home than en/fr/de/es.
-LANGS = ("en", "fr", "de", "es", "nl", "it", "pt", "ca", "ro", "sv", "da", "pl", "cs", "fi", "tr", "id")
+# The four languages of the mini-world, then other languages of Common Crawl by script.
+LANGS = ("en", "fr", "de", "es", "nl", "it", "pt", "ca", "ro", "sv", "da", "pl", "cs", "fi", "tr", "id",
+         "vi", "hu", "ru", "uk", "bg", "ar", "fa")
+LANG_SCRIPT = {**{lang: "latin" for lang in LANGS}, "ru": "cyrillic", "uk": "cyrillic", "bg": "cyrillic",
+               "ar": "arabic", "fa": "arabic"}
+# Writing systems as Unicode code point ranges [lo, hi); normalize() leaves only letters.
+SCRIPTS = {
+    "latin": [(0x0, 0x250), (0x1E00, 0x1F00)],
+    "greek": [(0x370, 0x400), (0x1F00, 0x2000)],
+    "cyrillic": [(0x400, 0x530)],
+    "armenian": [(0x530, 0x590)],
+    "hebrew": [(0x590, 0x600)],
+    "arabic": [(0x600, 0x700), (0x750, 0x780), (0xFB50, 0xFE00), (0xFE70, 0xFF00)],
+    "devanagari": [(0x900, 0x980)],
+    "thai": [(0xE00, 0xE80)],
+    "georgian": [(0x10A0, 0x1100)],
+    "hangul": [(0x1100, 0x1200), (0x3130, 0x3190), (0xAC00, 0xD7B0)],
+    "kana": [(0x3040, 0x3100), (0x31F0, 0x3200)],
+    "han": [(0x3400, 0x4DC0), (0x4E00, 0xA000), (0xF900, 0xFB00)],
+}
+# Scripts one language writes (of those on the web in quantity): the script decides.
+SCRIPT_LANG = {"greek": "el", "armenian": "hy", "hebrew": "he", "devanagari": "hi", "thai": "th",
+               "georgian": "ka", "hangul": "ko", "kana": "ja", "han": "zh"}
+KANA_FOR_JA = 0.1         # Japanese: kana are at least this share of its Han + kana letters
 ORDERS = (1, 2, 3, 4)
 BUCKETS = {1: 1 << 12, 2: 1 << 15, 3: 1 << 16, 4: 1 << 16}   # hashed rows per n-gram order
 MIX = 0.9                 # weight of a language's own n-gram frequencies (see train)
 DEPENDENCE = 2.0          # extra down-weighting of overlapping n-grams (see scores)
 MAX_CHARS = 2000          # classify on at most this many characters of normalised text
-MIN_LATIN = 0.5           # share of letters that must be Latin script for a Latin-language guess
+MIN_SCRIPT = 0.5          # share of letters the main script must have; else "other"
 MIN_COVERAGE = 0.35       # below this share of seen 3/4-grams, the winner does not fit the text
 FULL_COVERAGE = 0.55      # at or above this, the fit does not lower the confidence
 MIN_CONFIDENCE = 0.5      # below it, identify() answers "other"
@@ -120,13 +147,27 @@ def default_model():
     return train(texts)
 
 
-def latin_share(norm):
-    """Share of the letters of a normalised text that are Latin script (Basic Latin to
-    Latin Extended-B, and Latin Extended Additional); 1.0 for a text without letters."""
+def script_shares(norm):
+    """{script: share of the letters of a normalised text}, scripts with letters only;
+    Han and kana count once more each, a CJK character holding about a word's worth.
+    {} for a text without letters."""
     codes = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)          # (C,)
     letters = codes[(codes != 32) & (codes != 39)]                             # no space, '
-    latin = (letters < 0x250) | ((letters >= 0x1E00) & (letters < 0x1F00))
-    return float(latin.mean()) if len(letters) else 1.0
+    counts = {}
+    for script, ranges in SCRIPTS.items():
+        n = sum(int(((letters >= lo) & (letters < hi)).sum()) for lo, hi in ranges)
+        if n:
+            counts[script] = n * (2 if script in ("han", "kana") else 1)
+    total = sum(counts.values())
+    return {script: n / total for script, n in counts.items()}
+
+
+def main_script(shares):
+    """(script, share) of a script_shares dict; Han with kana is Japanese ("kana")."""
+    cjk = shares.get("han", 0.0) + shares.get("kana", 0.0)
+    if cjk and cjk >= max(shares.values()):
+        return ("kana" if shares.get("kana", 0.0) >= KANA_FOR_JA * cjk else "han"), cjk
+    return max(shares.items(), key=lambda kv: kv[1]) if shares else ("", 0.0)
 
 
 def scores(norm, model):
@@ -146,24 +187,33 @@ def scores(norm, model):
 def identify(text, model=None):
     """Guess the language of `text`: Guess(lang, confidence, best, coverage).
 
-    A text in a language the model has never seen still gets *some* best language, so
-    the confidence is scaled down when the winner has seen few of the text's 3- and
-    4-grams (coverage below FULL_COVERAGE). Text of another script (zh, ru, ar, ...) has
-    almost no Latin letters and is "other" at once, and so is any text whose confidence
-    stays below MIN_CONFIDENCE."""
+    The main script first (script_shares): below MIN_SCRIPT of the letters, "other"; a
+    script of one language (SCRIPT_LANG) gives it, with the script's share as confidence.
+    Otherwise the n-gram model picks among the trained languages of that script. A Latin
+    text in a language the model has never seen still gets *some* best language, so the
+    confidence is scaled down when the winner has seen few of the text's 3- and 4-grams
+    (coverage below FULL_COVERAGE); below MIN_CONFIDENCE the answer is "other"."""
     model = model or default_model()
     norm = normalize(text[:3 * MAX_CHARS])
-    latin = latin_share(norm)
-    if latin < MIN_LATIN or not norm.strip():
-        return Guess("other", 1.0 - latin, "", 0.0)
+    script, share = main_script(script_shares(norm))
+    if share < MIN_SCRIPT:
+        return Guess("other", 1.0 - share, "", 0.0)
+    if script in SCRIPT_LANG:
+        return Guess(SCRIPT_LANG[script], share, SCRIPT_LANG[script], 1.0)
+    cols = [j for j, lang in enumerate(model.langs) if LANG_SCRIPT.get(lang) == script]
+    if not cols:
+        return Guess("other", share, "", 0.0)
     loglik, coverage = scores(norm, model)
+    loglik, coverage = loglik[cols], coverage[cols]                              # (L',)
     post = np.exp(loglik - loglik.max())
-    post /= post.sum()                                                          # (L,)
+    post /= post.sum()                                                          # (L',)
     j = int(post.argmax())
     fit = min(1.0, max(0.0, float(coverage[j] - MIN_COVERAGE) / (FULL_COVERAGE - MIN_COVERAGE)))
-    confidence = float(post[j]) * fit
-    lang = model.langs[j] if confidence >= MIN_CONFIDENCE else "other"
-    return Guess(lang, confidence, model.langs[j], float(coverage[j]))
+    # subtle: only Latin is written by many languages we did not train; in Cyrillic and
+    # Arabic the trained ones are most of the web, so the fit does not lower the confidence.
+    confidence = float(post[j]) * (fit if script == "latin" else 1.0)
+    best = model.langs[cols[j]]
+    return Guess(best if confidence >= MIN_CONFIDENCE else "other", confidence, best, float(coverage[j]))
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ HELD_OUT = {
            "sabía cuánto duraría el viaje.",
            "Acuérdate de apagar las luces y de cerrar la puerta de atrás antes de irte a dormir."],
 }
-# Other languages: some have a paragraph of training text (sv, pl, fi, id, tr), some none
-# (hu, et, lv, sw, vi, sk); ru and zh are not even Latin script.
+# Other languages: some have a paragraph or a few of training text (sv, pl, fi, id, tr, hu,
+# vi, ru), some none (et, lv, sw, sk); zh is decided by its script.
 OTHER = {
     "sv": "Vädret var kallt och grått när fartyget äntligen lämnade hamnen, och ingen ombord visste hur länge resan skulle vara.",
     "pl": "Pogoda była zimna i szara, kiedy statek w końcu opuścił port, i nikt na pokładzie nie wiedział, jak długo potrwa podróż.",
@@ -97,4 +97,41 @@ def test_normalize_and_ngram_rows():
     assert rows[0] == rows[3] and len(set(rows.tolist())) == 9      # " " twice
     for n, lo in zip(langid.ORDERS, (0, 4, 7, 9)):                  # each order in its block
         assert langid._OFFSET[n] <= rows[lo] < langid._OFFSET[n] + langid.BUCKETS[n]
-    assert langid.latin_share(langid.normalize("Ça va? Привет")) == 4 / 10
+    assert langid.script_shares(langid.normalize("Ça va? Привет")) == {"latin": 4 / 10, "cyrillic": 6 / 10}
+    assert langid.script_shares(" ") == {}
+    # Han and kana count twice; kana among Han characters is Japanese
+    assert langid.main_script(langid.script_shares(langid.normalize("東京は雨です"))) == ("kana", 1.0)
+    assert langid.main_script(langid.script_shares(langid.normalize("北京下雨 ok"))) == ("han", 0.8)
+
+
+# Held out from data/langid/ too: the script decides, then the n-grams among its languages.
+BY_SCRIPT = {
+    "nl": "Het weer was koud en grijs toen het schip eindelijk de haven verliet, en niemand aan boord wist hoe lang de reis zou duren.",
+    "vi": OTHER["vi"], "hu": OTHER["hu"],
+    "ru": "Погода была холодной и серой, когда корабль наконец покинул гавань, и никто на борту не знал, сколько продлится путешествие.",
+    "uk": "Погода була холодною і сірою, коли корабель нарешті покинув гавань, і ніхто не знав, скільки триватиме подорож.",
+    "bg": "Времето беше студено и сиво, когато корабът най-накрая напусна пристанището, и никой не знаеше колко ще продължи пътуването.",
+    "ar": "كان الطقس باردا ورماديا عندما غادرت السفينة الميناء أخيرا، ولم يكن أحد يعرف كم ستستغرق الرحلة.",
+    "fa": "هوا سرد و خاکستری بود وقتی کشتی سرانجام بندر را ترک کرد و هیچ‌کس نمی‌دانست سفر چقدر طول می‌کشد.",
+    "zh": OTHER["zh"],
+    "ja": "船がついに港を出たとき、天気は寒くて灰色で、旅がどれくらい続くのか誰も知りませんでした。",
+    "ko": "배가 마침내 항구를 떠났을 때 날씨는 춥고 흐렸고, 아무도 여행이 얼마나 걸릴지 몰랐다.",
+    "el": "Ο καιρός ήταν κρύος και γκρίζος όταν το πλοίο έφυγε τελικά από το λιμάνι.",
+    "he": "מזג האוויר היה קר ואפור כשהספינה עזבה סוף סוף את הנמל.",
+    "th": "อากาศหนาวและมืดครึ้มเมื่อเรือออกจากท่าในที่สุด",
+    "hi": "जब जहाज़ आखिरकार बंदरगाह से निकला तो मौसम ठंडा और धूसर था।",
+}
+
+
+@pytest.mark.parametrize("code", sorted(BY_SCRIPT))
+def test_common_crawl_languages_by_script_then_ngrams(code):
+    guess = langid.identify(BY_SCRIPT[code])
+    assert guess.lang == code and guess.confidence >= 0.65, guess
+
+
+def test_a_dutch_page_is_dutch_not_other():
+    page = ("Is uw gazon na de winter kaal en staat het onkruid tussen de tegels? Wij zijn een "
+            "hoveniersbedrijf uit de regio en verzorgen het hele jaar door het onderhoud van uw tuin. "
+            "Bel ons voor een afspraak, dan komen wij vrijblijvend bij u langs om alles te bekijken.")
+    guess = langid.identify(page)
+    assert guess.lang == "nl" and guess.confidence >= 0.9, guess
