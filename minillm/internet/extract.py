@@ -213,7 +213,8 @@ def evidence(node, in_main, page_chars):
     score = 0
     if not in_main and (node.tag in CHROME_TAGS or node.attrs.get("role") in CHROME_LANDMARKS):
         score += 3
-    words = set(_TOKEN_SPLIT.split((node.attrs.get("class", "") + " " + node.attrs.get("id", "")).lower()))
+    names = node.attrs.get("class", "") + " " + node.attrs.get("id", "")
+    words = set(_TOKEN_SPLIT.split(names.lower())) if len(names) > 1 else set()
     score += 3 if words & STRONG_WORDS else min(2, len(words & WEAK_WORDS))
     score -= 1 if words & CONTENT_WORDS else 0
     plain = node.chars - node.link_chars
@@ -264,16 +265,21 @@ def content_root(root):
 
 class _Block:
     """A run of text between block boundaries, with how much of it is link text."""
-    __slots__ = ("parts", "link_chars", "plain_words", "list_id", "heading", "pre")
+    __slots__ = ("parts", "link_chars", "plain_words", "list_id", "heading", "pre", "_text")
 
     def __init__(self, list_id, heading, pre):
         self.parts, self.link_chars, self.plain_words = [], 0, 0
-        self.list_id, self.heading, self.pre = list_id, heading, pre
+        self.list_id, self.heading, self.pre, self._text = list_id, heading, pre, None
 
     def text(self):
-        if self.pre:    # preformatted: keep the lines, drop blank ones at both ends
-            return "\n".join(line.rstrip() for line in "".join(self.parts).strip("\n").split("\n")).strip("\n")
-        return _SPACE.sub(" ", "".join(self.parts)).strip()
+        """The block's text (computed once the walk has filled `parts`)."""
+        if self._text is None:
+            raw = "".join(self.parts)
+            if self.pre:    # preformatted: keep the lines, drop blank ones at both ends
+                self._text = "\n".join(line.rstrip() for line in raw.strip("\n").split("\n")).strip("\n")
+            else:
+                self._text = _SPACE.sub(" ", raw).strip()
+        return self._text
 
 
 _BOUNDARY = object()
