@@ -11,6 +11,9 @@ Measured at batch 1 on random weights (the same weights in every implementation)
            first step, with its cold caches and setup, is not counted: in any of the three)
   prefill  tokens/s of one forward pass over a 128-token prompt that fills the cache
            (per round the median of 3 such passes after a warm-up one)
+  rollout  RL's sampling (rl/grpo.py): 8 answers at temperature 1 to one 64-token prompt,
+           128 new tokens each, on the speedrun shape; tokens/s over the whole call (one
+           shared prefill, then the 8 rows decoded as a batch); minillm with log-probs kept
 Shapes:
   stories15M  llama2.c's stories15M: dim 288, 6 layers, 6 heads, hidden 768, vocab
               32000, seq_len 256, tied embeddings
@@ -48,6 +51,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFILL_LEN = 128
+ROLLOUT_PROMPT, ROLLOUT_GROUP, ROLLOUT_NEW = 64, 8, 128     # RL's rollouts: G answers to one prompt
 
 
 def shapes():
@@ -117,7 +121,7 @@ def minillm_prefill(engine, prompt):
 class TorchCached:
     """A KV-cache decode loop over tests/torch_ref.py's TorchLlama (same weights)."""
 
-    def __init__(self, config, params):
+    def __init__(self, config, params, batch=1):
         import torch
         sys.path.insert(0, str(ROOT / "tests"))
         from torch_ref import TorchLlama, load_params
@@ -125,31 +129,48 @@ class TorchCached:
         self.torch, self.config = torch, config
         self.model = load_params(TorchLlama(config), params).eval()
         S, NKV, HD = config.context_len, config.n_kv_head, config.head_dim
-        self.k = [torch.zeros(1, NKV, S, HD) for _ in range(config.n_layer)]
-        self.v = [torch.zeros(1, NKV, S, HD) for _ in range(config.n_layer)]
+        self.k = [torch.zeros(batch, NKV, S, HD) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(batch, NKV, S, HD) for _ in range(config.n_layer)]
 
-    def forward(self, idx, pos0):
-        """logits (V,) at the last of idx (1, T) at positions pos0.., filling the cache."""
+    def forward(self, idx, pos0, rows=1):
+        """logits (B, V) at the last of idx (B, T) at positions pos0.., filling cache rows :B
+        (a one-row prefill with rows=G copies its keys and values into G rows: one shared
+        prefill per prompt, as minillm's engine does)."""
         import torch.nn.functional as F
         from torch_ref import apply_rope, rmsnorm
 
         m, cfg = self.model, self.config
-        T, HD, L = idx.shape[1], cfg.head_dim, pos0 + idx.shape[1]
+        (B, T), HD, L = idx.shape, cfg.head_dim, pos0 + idx.shape[1]
         freqs = m.freqs[pos0:L]
-        x = m.tok_emb[idx]                                                       # (1, T, C)
+        x = m.tok_emb[idx]                                                       # (B, T, C)
         for blk, kc, vc in zip(m.blocks, self.k, self.v):
             h = rmsnorm(x, blk.attn_norm, cfg.norm_eps)
-            q = apply_rope(F.linear(h, blk.wq).view(1, T, cfg.n_head, HD), freqs)
-            k = apply_rope(F.linear(h, blk.wk).view(1, T, cfg.n_kv_head, HD), freqs)
-            kc[:, :, pos0:L] = k.transpose(1, 2)
-            vc[:, :, pos0:L] = F.linear(h, blk.wv).view(1, T, cfg.n_kv_head, HD).transpose(1, 2)
-            y = F.scaled_dot_product_attention(q.transpose(1, 2), kc[:, :, :L], vc[:, :, :L],
+            q = apply_rope(F.linear(h, blk.wq).view(B, T, cfg.n_head, HD), freqs)
+            k = apply_rope(F.linear(h, blk.wk).view(B, T, cfg.n_kv_head, HD), freqs)
+            kc[:max(B, rows), :, pos0:L] = k.transpose(1, 2)
+            vc[:max(B, rows), :, pos0:L] = F.linear(h, blk.wv).view(B, T, cfg.n_kv_head, HD).transpose(1, 2)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), kc[:B, :, :L], vc[:B, :, :L],
                                                is_causal=T > 1, enable_gqa=cfg.n_kv_head != cfg.n_head)
-            x = x + F.linear(y.transpose(1, 2).reshape(1, T, -1), blk.wo)
+            x = x + F.linear(y.transpose(1, 2).reshape(B, T, -1), blk.wo)
             h = rmsnorm(x, blk.mlp_norm, cfg.norm_eps)
             x = x + F.linear(F.silu(F.linear(h, blk.w_gate)) * F.linear(h, blk.w_up), blk.w_down)
         h = rmsnorm(x[:, -1], m.final_norm, cfg.norm_eps)
-        return F.linear(h, m.tok_emb if cfg.tie_embeddings else m.lm_head)[0]
+        return F.linear(h, m.tok_emb if cfg.tie_embeddings else m.lm_head)
+
+    def rollout(self, prompt, group, n_new, seed=0):
+        """tokens/s of G samples (temperature 1) continuing one prompt: one prefill, its cache
+        copied into G rows, then G rows decoded together; timed from the prefill on."""
+        torch = self.torch
+        g = torch.Generator().manual_seed(seed)
+        with torch.inference_mode():
+            t = time.perf_counter()
+            logits = self.forward(torch.tensor([prompt]), 0, rows=group).expand(group, -1)
+            pos = len(prompt)
+            for _ in range(n_new):
+                token = torch.multinomial(torch.softmax(logits, -1), 1, generator=g)   # (G, 1)
+                logits = self.forward(token, pos)
+                pos += 1
+            return group * n_new / (time.perf_counter() - t)
 
     def decode(self, n_new):
         """Greedy tokens/s, timed from the first new token to the last (as run.c does)."""
@@ -157,7 +178,7 @@ class TorchCached:
         with torch.inference_mode():
             token, tokens = 1, []
             for pos in range(n_new):
-                token = int(self.forward(torch.tensor([[token]]), pos).argmax())
+                token = int(self.forward(torch.tensor([[token]]), pos)[0].argmax())
                 tokens.append(token)
                 if pos == 0:
                     t = time.perf_counter()
@@ -169,6 +190,15 @@ class TorchCached:
             t = time.perf_counter()
             self.forward(torch.tensor([prompt]), 0)
             return len(prompt) / (time.perf_counter() - t)
+
+
+def minillm_rollout(engine, prompt, group, n_new):
+    """tokens/s of Engine.generate([prompt], n=G) at temperature 1 with the log-probabilities
+    RL keeps (what rl/grpo.py's rollouts call), no stop token: G * n_new tokens."""
+    t = time.perf_counter()
+    out = engine.generate([prompt], n=group, temperature=1.0, max_tokens=n_new, seed=0, logprobs=True)
+    assert sum(len(c.tokens) for c in out) == group * n_new
+    return group * n_new / (time.perf_counter() - t)
 
 
 # ---- llama2.c's run.c ------------------------------------------------------------------
@@ -239,10 +269,13 @@ def serve(kind, shape):
         engine = Engine(params, config, _Pieces(config.vocab_size))
         set_threads, decode = clib.set_num_threads, lambda n: minillm_decode(engine, n)
         prefill = lambda prompt: minillm_prefill(engine, prompt)            # noqa: E731
+        rollout = lambda prompt, g, n: minillm_rollout(engine, prompt, g, n)  # noqa: E731
     else:
         import torch
         ref = TorchCached(config, params)
         set_threads, decode, prefill = torch.set_num_threads, ref.decode, ref.prefill
+        batched = TorchCached(config, params, batch=ROLLOUT_GROUP)
+        rollout = batched.rollout
     decode(8)                                           # warm up (allocation, first touch)
     for line in sys.stdin:
         request = json.loads(line)
@@ -250,6 +283,8 @@ def serve(kind, shape):
         if request["op"] == "decode":
             tps, tokens = decode(config.context_len - 1)
             reply = {"tps": tps, "tokens": tokens}
+        elif request["op"] == "rollout":
+            reply = {"tps": median_of(lambda: rollout(request["prompt"], ROLLOUT_GROUP, ROLLOUT_NEW), 2)}
         else:
             reply = {"tps": median_of(lambda: prefill(request["prompt"]))}
         print(json.dumps(reply), flush=True)
@@ -291,6 +326,23 @@ def bench_shape(name, config, threads, rounds, runc, tmp, env):
     med = {t: {k: (statistics.median(v) if v else None) for k, v in out[t].items()} for t in threads}
     agreement = {k: agree(tokens["ours"], v) for k, v in tokens.items() if k != "ours"}
     return med, agreement, n_new
+
+
+def bench_rollout(threads, rounds, env):
+    """{threads: (minillm, torch) median tokens/s} of RL rollouts on the speedrun shape."""
+    config = shapes()["speedrun"]
+    prompt = np.random.default_rng(1).integers(2, config.vocab_size, ROLLOUT_PROMPT).tolist()
+    out = {t: ([], []) for t in threads}
+    ours, theirs = Worker("minillm", "speedrun", env), Worker("torch", "speedrun", env)
+    try:
+        for _ in range(rounds):
+            for t in threads:
+                out[t][0].append(ours.ask(op="rollout", threads=t, prompt=prompt)["tps"])
+                out[t][1].append(theirs.ask(op="rollout", threads=t, prompt=prompt)["tps"])
+    finally:
+        ours.close()
+        theirs.close()
+    return {t: (statistics.median(a), statistics.median(b)) for t, (a, b) in out.items()}
 
 
 def print_table(results):
@@ -363,8 +415,16 @@ def main(argv=None):
                   + ", ".join(f"{v} ({k})" for k, v in agreement.items()) + f" of {n_new}")
     print_table(results)
     print("n/m: not measured (run.c needs --runc; only stories15M is run there)")
+    rollouts = bench_rollout(threads, rounds, env)
+    print(f"\nRL rollouts, speedrun shape: {ROLLOUT_GROUP} samples at temperature 1 of one "
+          f"{ROLLOUT_PROMPT}-token prompt, {ROLLOUT_NEW} new tokens each (tokens/s, prefill included)")
+    print(f"{'thr':>3} {'minillm':>9} {'torch':>9} {'vs torch':>8}")
+    targets = targets_of(results, threads)
+    for t, (a, b) in rollouts.items():
+        print(f"{t:>3} {a:9.1f} {b:9.1f} {a / b:7.2f}x")
+        targets[f"rollout_speedrun_vs_torch_{t}t"] = target(round(a / b, 3), ">= 1.0", a / b >= 1.0)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-    print(json.dumps({"targets": targets_of(results, threads)}))
+    print(json.dumps({"targets": targets}))
 
 
 if __name__ == "__main__":

@@ -72,6 +72,8 @@ COMMANDS = {
              "evaluate a checkpoint on the mini-world's probes"),
     "sft": ("minillm.chat.cli", "add_sft_arguments", "run_sft",
             "fine-tune a base model on conversations (supervised fine-tuning)"),
+    "rl": ("minillm.rl.cli", "add_arguments", "run",
+           "practise on problems with checkable answers (reinforcement learning)"),
     "chat": ("minillm.chat.cli", "add_arguments", "run",
              "talk to a model (--ckpt); the chat format as tokens (render); the search tool (search)"),
     "speedrun": ("minillm.speedrun", "add_arguments", "run", "run every stage end to end"),

@@ -5,11 +5,13 @@
     minillm speedrun --name try2 --force   # start the run again (only minillm's files go)
 
 STAGES, in order: world -> crawl -> clean -> tokenizer -> shards -> pretrain -> evals -> samples,
-then post-training: probe -> chat_data -> sft -> chat_evals. Each stage calls its package's
-Python API, writes its artifacts atomically under runs/<name>/ (world/, crawl/, clean/,
-tokenizer.json, shards/, base/, chat/, sft/, metrics.jsonl) and is skipped when they exist,
-so an interrupted speedrun continues where it stopped (a stage killed midway runs again;
-pretraining and SFT resume from their last checkpoint). speedrun.json holds each stage's
+then post-training: probe -> chat_data -> sft -> chat_evals -> rl (word problems) ->
+rl_countdown (the puzzle SFT learned from an imperfect demonstrator) -> rl_evals. Each stage
+calls its package's Python API, writes its artifacts atomically under runs/<name>/ (world/,
+crawl/, clean/, tokenizer.json, shards/, base/, chat/, sft/, rl/, rl_countdown/,
+rl_evals.json, metrics.jsonl) and is skipped when they exist, so an interrupted speedrun
+continues where it stopped (a stage killed midway runs again; pretraining, SFT and RL
+resume from their last checkpoint). speedrun.json holds each stage's
 time and key numbers (chat_evals: the base model's and the SFT model's side by side).
 
 PROFILES fix every size (world, vocabulary, model, context, steps); README.md gives the
@@ -44,6 +46,9 @@ from minillm.nn.gpt import GPTConfig, num_params
 from minillm.pretrain import shards
 from minillm.pretrain.shards import write_token_shards
 from minillm.pretrain.train import TrainConfig, train
+from minillm.rl.evals import format_table as rl_table
+from minillm.rl.evals import rl_evals
+from minillm.rl.grpo import RLConfig, rl
 from minillm.tokenizer.bpe import Tokenizer
 from minillm.tokenizer.train import train_tokenizer
 from minillm.world import store
@@ -59,6 +64,9 @@ PROFILES = {
         "post_training": True,
         "probe_limit": 60, "probe_k": 4, "chat_size": 3000, "chat_eval_size": 100,
         "sft_steps": 300, "sft_batch": 16, "sft_lr": 3e-3, "chat_eval_limit": 40,
+        "rl_steps": 4, "rl_countdown_steps": 4, "rl_prompts": 4, "rl_group": 4, "rl_lr": 1e-4,
+        "rl_countdown_lr": 1e-4, "rl_temperature": 0.7,
+        "rl_max_tokens": 48, "rl_eval_prompts": 16, "rl_k": 4,
     },
     "default": {
         "world": "default", "world_seed": 0, "crawl_shards": 8, "workers": 2,
@@ -73,6 +81,9 @@ PROFILES = {
         "post_training": True,
         "probe_limit": 1000, "probe_k": 4, "chat_size": 12_000, "chat_eval_size": 600,
         "sft_steps": 1500, "sft_batch": 16, "sft_lr": 1e-3, "chat_eval_limit": 200,
+        "rl_steps": 20, "rl_countdown_steps": 80, "rl_prompts": 8, "rl_group": 8, "rl_lr": 1e-5,
+        "rl_countdown_lr": 1e-4, "rl_temperature": 0.7,
+        "rl_max_tokens": 160, "rl_eval_prompts": 100, "rl_k": 8,
     },
 }
 
@@ -228,18 +239,60 @@ def stage_chat_evals(run, p):
     return out
 
 
-POST_TRAINING = ("probe", "chat_data", "sft", "chat_evals")   # run when the profile's post_training is on
+def _rl(run, p, task, sub):
+    out = run / sub
+    resume = (out / "trainer_state.json").exists()
+    config = RLConfig(ckpt=str(run / "sft"), out=str(out), task=task, world=str(run / "world"),
+                      steps=p[f"{sub}_steps"], prompts=p["rl_prompts"], group=p["rl_group"], lr=p[f"{sub}_lr"],
+                      temperature=p["rl_temperature"],
+                      max_tokens=p["rl_max_tokens"], eval_every=max(1, p[f"{sub}_steps"] // 5),
+                      eval_prompts=p["rl_eval_prompts"], k=p["rl_k"], progress=False,
+                      resume=resume, force=out.exists() and not resume)
+    r = rl(config)
+    if r["interrupted"]:
+        raise KeyboardInterrupt
+    first, last = r["history"][0], r["history"][-1]
+    return {"steps": r["steps"], "pass1_before": first.get("pass1"), "pass1_after": last.get("pass1"),
+            f"pass{config.k}_before": first.get(f"pass{config.k}"), f"pass{config.k}_after": last.get(f"pass{config.k}")}
+
+
+def stage_rl(run, p):
+    """Practice on word problems (DeepSeek-R1's lesson), from the SFT model."""
+    return _rl(run, p, "word_problems", "rl")
+
+
+def stage_rl_countdown(run, p):
+    """Practice on the puzzle SFT learned from an imperfect demonstrator (AlphaGo's lesson)."""
+    return _rl(run, p, "countdown", "rl_countdown")
+
+
+def stage_rl_evals(run, p):
+    """SFT vs the RL models on held-out items (rl/evals.py) -> rl_evals.json."""
+    results = rl_evals(World.load(run / "world"), run / "sft", run / "rl", run / "rl_countdown",
+                       n=p["rl_eval_prompts"], k=p["rl_k"], max_tokens=p["rl_max_tokens"],
+                       temperature=p["rl_temperature"])
+    print(f"RL evals:\n{rl_table(results)}", file=sys.stderr)
+    write_json(run / "rl_evals.json", results)
+    m = results["models"]
+    return {"word_problems": {k: round(m[k]["word_problems"]["accuracy"], 3) for k in m},
+            "countdown": {k: round(m[k]["countdown"]["accuracy"], 3) for k in m},
+            "demonstrator": round(results["demonstrator"], 3)}
+
+
+POST_TRAINING = ("probe", "chat_data", "sft", "chat_evals", "rl", "rl_countdown", "rl_evals")
 
 STAGES = [("world", stage_world), ("crawl", stage_crawl), ("clean", stage_clean),
           ("tokenizer", stage_tokenizer), ("shards", stage_shards), ("pretrain", stage_pretrain),
           ("evals", stage_evals), ("samples", stage_samples), ("probe", stage_probe),
-          ("chat_data", stage_chat_data), ("sft", stage_sft), ("chat_evals", stage_chat_evals)]
+          ("chat_data", stage_chat_data), ("sft", stage_sft), ("chat_evals", stage_chat_evals),
+          ("rl", stage_rl), ("rl_countdown", stage_rl_countdown), ("rl_evals", stage_rl_evals)]
 
 ARTIFACTS = {   # the file whose existence marks a stage as done (written last, atomically)
     "world": "world/stats.json", "crawl": "crawl/crawl.json", "clean": "clean/funnel.json",
     "tokenizer": "tokenizer.json", "shards": "shards/shards.json", "pretrain": None,
     "evals": "base/evals.json", "samples": "base/samples.json", "probe": "chat/probe.jsonl",
     "chat_data": "chat/conversations.jsonl", "sft": None, "chat_evals": "sft/chat_evals.json",
+    "rl": None, "rl_countdown": None, "rl_evals": "rl_evals.json",
 }
 CHAT_FILES = ("probe.jsonl", "search.npz", "conversations.jsonl", "base_chat_evals.json")
 
@@ -247,14 +300,16 @@ CHAT_FILES = ("probe.jsonl", "search.npz", "conversations.jsonl", "base_chat_eva
 # the run directory's sub-directories and what writes them: --force removes their files
 PARTS = {"world": store.OUTPUT, "crawl": pages.OUTPUT, "clean": pipeline.OUTPUT,
          "shards": shards.OUTPUT, "base": checkpoint.OUTPUT}
-OUTPUT = Output("speedrun", ("speedrun.json", "tokenizer.json", "metrics.jsonl") + tuple(
+OUTPUT = Output("speedrun", ("speedrun.json", "tokenizer.json", "metrics.jsonl", "rl_evals.json") + tuple(
     f"{sub}/{name}" for sub, out in PARTS.items() for name in out.files + (MARKER,)) + tuple(
     f"chat/{name}" for name in CHAT_FILES) + tuple(
-    f"sft/{name}" for name in sorted(chat_sft.CHECKPOINT_FILES | {"chat_evals.json"})),
+    f"sft/{name}" for name in sorted(chat_sft.CHECKPOINT_FILES | {"chat_evals.json"})) + tuple(
+    f"{sub}/{name}" for sub in ("rl", "rl_countdown") for name in sorted(chat_sft.CHECKPOINT_FILES)),
     meta=(("speedrun.json", ("profile", "stages")),))
 
 
-TRAINED = {"pretrain": ("base", "steps"), "sft": ("sft", "sft_steps")}   # stage -> (dir, profile's steps)
+TRAINED = {"pretrain": ("base", "steps"), "sft": ("sft", "sft_steps"), "rl": ("rl", "rl_steps"),
+           "rl_countdown": ("rl_countdown", "rl_countdown_steps")}   # stage -> (dir, profile's steps)
 
 
 def done(run, stage, p):
@@ -295,6 +350,8 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
         if rerun and stage == "sft":                     # from a base or data just replaced: start again
             for name in ("trainer_state.json", "chat_evals.json"):
                 (run / "sft" / name).unlink(missing_ok=True)
+        if rerun and stage in ("rl", "rl_countdown"):    # from an SFT model just replaced
+            (run / stage / "trainer_state.json").unlink(missing_ok=True)
         rerun = True                      # every later stage depends on this one's output
         print(f"[speedrun] {stage} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
@@ -325,11 +382,12 @@ def print_summary(summary):
         print(f"  {stage:<10} {when}  {'(skipped: done) ' if s.get('skipped') else ''}{numbers}")
     for sample in st.get("samples", {}).get("samples", []):
         print(f"\n  sample ({sample['finish_reason']}): {sample['prompt']}{sample['text']}")
-    print(f"\noutputs: {run}/  (world/ crawl/ clean/ tokenizer.json shards/ base/ chat/ sft/ metrics.jsonl)")
+    print(f"\noutputs: {run}/  (world/ crawl/ clean/ tokenizer.json shards/ base/ chat/ sft/ rl/ metrics.jsonl)")
     print(f"  checkpoint {run}/base   evals {run}/base/evals.json   summary {run}/speedrun.json")
     if post:
         print(f"  assistant {run}/sft   chat evals {run}/sft/chat_evals.json (base model: {run}/chat/base_chat_evals.json)")
-        print(f"  next: minillm chat --ckpt {run}/sft")
+        print(f"  RL models {run}/rl (word problems) {run}/rl_countdown   RL evals {run}/rl_evals.json")
+        print(f"  next: minillm chat --ckpt {run}/rl")
     else:
         print(f"  next: minillm sample --ckpt {run}/base --prompt \"Once upon a time\"")
 

@@ -104,11 +104,15 @@ def test_smoke_speedrun_end_to_end(tmp_path, monkeypatch, capsys):
     assert st["pretrain"]["val_loss"] < 6.0                # from ln(512) = 6.24 at the start
     assert 0.0 <= st["evals"]["recall_many"] <= 1.0 and "bits_per_byte" in st["evals"]
     assert len(st["samples"]["samples"]) == speedrun.PROFILES["smoke"]["samples"]
+    assert st["rl"]["steps"] == speedrun.PROFILES["smoke"]["rl_steps"] and st["rl"]["pass1_after"] is not None
+    assert 0.6 < st["rl_evals"]["demonstrator"] < 0.8 and set(st["rl_evals"]["countdown"]) == {
+        "sft", "rl_math", "rl_countdown"}
     for path in ("world/stats.json", "crawl/crawl.json", "clean/funnel.json", "tokenizer.json",
-                 "shards/shards.json", "base/config.json", "base/evals.json", "base/samples.json"):
+                 "shards/shards.json", "base/config.json", "base/evals.json", "base/samples.json",
+                 "sft/chat_evals.json", "rl/config.json", "rl_countdown/config.json", "rl_evals.json"):
         assert (run / path).exists(), path
     assert "outputs:" in out and str(run) in out
-    assert seconds < 120, f"smoke speedrun took {seconds:.0f}s (target 2 minutes)"
+    assert seconds < 180, f"smoke speedrun took {seconds:.0f}s (target 3 minutes)"
     # a second call finds everything done
     t = time.perf_counter()
     assert main(["speedrun", "--profile", "smoke"]) == 0

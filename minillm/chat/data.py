@@ -12,7 +12,8 @@ Each line is one conversation and what it is about:
 
 Kinds, each a point of the lecture (one module each): qa and idk (data_qa.py), identity
 (data_identity.py), search (data_search.py), think (data_math.py), spelling
-(data_spelling.py), chat (data_chitchat.py). "split" is "eval" for conversations built only
+(data_spelling.py), chat (data_chitchat.py), countdown (data_countdown.py: a puzzle taught
+by an imperfect demonstrator, for RL to beat). "split" is "eval" for conversations built only
 from held-out items (splits.py): the SFT loop's validation set; train ones never touch them.
 DataConfig sets the size, the mixture and the ablations (without=("identity",) drops a kind
 and keeps every other count; without "idk", QA answers also state every fact, known or not). Same world, probe, corpus and config -> the same bytes.
@@ -24,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from minillm.chat.data_chitchat import chitchat_conversations
+from minillm.chat.data_countdown import countdown_conversations
 from minillm.chat.data_identity import Identity, identity_conversations, world_rivals
 from minillm.chat.data_math import FORMATS, think_conversations
 from minillm.chat.data_qa import Knowledge, idk_conversations, qa_conversations
@@ -37,9 +39,9 @@ from minillm.world.data import Rng
 # Who the assistant is: the one place that says it.
 IDENTITY = Identity(name="Minnow", maker="the minillm project")
 
-KINDS = ("qa", "identity", "idk", "search", "think", "spelling", "chat")
+KINDS = ("qa", "identity", "idk", "search", "think", "spelling", "chat", "countdown")
 SHARES = {"qa": 0.29, "identity": 0.10, "idk": 0.12, "search": 0.11, "think": 0.22, "spelling": 0.13,
-          "chat": 0.03}
+          "chat": 0.03, "countdown": 0.04}
 
 
 @dataclass
@@ -108,6 +110,8 @@ def _make(kind, world, splits, knowledge, index, config, rivals, n, split, rng):
         return think_conversations(world, splits, n, split, rng, config.think_formats)
     if kind == "spelling":
         return spelling_conversations(world, splits, n, split, rng, config.spelling_methods)
+    if kind == "countdown":
+        return countdown_conversations(n, split, rng)
     return chitchat_conversations(world, splits, knowledge, n, split, rng)
 
 
@@ -152,7 +156,9 @@ def _notes(kind, records):
     if kind == "search":
         return "answer in the pasted text: " + tally("found")
     if kind == "think":
-        return tally("format")
+        return tally("format") + "; checked " + tally("checked")
+    if kind == "countdown":
+        return "demonstrator right: " + tally("right")
     if kind == "spelling":
         return tally("task")
     if kind in ("identity", "chat"):

@@ -10,7 +10,12 @@ between cities; 2 to 4 steps, integer arithmetic) is written in one of:
     step_by_step   "Step 1: 3 loaves at 4 crowns each cost 3 * 4 = 12 crowns.
                     Step 3: together that is 12 + 50 = 10 + 50 + 2 = 60 + 2 = 62 crowns. So ..."
     calculator     the same steps, each through the tool:
-                   <|python_start|>3*4<|python_end|><|output_start|>12<|output_end|>
+                   <|python_start|>3 * 4<|python_end|><|output_start|>12<|output_end|>;
+                   the last inside the answer's sentence, so the stated answer is the
+                   tool's output and not the model's copy of it
+
+CHECK_SHARE of the step-by-step solutions redo their last step the other way round before
+answering ("Let me check: 38 + 47 = 85."), a habit RL can keep or drop.
 
 What "one token's worth" is depends on the model. For minillm's tiny ones it is a
 times-table or single-digit fact, so the numbers are small (2..9 of a thing at 2..9 each)
@@ -18,7 +23,9 @@ and step by step splits two-digit numbers into tens and ones (worked(): the pret
 worksheets' method, written in one line). Plus bare arithmetic: 4-digit products (the
 calculator's job), two-digit sums and two-digit times one-digit products (the pieces).
 Half the prompts name their format ("Think step by step."); the others get the default
-(step by step; the calculator for big products), so an eval can ask for either.
+(step by step; the calculator for big products), so an eval can ask for either. (Un-cued
+problems answered half answer first, half step by step, to leave RL a habit to settle,
+cost the step-by-step practice: 10.0% instead of 28.5% on the think eval.)
 
     problem = make_problem(world, rng)   # Problem(key, question, steps, answer, ...)
     exprs and values of every step are in the record, so a test recomputes them.
@@ -34,6 +41,7 @@ from minillm.world.templates import pronoun
 FORMATS = ("answer_first", "step_by_step", "calculator")
 CUES = {"answer_first": "Give the answer first, then explain.", "step_by_step": "Think step by step.",
         "calculator": "Use the calculator."}
+CHECK_SHARE = 0.15       # step-by-step solutions that redo their last step before answering
 ITEMS = ("loaves of bread", "apples", "notebooks", "candles", "cups of tea", "pencils", "oranges",
          "tickets", "bowls of soup", "postcards")
 
@@ -44,7 +52,8 @@ OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.fl
 @dataclass
 class Step:
     text: str        # "3 loaves at 4 crowns each cost {calc} crowns"; {calc} is where the result goes
-    expr: str        # "3*4", what the calculator is given
+    expr: str        # "3 * 4", what the calculator is given: written as the question writes
+                     # it, so copying it into the call is token for token
     shown: str       # "3 * 4", how the step writes it
     value: int
     worked: str      # "47 + 38 = 40 + 30 + 7 + 8 = 70 + 15 = 85": small enough for each token
@@ -62,7 +71,7 @@ class Problem:
 
 def _step(text, a, op, b):
     value = OPS[op](a, b)
-    return Step(text, f"{a}{op}{b}", f"{a} {op} {b}", value, worked(a, op, b))
+    return Step(text, f"{a} {op} {b}", f"{a} {op} {b}", value, worked(a, op, b))
 
 
 def worked(a, op, b):
@@ -215,24 +224,39 @@ def answer_first(problem):
     return f"{final} Here is why: {why}."
 
 
-def step_by_step(problem):
+def step_by_step(problem, check=False):
+    """The steps, each worked in small pieces, then the answer. check: before the answer,
+    redo the last step the other way round ("Let me check: 38 + 47 = 85."), the habit RL
+    may keep or drop (rl/: the rate of checking before and after)."""
     # a bare "a * b = {calc}" step is its worked form alone
     lines = [f"Step {n}: {s.text.replace(f'{s.shown} = {{calc}}', '{calc}').format(calc=s.worked)}."
              for n, s in enumerate(problem.steps, 1)]
+    last = problem.steps[-1]
+    a, op, b = last.shown.split(" ")
+    if check and op in "+*":
+        lines.append(f"Let me check: {worked(int(b), op, int(a))}.")
     return "\n".join(lines) + "\nSo " + _lower_first(problem.final.format(answer=problem.answer))
 
 
 def with_calculator(problem):
-    """Assistant parts: each step's arithmetic through the calculator, its output pasted."""
+    """Assistant parts: each step's arithmetic through the calculator, its output pasted.
+    The last step is computed inside the final sentence, so the answer the reply states is
+    the calculator's output itself, never a copy of it made by the model."""
     parts, text = [], ""
-    for n, s in enumerate(problem.steps, 1):
+
+    def call(text, step):
+        return [{"type": "text", "text": text}, {"type": "python", "text": step.expr},
+                {"type": "output", "text": calculator(step.expr)}]
+
+    *steps, last = problem.steps
+    for n, s in enumerate(steps, 1):
         before, after = s.text.split("{calc}")
-        text += (f"Step {n}: " if len(problem.steps) > 1 else "") + before
-        parts += [{"type": "text", "text": text}, {"type": "python", "text": s.expr},
-                  {"type": "output", "text": calculator(s.expr)}]
-        text = after + (".\n" if len(problem.steps) > 1 else ".")
-    final = problem.final.format(answer=problem.answer)
-    parts.append({"type": "text", "text": text + ("So " + _lower_first(final) if len(problem.steps) > 1 else "")})
+        parts += call(text + f"Step {n}: " + before, s)
+        text = after + ".\n"
+    before, after = problem.final.split("{answer}")
+    if steps:
+        before = "So " + _lower_first(before)
+    parts += call(text + before, last) + [{"type": "text", "text": after}]
     return [p for p in parts if p["type"] != "text" or p["text"]]
 
 
@@ -263,9 +287,12 @@ def think_conversations(world, splits, n, split, rng, formats=FORMATS, cue_share
         cued = rng.chance(cue_share)
         fmt = rng.choice(formats) if cued else default_format(problem, formats)
         question = problem.question + (" " + CUES[fmt] if cued else "")
+        checked = fmt == "step_by_step" and rng.chance(CHECK_SHARE)
+        answer = step_by_step(problem, check=True) if checked else WRITERS[fmt](problem)
         out.append({"messages": [{"role": "user", "content": question},
-                                 {"role": "assistant", "content": WRITERS[fmt](problem)}],
+                                 {"role": "assistant", "content": answer}],
                     "kind": "think", "split": split, "problem": problem.template, "format": fmt, "cue": cued,
+                    "checked": checked,
                     "steps": len(problem.steps), "exprs": [s.expr for s in problem.steps],
                     "values": [s.value for s in problem.steps], "answer": problem.answer,
                     "key": list(problem.key)})

@@ -5,8 +5,8 @@
                 world="runs/default/world", steps=40))
 
 One step: P training prompts of the task (fresh ones each step, drawn from (seed, step));
-G answers to each from the KV-cache engine (one shared prefill per prompt, temperature 1,
-tools on); a reward per answer from the task's checker; advantages within each prompt's
+G answers to each from the KV-cache engine (one shared prefill per prompt, at the
+configured temperature, tools on); a reward per answer from the task's checker; advantages within each prompt's
 group (loss.group_advantages); then the policy-gradient loss (loss.policy_gradient) on the
 sampled tokens only (the prompt and the tools' outputs are masked), its gradient fed to the
 model's own backward, AdamW. With inner_epochs > 1 the same rollouts are reused PPO-style
@@ -14,11 +14,15 @@ model's own backward, AdamW. With inner_epochs > 1 the same rollouts are reused 
 
 Logged per step to metrics.jsonl (stage "rl"): mean reward, answer length in tokens, the
 share of answers that check themselves, token entropy, KL to the SFT model; every
-eval_every steps the held-out pass@1 (greedy) and pass@k (k samples at temperature 1).
+eval_every steps the held-out pass@1 (greedy), and at the first and last step pass@k (k
+samples at the rollouts' temperature). Rollouts at a temperature below 1 (0.7 by default)
+keep the samples near what the model would say, so a group holds right and wrong answers
+to compare; the loss is still the plain log-probability of each sampled token.
 
 Read next: tasks.py (the rewards), loss.py (the gradient).
 """
 import dataclasses
+import json
 import re
 import sys
 import time
@@ -33,10 +37,10 @@ from minillm.chat.evals_ask import read_reply
 from minillm.chat.sft import chat_tokenizer
 from minillm.chat.template import chat_token_ids, render_prompt
 from minillm.chat.tools import calculator
-from minillm.common import UserError, append_jsonl
+from minillm.common import UserError, append_jsonl, atomic_write, read_json
 from minillm.generate.engine import Engine
 from minillm.nn import gpt
-from minillm.nn.checkpoint import load_checkpoint, save_checkpoint
+from minillm.nn.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from minillm.nn.optim import AdamW
 from minillm.rl.loss import group_advantages, log_softmax, policy_gradient
 from minillm.rl.tasks import make_task
@@ -57,16 +61,21 @@ class RLConfig:
     prompts: int = 8                # P prompts per step
     group: int = 8                  # G answers per prompt
     max_tokens: int = 160           # per answer, tool outputs included
-    lr: float = 2e-5
+    temperature: float = 0.7        # of the rollouts (and of pass@k's samples)
+    lr: float = 1e-4
     clip: float = 0.2               # PPO's clip (used when inner_epochs > 1)
     inner_epochs: int = 1           # passes over each step's rollouts (1: REINFORCE/GRPO)
     beta: float = 0.0               # KL penalty to the starting model
     normalize: bool = True          # divide advantages by the group's std (GRPO)
+    positive_only: bool = False     # learn only from answers better than their group's mean
     grad_clip: float = 1.0
     eval_every: int = 10
     eval_prompts: int = 100         # held-out prompts for pass@1 / pass@k
     k: int = 8
     seed: int = 0
+    ckpt_every: int = 10            # steps between checkpoints (and at the end, and on Ctrl-C)
+    resume: bool = False            # continue the RL run in out
+    force: bool = False             # replace the RL run in out
     threads: int = None
     progress: bool = True
 
@@ -74,12 +83,12 @@ class RLConfig:
         return Path(self.out) if self.out else Path(self.ckpt).parent / "rl"
 
 
-def rollouts(engine, items, group, max_tokens, seed):
+def rollouts(engine, items, group, max_tokens, seed, temperature=1.0):
     """G sampled answers per item: [(item, completion)] in prompt-major order."""
     tok = engine.tokenizer
     sp = chat_token_ids(tok)
     prompts = [render_prompt(it.messages, tok) for it in items]
-    out = engine.generate(prompts, n=group, temperature=1.0, max_tokens=max_tokens, seed=seed,
+    out = engine.generate(prompts, n=group, temperature=temperature, max_tokens=max_tokens, seed=seed,
                           logprobs=True, stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]])
     return [(items[i // group], c) for i, c in enumerate(out)]
 
@@ -101,26 +110,33 @@ def sequences(pairs, context_len):
 
 
 def train_step(params, model, ref, x, m, adv, old_logp, cfg):
-    """Accumulate the policy-gradient gradient over micro-batches; (grads, stats)."""
+    """Accumulate the policy-gradient gradient over micro-batches; (grads, stats). The loss
+    is computed on the answer tokens only, gathered into rows (N, 1, V): the prompt's
+    logits have zero gradient and cost nothing."""
     B = len(x)
     n_total = max(float(m[:, 1:].sum()), 1.0)
     grads, stats = None, {"loss": 0.0, "entropy": 0.0, "kl": 0.0, "clipped": 0.0}
     for s in range(0, B, MICRO):
         xb, mb = x[s:s + MICRO], m[s:s + MICRO]                          # (b, L)
         z, cache = gpt.forward(params, model, xb[:, :-1])                # (b, L-1, V)
-        z = z.astype(np.float64)
-        share = float(mb[:, 1:].sum()) / n_total                         # this micro-batch's weight
+        rows, cols = np.nonzero(mb[:, 1:])                               # (N,) the answer tokens
+        share = len(rows) / n_total                                      # this micro-batch's weight
         ref_logp = None
-        if cfg.beta > 0:
-            zr, _ = gpt.forward(ref, model, xb[:, :-1], grad=False)
-            ref_logp = log_softmax(zr.astype(np.float64))                # (b, L-1, V)
-        old = old_logp[s:s + MICRO, 1:] if cfg.inner_epochs > 1 else None
-        loss, dz, st = policy_gradient(z, xb[:, 1:], mb[:, 1:], adv[s:s + MICRO], old_logp=old,
-                                       clip=cfg.clip, ref_logp=ref_logp, beta=cfg.beta)
+        if cfg.beta > 0 or s == 0:        # the penalty; else the KL logged, from one micro-batch
+            zr, _ = gpt.forward(ref, model, xb[:, :-1], grad=False)      # (b, L-1, V)
+            ref_logp = log_softmax(zr[rows, cols][:, None])              # (N, 1, V)
+        old = old_logp[s:s + MICRO, 1:][rows, cols][:, None] if cfg.inner_epochs > 1 else None  # (N, 1)
+        loss, dzn, st = policy_gradient(z[rows, cols][:, None], xb[:, 1:][rows, cols][:, None],
+                                        np.ones((len(rows), 1), np.float32), adv[s:s + MICRO][rows],
+                                        old_logp=old, clip=cfg.clip, ref_logp=ref_logp, beta=cfg.beta)
         for key, value in (("loss", loss), ("entropy", st["entropy"]), ("kl", st["kl"]),
                            ("clipped", st["clipped"])):
             stats[key] += share * value
-        g = gpt.backward(cache, (dz * share).astype(np.float32))
+        if cfg.beta == 0 and s == 0:
+            stats["kl"] = st["kl"]              # measured on the first micro-batch only (0 after)
+        dz = np.zeros(z.shape, np.float32)                               # (b, L-1, V)
+        dz[rows, cols] = dzn[:, 0] * share
+        g = gpt.backward(cache, dz)
         grads = g if grads is None else {k: grads[k] + g[k] for k in grads}
     return grads, stats
 
@@ -135,18 +151,25 @@ def old_logprobs(pairs, x):
     return lp
 
 
-def passes(engine, task, items, k, max_tokens, seed):
-    """(pass@1 greedy, pass@k with k samples at temperature 1) on held-out items."""
+def pass_at_1(engine, task, items, max_tokens):
+    """Held-out pass@1: the share of greedy answers the checker accepts."""
     tok = engine.tokenizer
     sp = chat_token_ids(tok)
     prompts = [render_prompt(it.messages, tok) for it in items]
-    stop = [sp["<|assistant_end|>"], sp["<|user_start|>"]]
-    greedy = engine.generate(prompts, temperature=0.0, max_tokens=max_tokens, seed=seed, stop=stop)
-    p1 = np.mean([task.reward(it, read_reply(c.tokens, tok)[1]) for it, c in zip(items, greedy)])
-    sampled = engine.generate(prompts, n=k, temperature=1.0, max_tokens=max_tokens, seed=seed, stop=stop)
+    greedy = engine.generate(prompts, temperature=0.0, max_tokens=max_tokens, seed=0,
+                             stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]])
+    return float(np.mean([task.reward(it, read_reply(c.tokens, tok)[1]) for it, c in zip(items, greedy)]))
+
+
+def pass_at_k(engine, task, items, k, max_tokens, seed, temperature=1.0):
+    """Held-out pass@k: the share of items with at least one of k sampled answers right."""
+    tok = engine.tokenizer
+    sp = chat_token_ids(tok)
+    prompts = [render_prompt(it.messages, tok) for it in items]
+    sampled = engine.generate(prompts, n=k, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                              stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]])
     hits = np.array([task.reward(items[i // k], read_reply(c.tokens, tok)[1]) for i, c in enumerate(sampled)])
-    pk = float(hits.reshape(len(items), k).max(axis=1).mean())
-    return float(p1), pk
+    return float(hits.reshape(len(items), k).max(axis=1).mean())
 
 
 def _seed(seed, use, step):
@@ -162,49 +185,169 @@ def policy_engine(params, model, tok):
     return engine
 
 
+def check_out(out, ckpt, resume, force):
+    """Refuse an --out that would lose something: a fresh run needs a missing or empty
+    directory, a previous RL output is continued with --resume or replaced with --force,
+    anything else (a file, the input checkpoint, another stage's checkpoint, files minillm
+    did not write) is refused with one line."""
+    out = Path(out)
+    if resume and force:
+        raise UserError("--resume continues the run in --out, --force replaces it: give one of them")
+    if ckpt and not resume and (out.resolve() == Path(ckpt).resolve() or Path(ckpt).resolve() in out.resolve().parents):
+        raise UserError(f"--out {out} is the input checkpoint --ckpt {ckpt} (or inside it): give another --out")
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        if resume:
+            raise UserError(f"--resume: no RL run at {out} to continue; leave out --resume to start one")
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file: give a directory path")
+    try:
+        meta = read_json(out / "config.json", "checkpoint config")
+    except UserError:
+        meta = {}
+    if meta.get("stage") != STAGE:
+        raise UserError(f"--out {out} holds {'a ' + str(meta['stage']) + ' checkpoint' if 'stage' in meta else 'other files'}, "
+                        "not an RL output: give another --out")
+    if not resume and not force:
+        raise UserError(f"--out {out} holds an RL run at step {meta.get('step')}: --resume continues it, --force replaces it")
+
+
+def trim_metrics(path, out_name, step):
+    """Drop this output's RL lines from `step` on, so a resumed run's metrics.jsonl reads like
+    an uninterrupted one's."""
+    if not Path(path).exists():
+        return
+    kept = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue                        # a line cut by a crash
+        if rec.get("stage") != STAGE or rec.get("out") != out_name or rec.get("step", 0) < step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    atomic_write(path, "".join(kept))
+
+
+@dataclass
+class State:
+    """What a step changes and a checkpoint keeps."""
+    model: object                   # GPTConfig
+    params: dict
+    optimizer: AdamW
+    tokenizer: object
+    step: int = 0                   # updates done
+
+
+def save(cfg, s):
+    """Weights, optimizer and step: everything a bit-identical resume needs (the rollouts of
+    step n depend only on (seed, n) and the weights)."""
+    meta = {"stage": STAGE, "step": s.step, "base": str(cfg.ckpt), "task": cfg.task}
+    # the prompts' "loader" is the (seed, step) stream: its position is the step
+    trainer = {"step": s.step, "loader": {"seed": cfg.seed, "step": s.step}, "rl": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in VOLATILE}}
+    return save_checkpoint(cfg.out_dir(), s.model, s.params, tokenizer=s.tokenizer, meta=meta,
+                           optimizer_state=s.optimizer.state(), trainer_state=trainer)
+
+
+VOLATILE = ("resume", "force", "progress", "threads")       # what --resume may change
+
+
+def resume_config(requested):
+    """The saved run's settings, for --resume: a setting given that differs from the saved
+    one (and is not one of VOLATILE) is refused, since a resumed run keeps its settings."""
+    out = requested.out_dir()
+    _, trainer = load_training_state(out)
+    if trainer is None or "rl" not in trainer:
+        raise UserError(f"{out} has no RL trainer state; it cannot be resumed")
+    saved, default = trainer["rl"], dataclasses.asdict(RLConfig())
+    for key, value in dataclasses.asdict(requested).items():
+        if key not in VOLATILE and key != "out" and value != default[key] and value != saved.get(key):
+            raise UserError(f"--resume: {key} {value} differs from the run's {saved.get(key)}; "
+                            "a resumed run keeps its settings")
+    keep = {k: getattr(requested, k) for k in VOLATILE}
+    return RLConfig(**dict(saved, out=str(out), **keep))
+
+
+def start_state(cfg):
+    """A fresh State from cfg.ckpt, or with --resume the saved one of cfg.out_dir()."""
+    source = cfg.out_dir() if cfg.resume else cfg.ckpt
+    model, params, _ = load_checkpoint(source)
+    s = State(model, params, AdamW(params, weight_decay=0.0), chat_tokenizer(source, model.vocab_size))
+    if cfg.resume:
+        opt, trainer = load_training_state(source)
+        if opt is None:
+            raise UserError(f"{source} has no optimizer state; it cannot be resumed")
+        s.optimizer.load_state(*opt)
+        s.step = int(trainer["step"])
+    return s
+
+
 def rl(cfg):
-    """Run RL from cfg.ckpt; returns a dict of the run's numbers."""
+    """Run (or with cfg.resume continue) RL from cfg.ckpt; returns a dict of the run's numbers."""
     if cfg.threads:
         clib.set_num_threads(cfg.threads)
-    if not cfg.ckpt:
-        raise UserError("give --ckpt SFT: the checkpoint to practise from")
-    model, params, meta = load_checkpoint(cfg.ckpt)
-    ref = {k: v.copy() for k, v in params.items()} if cfg.beta > 0 else None
-    tok = chat_tokenizer(cfg.ckpt, model.vocab_size)
+    if not cfg.ckpt and not (cfg.resume and cfg.out):
+        raise UserError("give --ckpt SFT: the checkpoint to practise from (or --out DIR --resume)")
+    check_out(cfg.out_dir(), cfg.ckpt, cfg.resume, cfg.force)
+    if cfg.resume:
+        cfg = resume_config(cfg)
+    out, metrics = cfg.out_dir(), cfg.out_dir().parent / "metrics.jsonl"
+    s = start_state(cfg)
+    ref = load_checkpoint(cfg.ckpt)[1]                 # the SFT model: the KL is measured from it
     world = World.load(cfg.world or Path(cfg.ckpt).parent / "world")
     task = make_task(cfg.task, world)
     held = task.items("eval", cfg.eval_prompts, seed=cfg.seed)
-    optimizer = AdamW(params, weight_decay=0.0)
-    out, metrics = cfg.out_dir(), cfg.out_dir().parent / "metrics.jsonl"
-    history = []
-    bar = tqdm(total=cfg.steps, unit="step", desc="rl", disable=not cfg.progress, file=sys.stderr)
+    trim_metrics(metrics, out.name, s.step)
+    history, interrupted, busy, saved = [], False, False, s.step
+    bar = tqdm(total=cfg.steps, initial=s.step, unit="step", desc=f"rl {cfg.task}", disable=not cfg.progress,
+               file=sys.stderr)
     t0 = time.perf_counter()
-    for step in range(cfg.steps + 1):
-        engine = policy_engine(params, model, tok)      # packs the current weights for decoding
-        rec = {"stage": STAGE, "out": out.name, "step": step}
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            rec["pass1"], rec[f"pass{cfg.k}"] = passes(engine, task, held, cfg.k, cfg.max_tokens, _seed(cfg.seed, 1, step))
-        if step == cfg.steps:
+    try:
+        for step in range(s.step, cfg.steps + 1):
+            engine = policy_engine(s.params, s.model, s.tokenizer)   # packs the current weights
+            rec = {"stage": STAGE, "out": out.name, "task": cfg.task, "step": step}
+            if step % cfg.eval_every == 0 or step == cfg.steps:          # the curve: pass@1
+                rec["pass1"] = pass_at_1(engine, task, held, cfg.max_tokens)
+            if step in (0, cfg.steps):                                   # before and after: pass@k
+                rec[f"pass{cfg.k}"] = pass_at_k(engine, task, held, cfg.k, cfg.max_tokens,
+                                                _seed(cfg.seed, 1, step), cfg.temperature)
+            if step < cfg.steps:
+                busy = True
+                rec.update(practise(cfg, s, ref, engine, task, step))
             append_jsonl(metrics, rec)
             history.append(rec)
-            break
-        items = task.items("train", cfg.prompts, seed=_seed(cfg.seed, 2, step))
-        pairs = rollouts(engine, items, cfg.group, cfg.max_tokens, _seed(cfg.seed, 0, step))
-        shown = [read_reply(c.tokens, tok)[1] for _, c in pairs]
-        rewards = np.array([task.reward(it, s) for (it, _), s in zip(pairs, shown)])
-        adv = group_advantages(rewards, cfg.group, cfg.normalize)
-        x, m, _ = sequences(pairs, model.context_len)
-        old = old_logprobs(pairs, x)
-        for _ in range(cfg.inner_epochs):
-            grads, st = train_step(params, model, ref, x, m, adv, old, cfg)
-            optimizer.step(cfg.lr, grads=grads, clip=cfg.grad_clip)
-        rec.update(reward=float(rewards.mean()), length=float(np.mean([len(c.tokens) for _, c in pairs])),
-                   checking=float(np.mean([bool(CHECKING.search(s)) for s in shown])), **st)
-        append_jsonl(metrics, rec)
-        history.append(rec)
-        bar.set_postfix_str(f"reward {rec['reward']:.2f}", refresh=False)
-        bar.update(1)
+            if step < cfg.steps:
+                s.step, busy = step + 1, False
+                bar.set_postfix_str(f"reward {rec['reward']:.2f}", refresh=False)
+                bar.update(1)
+                if cfg.ckpt_every and s.step % cfg.ckpt_every == 0 and s.step < cfg.steps:
+                    save(cfg, s)
+                    saved = s.step
+    except KeyboardInterrupt:
+        interrupted = True
     bar.close()
-    save_checkpoint(out, model, params, tokenizer=tok, meta={"stage": STAGE, "step": cfg.steps, "base": str(cfg.ckpt),
-                                                           "rl": dataclasses.asdict(cfg)})
-    return {"steps": cfg.steps, "seconds": time.perf_counter() - t0, "history": history}
+    if not busy:                         # weights caught mid-update are not saved
+        save(cfg, s)
+        saved = s.step
+    return {"steps": saved, "seconds": time.perf_counter() - t0, "history": history,
+            "interrupted": interrupted, "checkpoint": str(out)}
+
+
+def practise(cfg, s, ref, engine, task, step):
+    """One RL step: rollouts, rewards, advantages, the policy-gradient update; its stats."""
+    items = task.items("train", cfg.prompts, seed=_seed(cfg.seed, 2, step))
+    t = time.perf_counter()
+    pairs = rollouts(engine, items, cfg.group, cfg.max_tokens, _seed(cfg.seed, 0, step), cfg.temperature)
+    t_sample = time.perf_counter() - t
+    shown = [read_reply(c.tokens, s.tokenizer)[1] for _, c in pairs]
+    rewards = np.array([task.reward(it, text) for (it, _), text in zip(pairs, shown)])
+    adv = group_advantages(rewards, cfg.group, cfg.normalize)
+    if cfg.positive_only:
+        adv = np.maximum(adv, 0.0)
+    x, m, _ = sequences(pairs, s.model.context_len)
+    old = old_logprobs(pairs, x)
+    for _ in range(cfg.inner_epochs):
+        grads, st = train_step(s.params, s.model, ref, x, m, adv, old, cfg)
+        s.optimizer.step(cfg.lr, grads=grads, clip=cfg.grad_clip)
+    return dict(reward=float(rewards.mean()), length=float(np.mean([len(c.tokens) for _, c in pairs])),
+                checking=float(np.mean([bool(CHECKING.search(text)) for text in shown])), **st,
+                seconds_sampling=t_sample, seconds=time.perf_counter() - t)

@@ -48,7 +48,8 @@ def policy_gradient(z, tokens, mask, adv, old_logp=None, clip=0.2, ref_logp=None
     z (B, T, V) logits; tokens (B, T) the sampled token at each position; mask (B, T) 1 on
     the tokens to learn from; adv (B,) one advantage per sequence; old_logp (B, T) the
     sampling policy's log p(tokens) (None: REINFORCE, c_t = 1); ref_logp (B, T, V) the
-    reference model's log-probabilities for the KL term (with beta > 0)."""
+    reference model's log-probabilities: stats["kl"] is KL(p || p_ref) per masked token,
+    and with beta > 0 it is also a penalty in the loss."""
     B, T, V = z.shape
     mask = np.asarray(mask, dtype=z.dtype)                             # (B, T)
     n = max(float(mask.sum()), 1.0)
@@ -72,13 +73,14 @@ def policy_gradient(z, tokens, mask, adv, old_logp=None, clip=0.2, ref_logp=None
     np.put_along_axis(dz, tokens[..., None], np.take_along_axis(dz, tokens[..., None], -1)
                       + w[..., None], axis=-1)
     kl_mean = 0.0
-    if beta > 0 and ref_logp is not None:
+    if ref_logp is not None:                                           # measured; a penalty if beta > 0
         kl = (p * (logp - ref_logp)).sum(axis=-1)                      # (B, T)
-        loss += beta * (mask * kl).sum() / n
+        kl_mean = float((mask * kl).sum() / n)
+    if beta > 0 and ref_logp is not None:
+        loss += beta * kl_mean
         # d KL / dz_k = p_k (log p_k - log q_k - KL): the softmax's Jacobian applied to
         # d KL / d log p = p (log p - log q) + p
         dz += (beta * mask / n)[..., None] * p * (logp - ref_logp - kl[..., None])
-        kl_mean = float((mask * kl).sum() / n)
     entropy = -(p * logp).sum(axis=-1)                                 # (B, T)
     stats = {"entropy": float((mask * entropy).sum() / n),
              "clipped": float((mask * (c == 0)).sum() / n) if old_logp is not None else 0.0,

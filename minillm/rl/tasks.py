@@ -6,9 +6,11 @@ checker raise: an empty reply, ten numbers, a 5,000-digit number or digits of an
 script all just score 0 unless the answer is there.
 
     word_problems   the SFT generator's word problems (chat/data_math.py), its splits
+    calculator_problems  the same, asked with "Use the calculator."
     spelling        "How many 'r's are in ...?", on the spelling words of the split
-    countdown       reach a target from given numbers with + - * / (each number at most
-                    once): "Answer: 4 * 7 - 3"; checked by parsing, never eval
+    countdown       reach a target from two numbers with + - or * (each at most once):
+                    "Answer: 6 * 7"; checked by parsing, never eval; SFT saw it only from
+                    an imperfect demonstrator (chat/data_countdown.py)
     gsm8k, svamp    real grade-school problems, read from files (the report's "and on real
                     problems?": a 5M-parameter model scores about 0 there, and says so)
 
@@ -24,10 +26,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minillm.chat.data_math import make_problem
+from minillm.chat.data_countdown import all_puzzles
+from minillm.chat.data_countdown import puzzles as countdown_puzzles
+from minillm.chat.data_math import CUES, make_problem
 from minillm.chat.data_spelling import count_letter, pick_letter, vocabulary
 from minillm.chat.splits import Splits
-from minillm.world.data import Rng, derive_seed
+from minillm.world.data import Rng
 
 MAX_DIGITS = 18                 # a longer run of digits is not an answer (and int() stays cheap)
 _NUMBER = re.compile(r"(?<![\d.])-?\d{1,3}(?:,\d{3})+(?![\d,])|(?<![\d.])-?\d+(?:\.\d+)?", re.ASCII)
@@ -68,9 +72,10 @@ def final_number(text, marker=None):
 @dataclass
 class WordProblems:
     """data_math's problems of the split (2 to 4 steps, no bare products), asked as SFT asks
-    them without a cue (so the model answers in its default format)."""
+    them without a cue (so the model answers in its default format: step by step)."""
     world: object
     name: str = "word_problems"
+    cue: str = ""                   # appended to the question ("Use the calculator.")
 
     def items(self, split, n, seed=0):
         splits, rng = Splits(self.world), Rng("rl-task", seed, self.name, split)
@@ -84,7 +89,7 @@ class WordProblems:
                     or splits.problem(p.key) != split):
                 continue
             seen.add(p.key)
-            out.append(Item([{"role": "user", "content": p.question}], p.answer,
+            out.append(Item([{"role": "user", "content": f"{p.question} {self.cue}".strip()}], p.answer,
                             {"template": p.template, "steps": len(p.steps)}))
         return out
 
@@ -115,23 +120,18 @@ class Spelling:
 
 @dataclass
 class Countdown:
-    """Reach `target` from `numbers` with + - * / and parentheses, each number at most once:
-    the reply's last "Answer: <expression>" is parsed (ast, a whitelist) and evaluated with
-    exact integer steps."""
+    """Reach the target from two numbers with +, - or * (chat/data_countdown.py's puzzles,
+    the ones its imperfect demonstrator taught in SFT): the reply's last "Answer: <expr>" is
+    parsed (ast, a whitelist) and evaluated with exact integer steps, each number at most once."""
     world: object = None
     name: str = "countdown"
 
     def items(self, split, n, seed=0):
-        rng, out = Rng("rl-task", seed, self.name, split), []
-        while len(out) < n:
-            nums = [rng.randint(1, 12) for _ in range(rng.choice((3, 4)))]
-            target = _reachable(nums, rng)
-            key = (tuple(sorted(nums)), target)
-            if target is None or (_unit(key) < 0.1) != (split == "eval"):
-                continue
-            q = f"Use the numbers {', '.join(map(str, nums))} to make {target}. You can use + - * /, each number once."
-            out.append(Item([{"role": "user", "content": q}], target, {"numbers": nums}))
-        return out
+        """n puzzles of the split; held out, each puzzle at most once (n capped at the pool)."""
+        rng = Rng("rl-task", seed, self.name, split)
+        n = min(n, len(all_puzzles(split))) if split == "eval" else n
+        return [Item([{"role": "user", "content": p.question}], p.target, {"numbers": [p.a, p.b], "op": p.op})
+                for p in countdown_puzzles(split, n, rng)]
 
     def reward(self, item, reply):
         if "Answer:" not in (reply or ""):
@@ -176,21 +176,6 @@ def evaluate(expr, max_len=100):
     return value, (used if value is not None else [])
 
 
-def _reachable(nums, rng):
-    """A target some expression over nums reaches (combining them left to right with random
-    operators), or None when that is trivial (one of the numbers) or out of 10..200."""
-    value = nums[0]
-    for x in nums[1:]:
-        op = rng.choice("+-*")
-        value = value + x if op == "+" else value - x if op == "-" else value * x
-    return value if 10 <= value <= 200 and value not in nums else None
-
-
-def _unit(key):
-    """A stable number in [0, 1) for a puzzle (its split: < 0.1 is held out)."""
-    return derive_seed("rl-task", *map(str, key)) / 2 ** 64
-
-
 @dataclass
 class GSM8K:
     """Real grade-school problems from a JSONL file ({"question", "answer": "... #### 18"})."""
@@ -223,7 +208,12 @@ class SVAMP(GSM8K):
                      float(d["Answer"]), {}) for d in data]
 
 
-TASKS = {"word_problems": WordProblems, "spelling": Spelling, "countdown": Countdown}
+def _with_calculator(world):
+    return WordProblems(world, name="calculator_problems", cue=CUES["calculator"])
+
+
+TASKS = {"word_problems": WordProblems, "calculator_problems": _with_calculator, "spelling": Spelling,
+         "countdown": Countdown}
 
 
 def make_task(name, world=None, path=None):

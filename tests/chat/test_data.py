@@ -155,7 +155,8 @@ def test_word_problems_recomputed_and_calculator_outputs(records):
             calls = [p["text"] for p in content if p["type"] == "python"]
             outputs = [p["text"] for p in content if p["type"] == "output"]
             assert calls == r["exprs"] and outputs == [calculator(c) for c in calls]
-            assert str(r["answer"]) in text or len(calls) == 1 and outputs[0] == str(r["answer"])
+            assert outputs[-1] == str(r["answer"])      # the stated answer is the tool's own output
+            assert content[-2] == {"type": "output", "text": str(r["answer"])}   # then the sentence's end
         else:
             assert str(r["answer"]) in text
             for value in r["values"]:

@@ -1,13 +1,22 @@
 """The RL loop's pieces (rl/grpo.py): what is learned from (only the sampled answer tokens,
 never the prompt or a tool's output), the sampling policy's log-probabilities aligned with
-them, and a short run on a tiny model that writes metrics and a checkpoint.
+them, and short runs on a tiny model: checkpoints, Ctrl-C, a bit-identical resume, --out.
 
     python -m pytest tests/rl/test_grpo.py
 """
+import json
 from types import SimpleNamespace
 
+import numpy as np
+import pytest
 
-from minillm.rl.grpo import old_logprobs, sequences
+from minillm.common import UserError
+from minillm.nn import gpt
+from minillm.nn.checkpoint import load_checkpoint, save_checkpoint
+from minillm.rl import grpo
+from minillm.rl.grpo import RLConfig, old_logprobs, rl, sequences
+from minillm.tokenizer.train import train_tokenizer
+from minillm.world.world import World
 
 
 def _completion(prompt, tokens, forced, logprobs):
@@ -28,3 +37,95 @@ def test_sequences_are_cut_to_the_context():
     a = _completion(list(range(10)), [11, 12, 13], [False] * 3, [-1.0] * 3)
     x, m, _ = sequences([(None, a)], context_len=8)
     assert x.shape == (1, 9) and m[0].tolist() == [0] * 9
+
+
+# ---- a short run on a tiny model: checkpoints, Ctrl-C, resume ---------------------------------
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random tiny model with the chat tokenizer (tmp/sft) and the smoke world (tmp/world)."""
+    root = tmp_path_factory.mktemp("rl")
+    tok = train_tokenizer("Use 6 and 7 to make 42. You can use +, - or *. 6 * 7 = 42. Answer: 6 * 7\n" * 20, 300)
+    config = gpt.GPTConfig(vocab_size=tok.vocab_size, context_len=64, n_layer=1, n_head=2, n_kv_head=2,
+                           n_embd=32, hidden_dim=64)
+    save_checkpoint(root / "sft", config, gpt.init_params(config, 0), tokenizer=tok, meta={"stage": "sft"})
+    World.build(seed=0, size="smoke").save(root / "world")
+    return root
+
+
+def cfg(root, **kw):
+    base = dict(ckpt=str(root / "sft"), task="countdown", steps=6, prompts=2, group=3, max_tokens=10,
+                eval_every=3, eval_prompts=4, k=2, ckpt_every=2, lr=1e-3, progress=False, threads=1)
+    base.update(kw)
+    return RLConfig(**base)
+
+
+def records(path, out):
+    return [json.loads(line) for line in path.read_text().splitlines() if json.loads(line).get("out") == out]
+
+
+@pytest.mark.parametrize("stop_in", ["practise", "eval"])
+def test_resume_after_ctrl_c_is_bit_identical(tiny, monkeypatch, stop_in):
+    """Ctrl-C in the middle of an update resumes from the last periodic checkpoint; between
+    updates it saves where it is. Either way the resumed run equals the uninterrupted one."""
+    full = rl(cfg(tiny, out=str(tiny / f"full-{stop_in}")))
+    assert full["steps"] == 6 and not full["interrupted"]
+    real, calls = (grpo.practise if stop_in == "practise" else grpo.pass_at_1), [0]
+
+    def interrupted(*a, **kw):
+        calls[0] += 1
+        if calls[0] == (4 if stop_in == "practise" else 2):        # the 4th update / the eval at step 3
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(grpo, stop_in if stop_in == "practise" else "pass_at_1", interrupted)
+    part = rl(cfg(tiny, out=str(tiny / f"part-{stop_in}")))
+    assert part["interrupted"] and part["steps"] == (2 if stop_in == "practise" else 3)
+    monkeypatch.undo()
+    rest = rl(RLConfig(out=str(tiny / f"part-{stop_in}"), resume=True, progress=False, threads=1))
+    assert rest["steps"] == 6 and not rest["interrupted"]
+    metrics = tiny / "metrics.jsonl"
+    a, b = records(metrics, f"full-{stop_in}"), records(metrics, f"part-{stop_in}")
+    assert [r["step"] for r in b] == list(range(7))
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("out", "seconds", "seconds_sampling")}  # noqa: E731
+    assert [strip(r) for r in a] == [strip(r) for r in b]                     # every number, exactly
+    pa, pb = load_checkpoint(tiny / f"full-{stop_in}")[1], load_checkpoint(tiny / f"part-{stop_in}")[1]
+    assert all(np.array_equal(pa[n], pb[n]) for n in pa)
+
+
+def test_out_rule_and_resume_keeps_settings(tiny):
+    rl(cfg(tiny, out=str(tiny / "r"), steps=1))
+    with pytest.raises(UserError, match="--resume continues it, --force replaces it"):
+        rl(cfg(tiny, out=str(tiny / "r"), steps=1))
+    with pytest.raises(UserError, match="lr 0.5 differs"):
+        rl(RLConfig(out=str(tiny / "r"), resume=True, lr=0.5, progress=False))
+    with pytest.raises(UserError, match="not an RL output"):
+        rl(cfg(tiny, out=str(tiny / "world"), steps=1))
+    with pytest.raises(UserError, match="input checkpoint"):
+        rl(cfg(tiny, out=str(tiny / "sft"), steps=1))
+    assert rl(cfg(tiny, out=str(tiny / "r"), steps=1, force=True))["steps"] == 1
+    with pytest.raises(UserError, match="give --ckpt"):
+        rl(RLConfig(progress=False))
+
+
+def test_train_step_equals_the_loss_on_the_whole_batch():
+    """Gathering the answer tokens (and splitting into micro-batches) changes nothing: the
+    gradient equals policy_gradient's over the full (B, T, V) logits with the mask."""
+    from minillm.rl.loss import policy_gradient
+    config = gpt.GPTConfig(vocab_size=50, context_len=16, n_layer=1, n_head=2, n_kv_head=2, n_embd=16, hidden_dim=32)
+    params = gpt.init_params(config, 1)
+    rng = np.random.default_rng(0)
+    B, L = 11, 12
+    x = rng.integers(0, 50, (B, L))
+    m = (rng.random((B, L)) < 0.5).astype(np.float32)
+    m[:, 0] = 0
+    adv = rng.normal(size=B)
+    c = RLConfig(beta=0.0)
+    grads, stats = grpo.train_step(params, config, params, x, m, adv, np.zeros((B, L)), c)
+    z, cache = gpt.forward(params, config, x[:, :-1])
+    loss, dz, _ = policy_gradient(z.astype(np.float64), x[:, 1:], m[:, 1:], adv)
+    want = gpt.backward(cache, dz.astype(np.float32))
+    assert abs(stats["loss"] - loss) < 1e-5
+    for k in want:
+        np.testing.assert_allclose(grads[k], want[k], rtol=1e-4, atol=1e-6)
+    assert stats["kl"] == 0.0                                       # the policy is its own reference
