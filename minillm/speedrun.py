@@ -65,7 +65,7 @@ PROFILES = {
         "probe_limit": 60, "probe_k": 4, "chat_size": 3000, "chat_eval_size": 100,
         "sft_steps": 300, "sft_batch": 16, "sft_lr": 3e-3, "chat_eval_limit": 40,
         "rl_steps": 4, "rl_countdown_steps": 4, "rl_prompts": 4, "rl_group": 4, "rl_lr": 1e-4,
-        "rl_countdown_lr": 1e-4, "rl_temperature": 0.7,
+        "rl_countdown_lr": 1e-4, "rl_temperature": 0.7, "rl_countdown_temperature": 1.0,
         "rl_max_tokens": 48, "rl_eval_prompts": 16, "rl_k": 4,
     },
     "default": {
@@ -81,8 +81,10 @@ PROFILES = {
         "post_training": True,
         "probe_limit": 1000, "probe_k": 4, "chat_size": 12_000, "chat_eval_size": 600,
         "sft_steps": 1500, "sft_batch": 16, "sft_lr": 1e-3, "chat_eval_limit": 200,
+        # RL: word problems at a small lr (larger ones lowered pass@1: see README); the
+        # countdown explores at temperature 1 (measured: 60.3% -> 73.5% at 0.7, 82.4% at 1)
         "rl_steps": 20, "rl_countdown_steps": 80, "rl_prompts": 8, "rl_group": 8, "rl_lr": 1e-5,
-        "rl_countdown_lr": 1e-4, "rl_temperature": 0.7,
+        "rl_countdown_lr": 1e-4, "rl_temperature": 0.7, "rl_countdown_temperature": 1.0,
         "rl_max_tokens": 160, "rl_eval_prompts": 100, "rl_k": 8,
     },
 }
@@ -244,7 +246,7 @@ def _rl(run, p, task, sub):
     resume = (out / "trainer_state.json").exists()
     config = RLConfig(ckpt=str(run / "sft"), out=str(out), task=task, world=str(run / "world"),
                       steps=p[f"{sub}_steps"], prompts=p["rl_prompts"], group=p["rl_group"], lr=p[f"{sub}_lr"],
-                      temperature=p["rl_temperature"],
+                      temperature=p[f"{sub}_temperature"],
                       max_tokens=p["rl_max_tokens"], eval_every=max(1, p[f"{sub}_steps"] // 5),
                       eval_prompts=p["rl_eval_prompts"], k=p["rl_k"], progress=False,
                       resume=resume, force=out.exists() and not resume)

@@ -48,6 +48,7 @@ from minillm.world.world import World
 
 STAGE = "rl"
 MICRO = 8                       # sequences per forward/backward (bounds the (B, T, V) logits)
+EVAL_BATCH = 64                 # rows per engine call in the held-out evals
 CHECKING = re.compile(r"\b(?:let me check|check:|checking|to check)\b", re.IGNORECASE)
 
 
@@ -156,8 +157,10 @@ def pass_at_1(engine, task, items, max_tokens):
     tok = engine.tokenizer
     sp = chat_token_ids(tok)
     prompts = [render_prompt(it.messages, tok) for it in items]
-    greedy = engine.generate(prompts, temperature=0.0, max_tokens=max_tokens, seed=0,
-                             stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]])
+    greedy = []
+    for s in range(0, len(prompts), EVAL_BATCH):            # bounded memory: the KV cache is per row
+        greedy += engine.generate(prompts[s:s + EVAL_BATCH], temperature=0.0, max_tokens=max_tokens, seed=0,
+                                  stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]])
     return float(np.mean([task.reward(it, read_reply(c.tokens, tok)[1]) for it, c in zip(items, greedy)]))
 
 
@@ -166,8 +169,10 @@ def pass_at_k(engine, task, items, k, max_tokens, seed, temperature=1.0):
     tok = engine.tokenizer
     sp = chat_token_ids(tok)
     prompts = [render_prompt(it.messages, tok) for it in items]
-    sampled = engine.generate(prompts, n=k, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                              stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]])
+    sampled, step = [], max(1, EVAL_BATCH // k)
+    for s in range(0, len(prompts), step):                  # seeded per chunk: the same samples every run
+        sampled += engine.generate(prompts[s:s + step], n=k, temperature=temperature, max_tokens=max_tokens,
+                                   seed=seed + s, stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]])
     hits = np.array([task.reward(items[i // k], read_reply(c.tokens, tok)[1]) for i, c in enumerate(sampled)])
     return float(hits.reshape(len(items), k).max(axis=1).mean())
 
