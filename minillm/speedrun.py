@@ -63,7 +63,7 @@ PROFILES = {
         # post-training (on in this profile)
         "post_training": True,
         "probe_limit": 60, "probe_k": 4, "chat_size": 3000, "chat_eval_size": 100,
-        "sft_steps": 300, "sft_batch": 16, "sft_lr": 3e-3, "chat_eval_limit": 40,
+        "sft_steps": 400, "sft_batch": 16, "sft_lr": 3e-3, "chat_eval_limit": 40,
         "rl_steps": 4, "rl_countdown_steps": 4, "rl_prompts": 4, "rl_group": 4, "rl_lr": 1e-4,
         "rl_countdown_lr": 1e-4, "rl_temperature": 0.7, "rl_countdown_temperature": 1.0,
         "rl_max_tokens": 48, "rl_eval_prompts": 16, "rl_k": 4,
