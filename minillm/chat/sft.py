@@ -347,7 +347,7 @@ def setup_state(config):
         optimizer.load_state(*opt_state)
         loader.restore(trainer["loader"])
     step = int(trainer.get("step", 0))
-    _trim_metrics(config.metrics_path(), config.out_dir().name, step)
+    trim_metrics(config.metrics_path(), STAGE, config.out_dir().name, step + 1 if step else 0)
     return SFTState(config=config, model=model, params=params, optimizer=optimizer, loader=loader,
                     held_out=held_out, tokenizer=tokenizer, data_info=info, out=config.out_dir(),
                     metrics=config.metrics_path(), step=step,
@@ -493,9 +493,9 @@ def resume_config(requested):
 
 
 
-def _trim_metrics(path, out_name, step):
-    """Drop this output's SFT lines after `step` (a fresh run: all of them), so a resumed
-    run's metrics.jsonl reads like an uninterrupted one's."""
+def trim_metrics(path, stage, out_name, first_dropped):
+    """Drop this output's `stage` lines from step `first_dropped` on (0: all of them), so a
+    resumed run's metrics.jsonl reads like an uninterrupted one's."""
     path = Path(path)
     if not path.exists():
         return
@@ -505,7 +505,7 @@ def _trim_metrics(path, out_name, step):
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue                        # a line cut by a crash
-        if rec.get("stage") != STAGE or rec.get("out") != out_name or (step and rec.get("step", 0) <= step):
+        if rec.get("stage") != stage or rec.get("out") != out_name or rec.get("step", 0) < first_dropped:
             kept.append(line if line.endswith("\n") else line + "\n")
     atomic_write(path, "".join(kept))
 

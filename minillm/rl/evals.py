@@ -20,34 +20,17 @@ import numpy as np
 
 from minillm.chat.data_countdown import demonstrator_accuracy
 from minillm.chat.evals import fact_items
-from minillm.chat.evals_ask import read_reply
-from minillm.chat.splits import Splits
-from minillm.chat.template import chat_token_ids, render_prompt
-from minillm.rl.grpo import CHECKING, pass_at_k, policy_engine
-from minillm.rl.tasks import Item, make_task
-from minillm.nn.checkpoint import load_checkpoint
 from minillm.chat.sft import chat_tokenizer
+from minillm.chat.splits import Splits
+from minillm.nn.checkpoint import load_checkpoint
+from minillm.rl.grpo import CHECKING, greedy_answers, pass_at_k, policy_engine
+from minillm.rl.tasks import Item, make_task
 from minillm.world.data import Rng
-
-BATCH = 64
 
 
 def engine_for(ckpt):
     model, params, _ = load_checkpoint(ckpt)
     return policy_engine(params, model, chat_tokenizer(ckpt, model.vocab_size))
-
-
-def greedy_answers(engine, items, max_tokens):
-    """[(shown text, tokens)] of greedy answers to items (Item.messages prompts)."""
-    tok = engine.tokenizer
-    sp = chat_token_ids(tok)
-    out = []
-    for s in range(0, len(items), BATCH):
-        prompts = [render_prompt(it.messages, tok) for it in items[s:s + BATCH]]
-        for c in engine.generate(prompts, temperature=0.0, max_tokens=max_tokens, seed=0, logprobs=False,
-                                 stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]]):
-            out.append((read_reply(c.tokens, tok)[1], len(c.tokens)))
-    return out
 
 
 def task_scores(engine, task, items, max_tokens):

@@ -22,7 +22,6 @@ to compare; the loss is still the plain log-probability of each sampled token.
 Read next: tasks.py (the rewards), loss.py (the gradient).
 """
 import dataclasses
-import json
 import re
 import sys
 import time
@@ -34,10 +33,10 @@ from tqdm import tqdm
 
 from minillm import clib
 from minillm.chat.evals_ask import read_reply
-from minillm.chat.sft import chat_tokenizer
+from minillm.chat.sft import chat_tokenizer, trim_metrics
 from minillm.chat.template import chat_token_ids, render_prompt
 from minillm.chat.tools import calculator
-from minillm.common import UserError, append_jsonl, atomic_write, read_json
+from minillm.common import UserError, append_jsonl, read_json
 from minillm.generate.engine import Engine
 from minillm.nn import gpt
 from minillm.nn.checkpoint import load_checkpoint, load_training_state, save_checkpoint
@@ -86,11 +85,9 @@ class RLConfig:
 
 def rollouts(engine, items, group, max_tokens, seed, temperature=1.0):
     """G sampled answers per item: [(item, completion)] in prompt-major order."""
-    tok = engine.tokenizer
-    sp = chat_token_ids(tok)
-    prompts = [render_prompt(it.messages, tok) for it in items]
+    prompts = [render_prompt(it.messages, engine.tokenizer) for it in items]
     out = engine.generate(prompts, n=group, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                          logprobs=True, stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]])
+                          logprobs=True, stop=_stop(engine.tokenizer))
     return [(items[i // group], c) for i, c in enumerate(out)]
 
 
@@ -152,27 +149,38 @@ def old_logprobs(pairs, x):
     return lp
 
 
+def _stop(tok):
+    sp = chat_token_ids(tok)
+    return [sp["<|assistant_end|>"], sp["<|user_start|>"]]
+
+
+def greedy_answers(engine, items, max_tokens):
+    """[(shown text, tokens)] of greedy answers to items, EVAL_BATCH prompts per engine call
+    (bounded memory: the KV cache is per row)."""
+    tok = engine.tokenizer
+    prompts = [render_prompt(it.messages, tok) for it in items]
+    out = []
+    for s in range(0, len(prompts), EVAL_BATCH):
+        for c in engine.generate(prompts[s:s + EVAL_BATCH], temperature=0.0, max_tokens=max_tokens, seed=0,
+                                 logprobs=False, stop=_stop(tok)):
+            out.append((read_reply(c.tokens, tok)[1], len(c.tokens)))
+    return out
+
+
 def pass_at_1(engine, task, items, max_tokens):
     """Held-out pass@1: the share of greedy answers the checker accepts."""
-    tok = engine.tokenizer
-    sp = chat_token_ids(tok)
-    prompts = [render_prompt(it.messages, tok) for it in items]
-    greedy = []
-    for s in range(0, len(prompts), EVAL_BATCH):            # bounded memory: the KV cache is per row
-        greedy += engine.generate(prompts[s:s + EVAL_BATCH], temperature=0.0, max_tokens=max_tokens, seed=0,
-                                  stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]])
-    return float(np.mean([task.reward(it, read_reply(c.tokens, tok)[1]) for it, c in zip(items, greedy)]))
+    answers = greedy_answers(engine, items, max_tokens)
+    return float(np.mean([task.reward(it, text) for it, (text, _) in zip(items, answers)]))
 
 
 def pass_at_k(engine, task, items, k, max_tokens, seed, temperature=1.0):
     """Held-out pass@k: the share of items with at least one of k sampled answers right."""
     tok = engine.tokenizer
-    sp = chat_token_ids(tok)
     prompts = [render_prompt(it.messages, tok) for it in items]
     sampled, step = [], max(1, EVAL_BATCH // k)
     for s in range(0, len(prompts), step):                  # seeded per chunk: the same samples every run
         sampled += engine.generate(prompts[s:s + step], n=k, temperature=temperature, max_tokens=max_tokens,
-                                   seed=seed + s, stop=[sp["<|assistant_end|>"], sp["<|user_start|>"]])
+                                   seed=seed + s, stop=_stop(tok))
     hits = np.array([task.reward(items[i // k], read_reply(c.tokens, tok)[1]) for i, c in enumerate(sampled)])
     return float(hits.reshape(len(items), k).max(axis=1).mean())
 
@@ -217,22 +225,6 @@ def check_out(out, ckpt, resume, force):
         raise UserError(f"--out {out} holds an RL run at step {meta.get('step')}: --resume continues it, --force replaces it")
 
 
-def trim_metrics(path, out_name, step):
-    """Drop this output's RL lines from `step` on, so a resumed run's metrics.jsonl reads like
-    an uninterrupted one's."""
-    if not Path(path).exists():
-        return
-    kept = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines(keepends=True):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue                        # a line cut by a crash
-        if rec.get("stage") != STAGE or rec.get("out") != out_name or rec.get("step", 0) < step:
-            kept.append(line if line.endswith("\n") else line + "\n")
-    atomic_write(path, "".join(kept))
-
-
 @dataclass
 class State:
     """What a step changes and a checkpoint keeps."""
@@ -248,7 +240,8 @@ def save(cfg, s):
     step n depend only on (seed, n) and the weights)."""
     meta = {"stage": STAGE, "step": s.step, "base": str(cfg.ckpt), "task": cfg.task}
     # the prompts' "loader" is the (seed, step) stream: its position is the step
-    trainer = {"step": s.step, "loader": {"seed": cfg.seed, "step": s.step}, "rl": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in VOLATILE}}
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in VOLATILE}
+    trainer = {"step": s.step, "loader": {"seed": cfg.seed, "step": s.step}, "rl": settings}
     return save_checkpoint(cfg.out_dir(), s.model, s.params, tokenizer=s.tokenizer, meta=meta,
                            optimizer_state=s.optimizer.state(), trainer_state=trainer)
 
@@ -297,11 +290,12 @@ def rl(cfg):
         cfg = resume_config(cfg)
     out, metrics = cfg.out_dir(), cfg.out_dir().parent / "metrics.jsonl"
     s = start_state(cfg)
-    ref = load_checkpoint(cfg.ckpt)[1]                 # the SFT model: the KL is measured from it
+    # the SFT model, which the KL is measured from: the starting weights, saved before any step
+    ref = load_checkpoint(cfg.ckpt)[1] if cfg.resume else {k: v.copy() for k, v in s.params.items()}
     world = World.load(cfg.world or Path(cfg.ckpt).parent / "world")
     task = make_task(cfg.task, world)
     held = task.items("eval", cfg.eval_prompts, seed=cfg.seed)
-    trim_metrics(metrics, out.name, s.step)
+    trim_metrics(metrics, STAGE, out.name, s.step)
     history, interrupted, busy, saved = [], False, False, s.step
     bar = tqdm(total=cfg.steps, initial=s.step, unit="step", desc=f"rl {cfg.task}", disable=not cfg.progress,
                file=sys.stderr)
