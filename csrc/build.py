@@ -10,6 +10,12 @@ compile it. Run it directly for a sanitizer build that the tests can load instea
 Flags: -O3 -march=native (the SIMD level is chosen here, at build time), C99, -Wall,
 -fopenmp when the compiler supports it, and no -ffast-math: the kernels' results must stay
 comparable with their NumPy twins.
+
+MINILLM_MARCH=<gcc -march value> builds for another instruction set than this machine's:
+MINILLM_MARCH=x86-64-v3 is the AVX2 + FMA path (what most laptops have), x86-64 the plain C
+one. The benches' --isa avx2 builds that way to measure the AVX2 path on an AVX-512 machine,
+and a build meant to run on other machines should use it: the library refuses to load on a
+CPU without the instructions it was built for (minillm/clib.py checks at load).
 """
 import os
 import sys
@@ -21,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["runtime.c", "matmul.c", "layers.c", "attention.c", "attention_backward.c",
            "attention_gemm.c", "attention_common.c", "decode.c", "bpe_split.c", "bpe.c",
            "bpe_train.c", "optim.c"]
-BASE_FLAGS = ["-O3", "-march=native", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+BASE_FLAGS = ["-O3", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                   "-fno-omit-frame-pointer", "-g"]
 
@@ -51,7 +57,8 @@ def make_ffibuilder(sanitize=False, absolute=False):
     if not omp:
         print("minillm: the C compiler has no OpenMP; the kernels will run on one thread",
               file=sys.stderr)
-    flags = BASE_FLAGS + omp + (SANITIZE_FLAGS if sanitize else [])
+    march = os.environ.get("MINILLM_MARCH", "native")
+    flags = BASE_FLAGS + [f"-march={march}"] + omp + (SANITIZE_FLAGS if sanitize else [])
     with open(os.path.join(HERE, "kernels.h")) as f:
         header = f.read()
     # setuptools wants source paths relative to setup.py; ffi.compile (script mode) runs

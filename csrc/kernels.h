@@ -16,6 +16,8 @@ int minillm_get_num_threads(void);          /* OpenMP threads the kernels use (1
 void minillm_set_num_threads(int n);        /* n >= 1 */
 int minillm_has_openmp(void);               /* 1 if compiled with OpenMP */
 const char *minillm_simd_level(void);       /* "avx512", "avx2" or "scalar": chosen at build time */
+int minillm_simd_width(void);               /* floats per vector: 16, 8 or 1 */
+float minillm_fma_probe(long n);            /* n rounds of 12 register-only vector FMAs */
 
 /* ---- matmul (csrc/matmul.c): a linear layer y = x W^T with weight W (OC, C) ---- */
 

@@ -18,54 +18,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
+#include "simd.h"     /* vec, vexp: the loops with an exp are written in vectors */
 
 #define PARALLEL_MIN (1L << 14)  /* values per call worth waking the threads for */
 #define NORM_BLOCK_ROWS 32       /* RMSNorm dweight: rows per partial sum */
 
-/* a * b + c, fused where the CPU has FMA (faster and one rounding instead of two); the
- * build's C99 mode forbids the compiler from fusing on its own. */
-#ifdef __FMA__
-#define MADD(a, b, c) fmaf(a, b, c)
-#else
-#define MADD(a, b, c) ((a) * (b) + (c))
-#endif
-
-/* e^x for x <= 0, within 1 ulp (0.94 at worst over every float in [-87, 0], checked against
- * double exp); 0 below -87 (where e^x leaves the normal floats).
- * x = n ln2 + r with n = round(x / ln2) and |r| <= ln2/2, so e^x = 2^n e^r: e^r from its
- * Taylor series to r^7 (truncation error < 6e-9 relative), 2^n written into the exponent
- * field. Adding 1.5 * 2^23 rounds x / ln2 to an integer and leaves that integer in the low
- * mantissa bits: no float-to-int conversion, so an `omp simd` loop vectorizes this.
- * ln2 is split in two (Cody-Waite) so that r = x - n ln2 is computed without cancellation. */
-static inline float exp_nonpos(float x) {
-    const float shifter = 12582912.0f;                      /* 1.5 * 2^23 */
-    float t = MADD(x, 1.44269504f, shifter);
-    float n = t - shifter;                                  /* round(x / ln2) */
-    float r = MADD(n, -0.693359375f, x);                    /* ln2 = 0.693359375 */
-    r = MADD(n, 2.12194440e-4f, r);                         /*       - 2.12194440e-4 */
-    float p = 1.0f / 5040;
-    p = MADD(p, r, 1.0f / 720);
-    p = MADD(p, r, 1.0f / 120);
-    p = MADD(p, r, 1.0f / 24);
-    p = MADD(p, r, 1.0f / 6);
-    p = MADD(p, r, 0.5f);
-    p = MADD(p, r, 1.0f);
-    p = MADD(p, r, 1.0f);                                   /* e^r */
-    uint32_t bits, scale_bits;
-    memcpy(&bits, &t, sizeof bits);
-    scale_bits = (bits - 0x4B400000u + 127u) << 23;         /* (n + 127) << 23 = 2^n */
-    float scale;
-    memcpy(&scale, &scale_bits, sizeof scale);
-    return x < -87.0f ? 0.0f : p * scale;
+/* sigmoid(g) = 1 / (1 + e^-g) lane-wise. For g < -89, e^-g is +inf and the result 0
+ * (the true value is below 2^-128); nothing else overflows. vexp is within 1 ulp (simd.h). */
+static inline vec vsigmoid(vec g) {
+    return vdiv(vset1(1.0f), vadd(vset1(1.0f), vexp(vsub(vzero(), g))));
 }
 
-/* sigmoid(g) = 1 / (1 + e^-g), from e = e^-|g| <= 1 so that nothing overflows:
- * g >= 0: 1 / (1 + e);  g < 0: e / (1 + e). */
-static inline float sigmoid(float g) {
-    float e = exp_nonpos(-fabsf(g));
-    float r = 1.0f / (1.0f + e);
-    return g >= 0.0f ? r : e * r;
-}
+/* The loops with an exp go VW floats at a time in explicit vectors (GCC does not vectorize
+ * the exp written in scalar C for AVX2); vload_n/vstore_n mask only the last n % VW. */
 
 /* ---- RMSNorm: out = inp * rstd * weight, rstd = 1 / sqrt(mean(inp^2) + eps) ------------- */
 
@@ -142,9 +107,10 @@ void swiglu_forward(float *restrict out, const float *restrict gu, int N, int H)
     for (int n = 0; n < N; n++) {
         const float *g = gu + (size_t)n * 2 * H, *u = g + H;
         float *a = out + (size_t)n * H;
-        #pragma omp simd simdlen(16)
-        for (int j = 0; j < H; j++)
-            a[j] = g[j] * sigmoid(g[j]) * u[j];
+        for (int j = 0; j < H; j += VW) {
+            vec gj = vload_n(g + j, H - j);
+            vstore_n(a + j, vmul(vmul(gj, vsigmoid(gj)), vload_n(u + j, H - j)), H - j);
+        }
     }
 }
 
@@ -155,11 +121,12 @@ void swiglu_backward(float *restrict dgu, const float *restrict dout, const floa
     for (int n = 0; n < N; n++) {
         const float *g = gu + (size_t)n * 2 * H, *u = g + H, *da = dout + (size_t)n * H;
         float *dg = dgu + (size_t)n * 2 * H, *du = dg + H;
-        #pragma omp simd simdlen(16)
-        for (int j = 0; j < H; j++) {
-            float sig = sigmoid(g[j]);
-            du[j] = da[j] * g[j] * sig;
-            dg[j] = da[j] * u[j] * (sig * (1.0f + g[j] * (1.0f - sig)));
+        for (int j = 0; j < H; j += VW) {
+            int r = H - j;                     /* floats left: a full vector unless r < VW */
+            vec gj = vload_n(g + j, r), daj = vload_n(da + j, r), sig = vsigmoid(gj);
+            vec dsilu = vmul(sig, vfma(gj, vsub(vset1(1.0f), sig), vset1(1.0f)));
+            vstore_n(du + j, vmul(vmul(daj, gj), sig), r);
+            vstore_n(dg + j, vmul(vmul(daj, vload_n(u + j, r)), dsilu), r);
         }
     }
 }
@@ -256,12 +223,15 @@ void cross_entropy_forward(float *restrict losses, float *restrict logits,
         #pragma omp simd reduction(max:m)
         for (int j = 0; j < V; j++)
             m = z[j] > m ? z[j] : m;
-        float zt = z[targets[n]] - m, s = 0.0f;
-        #pragma omp simd reduction(+:s)
-        for (int j = 0; j < V; j++) {
-            z[j] = exp_nonpos(z[j] - m);
-            s += z[j];
+        float zt = z[targets[n]] - m;
+        vec vs = vzero(), vm = vset1(m);
+        for (int j = 0; j < V; j += VW) {
+            vec e = vexp(vsub(vload_n(z + j, V - j), vm));
+            if (V - j < VW) e = vkeep(e, vfirst(V - j));   /* lanes past V: e^-m, dropped */
+            vstore_n(z + j, e, V - j);
+            vs = vadd(vs, e);
         }
+        float s = vhsum(vs);
         losses[n] = logf(s) - zt;                  /* logsumexp - target's logit */
         float scale = w / s;
         #pragma omp simd simdlen(16)

@@ -113,6 +113,10 @@ static void pack_b(float *restrict bp, const gemm_t *g, int pc, int kc, int jc, 
         if (g->b_kmajor) {          /* rows of B are contiguous: copy NR floats per p */
             for (int p = 0; p < kc; p++) {
                 const float *src = g->b + (ptrdiff_t)(pc + p) * g->ldb + j0;
+                if (nr == MM_NR) {          /* (a constant size: a few vector moves) */
+                    memcpy(dst + p * MM_NR, src, sizeof(float) * MM_NR);
+                    continue;
+                }
                 for (int j = 0; j < nr; j++) dst[p * MM_NR + j] = src[j];
                 for (int j = nr; j < MM_NR; j++) dst[p * MM_NR + j] = 0.0f;
             }
@@ -131,15 +135,16 @@ static const float *a_at(const gemm_t *g, int i, int p) {
  * panel of mr rows starting at row ic+o is stored k-major at ap + o*kc, i.e.
  * ap[o*kc + p*mr + r] = A(ic + o + r, pc + p), contiguous for the micro-kernel.
  * subtle: read in place, a panel's k-steps are lda floats apart (dout's rows); for OC =
- * 1024, 4096, ... they all hit the same L1 set and a different page each. Packing reads
- * each row of dout as one contiguous run of mc floats instead. */
+ * 1024, 4096, ... they all hit the same L1 set and a different page each. Packed, they are
+ * adjacent: each panel's strip of dout (mr floats per row) is copied into one contiguous
+ * run, written in order (the strips' reads share cache lines with the next panel's). */
 static void pack_a_kmajor(float *restrict ap, const gemm_t *g, int ic, int mc, int pc, int kc) {
-    for (int p = 0; p < kc; p++) {
-        const float *src = g->a + (ptrdiff_t)(pc + p) * g->lda + ic;
-        for (int o = 0, mr; o < mc; o += mr) {
-            mr = panel_rows(mc - o);
-            mm_copy_short(ap + (ptrdiff_t)o * kc + p * mr, src + o, mr);
-        }
+    for (int o = 0, mr; o < mc; o += mr) {
+        mr = panel_rows(mc - o);
+        const float *src = g->a + (ptrdiff_t)pc * g->lda + ic + o;
+        float *dst = ap + (ptrdiff_t)o * kc;
+        for (int p = 0; p < kc; p++, src += g->lda, dst += mr)
+            mm_copy_short(dst, src, mr);
     }
 }
 

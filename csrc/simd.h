@@ -13,7 +13,9 @@
  *   vload_m(p, m) vstore_m(p, a, m)            masked: lanes outside m are 0 / left alone
  *   vload_or(p, m, x)                          masked load, lanes outside m set to x
  *   vkeep(a, m)                                lanes outside m set to 0
- *   vfma(a, b, c) = a*b + c   vmul vadd vsub vmax
+ *   vload_n(p, n) vstore_n(p, a, n)            the first n lanes (all when n >= VW):
+ *                                              plain, or masked at the end of a row
+ *   vfma(a, b, c) = a*b + c   vmul vadd vsub vmax vdiv
  *   vhsum(a) vhmax(a)                          horizontal sum / max of the lanes
  *   vhsum_lanes(a[VW])                         lane j = vhsum(a[j]): VW sums at once
  *   vtranspose(r[VW])                          the VW x VW block r[i][j], in place
@@ -72,6 +74,7 @@ static inline vec vfma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
 static inline vec vmul(vec a, vec b) { return _mm512_mul_ps(a, b); }
 static inline vec vadd(vec a, vec b) { return _mm512_add_ps(a, b); }
 static inline vec vsub(vec a, vec b) { return _mm512_sub_ps(a, b); }
+static inline vec vdiv(vec a, vec b) { return _mm512_div_ps(a, b); }
 static inline vec vmax(vec a, vec b) { return _mm512_max_ps(a, b); }
 static inline float vhsum(vec a) { return _mm512_reduce_add_ps(a); }
 static inline float vhmax(vec a) { return _mm512_reduce_max_ps(a); }
@@ -167,6 +170,7 @@ static inline vec vfma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
 static inline vec vmul(vec a, vec b) { return _mm256_mul_ps(a, b); }
 static inline vec vadd(vec a, vec b) { return _mm256_add_ps(a, b); }
 static inline vec vsub(vec a, vec b) { return _mm256_sub_ps(a, b); }
+static inline vec vdiv(vec a, vec b) { return _mm256_div_ps(a, b); }
 static inline vec vmax(vec a, vec b) { return _mm256_max_ps(a, b); }
 static inline float vhsum(vec a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
@@ -257,6 +261,7 @@ static inline vec vfma(vec a, vec b, vec c) { return a * b + c; }
 static inline vec vmul(vec a, vec b) { return a * b; }
 static inline vec vadd(vec a, vec b) { return a + b; }
 static inline vec vsub(vec a, vec b) { return a - b; }
+static inline vec vdiv(vec a, vec b) { return a / b; }
 static inline vec vmax(vec a, vec b) { return a > b ? a : b; }
 static inline float vhsum(vec a) { return a; }
 static inline float vhmax(vec a) { return a; }
@@ -264,5 +269,13 @@ static inline vec vhsum_lanes(const vec *a) { return a[0]; }
 static inline void vtranspose(vec *r) { (void)r; }
 static inline vec vexp(vec x) { return expf(x); }
 #endif
+
+/* The first n lanes of p (all when n >= VW), others 0 / left alone: a plain load or store
+ * for every full vector (masked stores are slow on AMD), masked only at the end of a row. */
+static inline vec vload_n(const float *p, int n) { return n >= VW ? vload(p) : vload_m(p, vfirst(n)); }
+static inline void vstore_n(float *p, vec a, int n) {
+    if (n >= VW) vstore(p, a);
+    else vstore_m(p, a, vfirst(n));
+}
 
 #endif

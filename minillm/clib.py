@@ -10,9 +10,11 @@ directory (the sanitizer build of csrc/build.py). `minillm info` prints what is 
 
 Read next: minillm/nn/layers.py, the first layers with their NumPy math and C calls.
 """
+import ctypes
 import importlib.util
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -20,7 +22,13 @@ import numpy as np
 
 from minillm.common import MAX_THREADS, parse_threads
 
-_state = {"loaded": False, "lib": None, "ffi": None, "error": None, "path": None}
+_state = {"loaded": False, "lib": None, "ffi": None, "error": None, "path": None, "peak": None}
+
+# The CPU flags (as /proc/cpuinfo names them) each SIMD level of the build needs. The build
+# uses -march=native (or MINILLM_MARCH), so a library copied to an older CPU would die of
+# an illegal instruction at its first vector op; checking at load turns that into a warning.
+NEEDS = {"avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma"),
+         "avx2": ("avx2", "fma"), "scalar": ()}
 
 
 def _load():
@@ -40,6 +48,7 @@ def _load():
     # measured 2-8x slower on 2 busy cores). 10k spins keeps the quiet-machine speed and
     # bounds the damage. libgomp reads this once, when it loads, so set it before that.
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    _keep_freed_memory()
     try:
         override = os.environ.get("MINILLM_KERNELS_PATH")
         if override:
@@ -52,11 +61,51 @@ def _load():
                       "(slower). Reinstall with a C compiler: pip install -e .", RuntimeWarning,
                       stacklevel=3)
         return None, None
+    level = module.ffi.string(module.lib.minillm_simd_level()).decode()
+    flags = _cpu_flags()
+    missing = sorted(set(NEEDS[level]) - flags) if flags else []
+    if missing:                  # a build from another machine: its first vector op would crash
+        _state["error"] = f"built for {level}, this CPU lacks {', '.join(missing)}"
+        warnings.warn(f"minillm: the C kernels were built for {level} but this CPU lacks "
+                      f"{', '.join(missing)}; using the NumPy references (slower). Rebuild here: "
+                      "pip install -e . (or MINILLM_MARCH=x86-64-v3 pip install -e . for AVX2)",
+                      RuntimeWarning, stacklevel=3)
+        return None, None
     _state["ffi"], _state["lib"] = module.ffi, module.lib
     _state["path"] = module.__file__
     if threads:
         set_num_threads(threads)
     return _state["ffi"], _state["lib"]
+
+
+def _keep_freed_memory():
+    """Let glibc's malloc keep the memory of freed arrays for the next ones.
+
+    subtle: a training step allocates and frees the same large activations every step
+    (NumPy arrays of 1-32 MB). By default glibc gives such blocks back to the kernel when
+    they are freed, and the next step's arrays then fault in fresh pages that the kernel
+    must zero first: 5% of a speedrun training step (perf: clear_page_erms). Raising the
+    mmap threshold to its maximum (32 MB) and the trim threshold keeps them in the heap.
+    Without glibc (macOS, musl) there is no mallopt and nothing changes."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(M_TRIM_THRESHOLD, 512 << 20)
+
+
+def _cpu_flags():
+    """This CPU's feature flags from /proc/cpuinfo (Linux), or an empty set if unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def _load_from(directory):
@@ -98,6 +147,32 @@ def simd_level():
     """"avx512", "avx2" or "scalar" for the C build; "numpy" without it."""
     ffi, lib = _load()
     return ffi.string(lib.minillm_simd_level()).decode() if lib else "numpy"
+
+
+def fma_peak(seconds=0.1):
+    """This core's peak in GFLOP/s: the FMA probe (csrc/runtime.c, register-only vector
+    FMAs on one thread) timed over about `seconds`, best of three. The yardstick of the
+    benches' "% of peak". Measured once per process; None without the C library."""
+    lib = _load()[1]
+    if lib is None:
+        return None
+    if _state["peak"] is None:
+        flops_per_round = 12 * 2 * lib.minillm_simd_width()
+        n, dt = 100_000, 0.0
+        while dt < seconds / 3:               # calibrate: a round count lasting ~seconds / 3
+            n *= 4
+            t = time.perf_counter()
+            lib.minillm_fma_probe(n)
+            dt = time.perf_counter() - t
+        best = min(_timed(lib.minillm_fma_probe, n) for _ in range(3))
+        _state["peak"] = n * flops_per_round / best / 1e9
+    return _state["peak"]
+
+
+def _timed(fn, *args):
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
 
 
 def get_num_threads():

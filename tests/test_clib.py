@@ -55,6 +55,52 @@ def test_no_c_forces_references():
     assert out == "False numpy"
 
 
+def test_a_build_for_a_cpu_this_one_is_not_falls_back_with_a_warning():
+    # A library built with -march=native on an AVX-512 machine, copied to an AVX2 laptop,
+    # must not die of an illegal instruction: the load checks the CPU's flags.
+    code = ("import warnings\nfrom minillm import clib\nclib._cpu_flags = lambda: {'sse2', 'avx'}\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    ok = clib.c_available()\n"
+            "print(ok, clib.simd_level(), clib.load_error(), w[0].message if w else '', sep=' | ')")
+    if clib.simd_level() == "scalar":
+        pytest.skip("a plain C build needs no CPU flags")
+    loaded, level, error, warning = _in_subprocess(code).split(" | ")
+    assert (loaded, level) == ("False", "numpy")
+    assert error.startswith(f"built for {clib.simd_level()}, this CPU lacks") and "fma" in error
+    assert "MINILLM_MARCH=x86-64-v3" in warning
+
+
+def test_fma_peak_is_measured():
+    if not clib.c_available():
+        pytest.skip("no C library")
+    peak = clib.fma_peak(seconds=0.03)
+    assert peak == clib.fma_peak()                # measured once per process
+    # one core does at least a few GFLOP/s and at most ~32 flops x 6 GHz per cycle budget
+    assert 1.0 < peak < 64 * 6.0 * {"avx512": 1, "avx2": 0.5, "scalar": 1 / 16}[clib.simd_level()] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("march, level", [("x86-64-v3", "avx2"), ("x86-64", "scalar")])
+def test_the_avx2_and_plain_c_builds_pass_the_kernel_tests(tmp_path, march, level):
+    # MINILLM_MARCH builds another instruction set than this machine's (csrc/build.py): the
+    # AVX2 path on an AVX-512 machine, the portable C everywhere. Each must pass the
+    # kernels' own tests against their NumPy twins.
+    if level == "avx2" and not {"avx2", "fma"} <= clib._cpu_flags():
+        pytest.skip("this CPU has no AVX2")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, MINILLM_MARCH=march)
+    subprocess.run([sys.executable, str(root / "csrc" / "build.py"), "--out", str(tmp_path)],
+                   env=env, check=True, capture_output=True)
+    env = dict(os.environ, MINILLM_KERNELS_PATH=str(tmp_path))
+    level_seen = _in_subprocess("from minillm import clib; print(clib.simd_level())", **env)
+    assert level_seen == level
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                          str(root / "tests" / "nn" / "kernels"), str(root / "tests" / "generate" / "test_decode_step.py")],
+                         env=env, capture_output=True, text=True, cwd=root)
+    assert res.returncode == 0, res.stdout[-2000:]
+
+
 def test_minillm_threads_env():
     if not clib.has_openmp():
         pytest.skip("built without OpenMP: one thread only")
