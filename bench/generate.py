@@ -3,6 +3,8 @@
     python bench/generate.py --quick                     # stories15M shape, 1 and 2 threads
     python bench/generate.py                             # + the speedrun's default model
     python bench/generate.py --runc /tmp/llama2c/run     # + run.c side by side
+    python bench/generate.py --quick --isa avx2          # the AVX2 path (bench/isa.py); build
+                                                         # run.c with -march=x86-64-v3 for it
 
 Measured at batch 1 on random weights (the same weights in every implementation):
   decode   tokens/s of greedy generation: a 1-token prompt (token 1, run.c's BOS), then
@@ -48,6 +50,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import isa
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFILL_LEN = 128
@@ -389,9 +393,11 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None, help="rounds per measurement (default 5, quick 2)")
     parser.add_argument("--worker", choices=("minillm", "torch"), help=argparse.SUPPRESS)  # internal
     parser.add_argument("--shape", help=argparse.SUPPRESS)
+    isa.add_argument(parser)
     args = parser.parse_args(argv)
     if args.worker:
         return serve(args.worker, args.shape)
+    isa.select(args.isa)
     threads = [args.threads] if args.threads else [1, 2]
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(threads)))
     env = dict(os.environ)      # for the workers and run.c: before minillm sets its OpenMP defaults
@@ -403,6 +409,7 @@ def main(argv=None):
     print(f"bench/generate.py: threads {threads}, {'quick' if args.quick else 'full'}, C kernels "
           f"{'on' if clib.c_available() else 'OFF'} ({clib.simd_level()}), load average "
           f"{os.getloadavg()[0]:.1f}, run.c {'at ' + args.runc if args.runc else 'not measured (no --runc)'}")
+    print(isa.describe(max(threads)))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, config in shapes().items():
@@ -424,7 +431,7 @@ def main(argv=None):
         print(f"{t:>3} {a:9.1f} {b:9.1f} {a / b:7.2f}x")
         targets[f"rollout_speedrun_vs_torch_{t}t"] = target(round(a / b, 3), ">= 1.0", a / b >= 1.0)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-    print(json.dumps({"targets": targets}))
+    print(json.dumps({"targets": {name + isa.suffix(): value for name, value in targets.items()}}))
 
 
 if __name__ == "__main__":

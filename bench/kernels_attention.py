@@ -28,6 +28,8 @@ import os
 import sys
 import time
 
+import isa
+
 try:                                        # run as a script, or from bench/kernels.py
     from kernels_matmul import openblas_threads
 except ImportError:                         # imported as bench.kernels_attention
@@ -150,10 +152,10 @@ def targets_from(rows, have_torch):
              None if have_torch else "torch is not installed"),
             ("attention_fwd_bwd_vs_numpy_min_T>=256", vs_numpy, 3.0, None)):
         if values:
-            targets[name] = {"value": round(min(values), 3), "goal": f">= {goal}",
+            targets[name + isa.suffix()] = {"value": round(min(values), 3), "goal": f">= {goal}",
                              "met": bool(min(values) >= goal), "shapes": len(values)}
         else:
-            targets[name] = {"value": None, "goal": f">= {goal}", "met": False,
+            targets[name + isa.suffix()] = {"value": None, "goal": f">= {goal}", "met": False,
                              "note": missing or "not measured"}
     return targets
 
@@ -212,10 +214,13 @@ def main(argv=None):
                         help="NumPy only at T <= 256, fewer repetitions")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads for ours, NumPy and torch")
+    isa.add_argument(parser)
     args = parser.parse_args(argv)
+    isa.select(args.isa)
     # subtle: must happen before NumPy (and OpenBLAS with it) is first imported.
     os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
     rows, targets = run(args.quick, args.threads)
+    print(isa.describe(args.threads))
     print_table(rows)
     print(json.dumps({"targets": targets}))
 

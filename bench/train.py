@@ -1,6 +1,7 @@
 """Training throughput and quality: minillm against the same model in PyTorch eager.
 
-    python bench/train.py --quick --threads 2   # throughput, nanoGPT shape only (~1 minute)
+    python bench/train.py --quick --threads 2   # throughput of both shapes (~1 minute)
+    python bench/train.py --quick --isa avx2    # the AVX2 path on any x86 machine (bench/isa.py)
     python bench/train.py --threads 2           # both shapes, SFT, peak RSS, tinyshakespeare run
     python bench/train.py --sft --threads 2     # only the SFT step against the pretraining step
 
@@ -15,7 +16,9 @@ the same weights, with torch.optim.AdamW(fused=True) when this torch supports it
 else foreach=True. Both use --threads (torch.set_num_threads, clib.set_num_threads,
 OPENBLAS_NUM_THREADS). Rounds of minillm steps and torch steps alternate, so a noisy
 neighbour hurts both alike; the median step time is reported, with minillm's split into
-forward / backward / optimizer.
+forward / backward / optimizer, and the model FLOPs per second (flops_per_token) as a
+fraction of the machine's FMA peak (bench/isa.py). Targets: both shapes >= 1.1x PyTorch,
+the speedrun shape >= 60% of peak.
 
 SFT (not in --quick; alone with --sft, no PyTorch needed): on the speedrun shape, the
 SFT step (chat/sft.py: a batch of whole conversations padded to the longest, the loss masked
@@ -44,6 +47,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import isa
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "text" / "tinyshakespeare.txt"
@@ -249,13 +254,33 @@ def peak_rss(threads):
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def print_table(rows, threads, kind):
+def flops_per_token(config):
+    """Model FLOPs of one training step per token: 6 per weight of every matmul (2 in the
+    forward, 4 in the backward: the input's and the weight's gradients), the LM head
+    included, plus attention's scores and weighted sum over the causal half of the context
+    (forward 2 x T x C per layer, backward twice that: 6 x T x C per layer in all)."""
+    import numpy as np
+
+    from minillm.nn import gpt
+
+    shapes_ = gpt.param_shapes(config)
+    linear = sum(int(np.prod(shape)) for name, shape in shapes_.items()
+                 if name.split(".")[-1] in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"))
+    head = int(np.prod(shapes_["tok_emb" if config.tie_embeddings else "lm_head"]))   # (V, C)
+    attention = 6 * config.n_layer * config.context_len * config.n_embd
+    return 6 * (linear + head) + attention
+
+
+def print_table(rows, threads, kind, peak=None):
     print(f"\ntraining throughput, {threads} threads (torch AdamW: {kind}); median step")
-    print(f"{'shape':<10} {'':<8} {'tokens/s':>10} {'step ms':>9} {'fwd ms':>8} {'bwd ms':>8} {'opt ms':>8}")
+    print(f"{'shape':<10} {'':<8} {'tokens/s':>10} {'step ms':>9} {'fwd ms':>8} {'bwd ms':>8} "
+          f"{'opt ms':>8} {'GFLOP/s':>8} {'% peak':>7}")
     for name, (ours, theirs) in rows.items():
         for who, r in (("minillm", ours), ("torch", theirs)):
+            gflops = r["tokens_per_s"] * flops_per_token(shapes()[name][0]) / 1e9
             print(f"{name:<10} {who:<8} {r['tokens_per_s']:>10,.0f} {r['step_ms']:>9.1f} "
-                  f"{r['forward_ms']:>8.1f} {r['backward_ms']:>8.1f} {r['optimizer_ms']:>8.1f}")
+                  f"{r['forward_ms']:>8.1f} {r['backward_ms']:>8.1f} {r['optimizer_ms']:>8.1f} "
+                  f"{gflops:>8.1f} {f'{100 * gflops / peak:.0f}%' if peak else '-':>7}")
         print(f"{name:<10} {'ratio':<8} {ours['tokens_per_s'] / theirs['tokens_per_s']:>10.2f}x")
 
 
@@ -265,10 +290,12 @@ def target(value, goal, met):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="nanoGPT shape throughput only")
+    parser.add_argument("--quick", action="store_true", help="throughput only (both shapes, fewer steps)")
     parser.add_argument("--sft", action="store_true", help="only the SFT step vs the pretraining step")
     parser.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    isa.add_argument(parser)
     args = parser.parse_args(argv)
+    isa.select(args.isa)
     from minillm.common import num_cores
     threads = args.threads or num_cores()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))   # before NumPy loads BLAS
@@ -284,25 +311,27 @@ def main(argv=None):
     print(f"bench/train.py: {threads} threads, {'quick' if args.quick else 'full'}, C kernels "
           f"{'on' if clib.c_available() else 'OFF'} ({clib.simd_level()}), load average {load:.1f}")
 
+    print(isa.describe(threads))
+    peak = isa.peak(threads)[1]
     rows, kind = {}, "?"
-    plan = {"nanogpt": (2, 10) if args.quick else (3, 20), "speedrun": (3, 3)}
+    plan = {"nanogpt": (2, 8) if args.quick else (3, 20), "speedrun": (2, 2) if args.quick else (3, 3)}
     for name, (config, B) in shapes().items():
-        if args.quick and name != "nanogpt":
-            continue
         ours, theirs, kind = throughput(name, config, B, *plan[name])
         rows[name] = (ours, theirs)
-    print_table(rows, threads, kind)
+    print_table(rows, threads, kind, peak)
     if not args.quick:
         config, B = shapes()["speedrun"]
         print_sft(config, B, *sft_vs_pretrain(config, B, 3, 3), threads)
 
-    targets = {}
+    targets, tag = {}, isa.suffix()
     for name in ("nanogpt", "speedrun"):
-        if name in rows:
-            ratio = rows[name][0]["tokens_per_s"] / rows[name][1]["tokens_per_s"]
-            targets[f"throughput_{name}_vs_torch"] = target(round(ratio, 3), ">= 1.0", ratio >= 1.0)
-        else:
-            targets[f"throughput_{name}_vs_torch"] = target(None, ">= 1.0", None)
+        ratio = rows[name][0]["tokens_per_s"] / rows[name][1]["tokens_per_s"]
+        targets[f"throughput_{name}_vs_torch{tag}"] = target(round(ratio, 3), ">= 1.1", ratio >= 1.1)
+    if peak:
+        config = shapes()["speedrun"][0]
+        fraction = rows["speedrun"][0]["tokens_per_s"] * flops_per_token(config) / 1e9 / peak
+        targets[f"train_speedrun_fraction_of_peak{tag}"] = target(round(fraction, 3), ">= 0.6",
+                                                                  fraction >= 0.6)
     targets["shakespeare_val_loss"] = target(None, "<= 1.88", None)
     targets["shakespeare_wall_time_s"] = target(None, f"< {NANOGPT_SECONDS:.0f} (nanoGPT, stated)", None)
     if not args.quick:
@@ -319,7 +348,7 @@ def main(argv=None):
             ends = {k: round(v, 4) for k, v in sorted(result.val_losses.items())}
             print(f"  loss curve: train step 1 {result.losses[1]:.4f} -> step 2000 "
                   f"{result.final_loss:.4f}; val {ends}")
-            print(f"  time split: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.time_split.items()))
+            print("  time split: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.time_split.items()))
             targets["shakespeare_val_loss"] = target(round(result.val_loss, 4), "<= 1.88",
                                                      result.val_loss <= 1.88)
             targets["shakespeare_wall_time_s"] = target(
