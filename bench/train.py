@@ -255,10 +255,11 @@ def peak_rss(threads):
 
 
 def flops_per_token(config):
-    """Model FLOPs of one training step per token: 6 per weight of every matmul (2 in the
-    forward, 4 in the backward: the input's and the weight's gradients), the LM head
-    included, plus attention's scores and weighted sum over the causal half of the context
-    (forward 2 x T x C per layer, backward twice that: 6 x T x C per layer in all)."""
+    """Model FLOPs of one training step per token, counted as PaLM's MFU (and nanoGPT's
+    and llm.c's estimates) count them: 6 per weight of every matmul (2 in the forward, 4
+    in the backward: the input's and the weight's gradients), the LM head included, plus
+    12 x T x C per layer for attention's scores and weighted sum (forward 4 x T x C over
+    the whole T x T matrix, backward twice that; a causal kernel skips half of it)."""
     import numpy as np
 
     from minillm.nn import gpt
@@ -267,7 +268,7 @@ def flops_per_token(config):
     linear = sum(int(np.prod(shape)) for name, shape in shapes_.items()
                  if name.split(".")[-1] in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"))
     head = int(np.prod(shapes_["tok_emb" if config.tie_embeddings else "lm_head"]))   # (V, C)
-    attention = 6 * config.n_layer * config.context_len * config.n_embd
+    attention = 12 * config.n_layer * config.context_len * config.n_embd
     return 6 * (linear + head) + attention
 
 

@@ -1,8 +1,8 @@
 /*
  * matmul_simd.h — the innermost loops of csrc/matmul.c, one version per instruction set.
  *
- * Included once, by matmul.c only. The build compiles with -march=native, so exactly one
- * of the three sections below is used, chosen by the preprocessor:
+ * Included once, by matmul.c only. The build compiles with -march=native (or MINILLM_MARCH),
+ * so exactly one of the three sections below is used, chosen by the preprocessor:
  *   __AVX512F__          32 registers of 16 floats: a 14 x 32 tile (28 accumulators)
  *   __AVX2__ + __FMA__   16 registers of 8 floats:  a  6 x 16 tile (12 accumulators)
  *   otherwise            plain C:                   a  4 x  8 tile
@@ -21,7 +21,9 @@
  *             acc[r, :] += broadcast(A[r, k]) * b      # NR/16 fused multiply-adds
  *     C[0:mr, 0:nr] = acc  (or += acc when accumulating)
  * Every B vector is reused mr times and every A scalar NR/16 times from registers, so the
- * loop does 28 FMAs per 16 loads (AVX-512) and keeps both FMA units busy.
+ * loop does 28 FMAs per 16 loads (AVX-512; 12 per 8 with AVX2) and keeps both FMA units
+ * busy. A full tile (nr = NR) reads and writes with plain loads and stores; only a ragged
+ * last sliver uses masked ones (on AMD a masked store costs about ten plain ones).
  * A(r, k) is either row-major, a[r*lda + k] (the rows of inp or dout, read in place), or
  * k-major, a[k*lda + r] (a packed panel of dout^T); B(k, j) = b[k*ldb + j] is a packed
  * sliver (ldb = MM_NR) or, for few rows, the row-major matrix itself.

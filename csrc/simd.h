@@ -3,7 +3,7 @@
  * scalar helpers every kernel file shares (imin, imax).
  *
  * One `vec` holds VW floats: 16 with AVX-512, 8 with AVX2+FMA, 1 in the scalar fallback.
- * The level is chosen at build time by -march=native (csrc/build.py), like runtime.c's
+ * The level is chosen at build time by -march=native or MINILLM_MARCH (csrc/build.py), like runtime.c's
  * minillm_simd_level(). Every operation the kernels need is here, so the attention_*.c
  * files read the same on every machine (matmul_simd.h borrows its masks, transpose and
  * horizontal sum too):
