@@ -42,9 +42,25 @@ DECODE = (1, 6, 48)                      # (B, NH = NKV, HD): stories15M
 DECODE_LENGTHS = (256, 1024)
 
 
+SETTLE = 0.02     # seconds each library runs untimed after another one ran (> 1 thread)
+
+
 def median_times(fns, reps, min_seconds):
-    """Median seconds per call of each function (None entries skipped), samples interleaved."""
+    """Median seconds per call of each function (None entries skipped), samples interleaved.
+
+    subtle: after a call, a library's idle threads keep spinning for a while (OpenBLAS's,
+    torch's, libgomp's), and with more than one thread a spinning thread steals a core
+    from the next library's sample: a 15 us decode call measured 530 us. So with several
+    threads each sample starts after SETTLE seconds of untimed calls, which lets the
+    previous library's threads go to sleep and wakes this one's."""
+    from minillm import clib
+
+    settle = SETTLE if clib.get_num_threads() > 1 else 0.0
+
     def once(fn, calls):
+        end = time.perf_counter() + settle
+        while time.perf_counter() < end:
+            fn()
         t = time.perf_counter()
         for _ in range(calls):
             fn()
