@@ -81,6 +81,8 @@ COMMANDS = {
     "chat": ("minillm.chat.cli", "add_arguments", "run",
              "talk to a model (--ckpt); the chat format as tokens (render); the search tool (search)"),
     "speedrun": ("minillm.speedrun", "add_arguments", "run", "run every stage end to end"),
+    "report": ("minillm.report", "add_arguments", "run",
+               "write a run's report card (report.md, report.html)"),
     "export": ("minillm.hub.cli", "add_export_arguments", "run_export",
                "export a checkpoint to GGUF, Hugging Face or llama2.c"),
     "import": ("minillm.hub.cli", "add_import_arguments", "run_import",

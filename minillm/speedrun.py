@@ -46,6 +46,7 @@ from minillm.nn.gpt import GPTConfig, num_params
 from minillm.pretrain import shards
 from minillm.pretrain.shards import write_token_shards
 from minillm.pretrain.train import TrainConfig, train
+from minillm.report import write_report
 from minillm.rl.evals import format_table as rl_table
 from minillm.rl.evals import rl_evals
 from minillm.rl.grpo import RLConfig, rl
@@ -360,10 +361,22 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
         numbers = run_stage(run, p)
         stages[stage] = {"seconds": round(time.perf_counter() - t, 1), **numbers}
         write_json(summary_path, summary)
+        refresh_report(run)
     summary["seconds_this_call"] = round(time.perf_counter() - t_all, 1)
     summary["seconds_total"] = round(sum(s.get("seconds", 0) for s in stages.values()), 1)
     write_json(summary_path, summary)
+    refresh_report(run)
     return summary
+
+
+def refresh_report(run):
+    """Rewrite the report card (report.py) with what the stages so far have left. A report
+    that cannot be written costs a warning, never the run."""
+    try:
+        write_report(run)
+    except (UserError, OSError, ValueError, KeyError, TypeError) as e:
+        print(f"[speedrun] report not refreshed ({type(e).__name__}: {e}); "
+              f"`minillm report --run {run}` retries", file=sys.stderr)
 
 
 def print_summary(summary):
@@ -386,6 +399,7 @@ def print_summary(summary):
         print(f"\n  sample ({sample['finish_reason']}): {sample['prompt']}{sample['text']}")
     print(f"\noutputs: {run}/  (world/ crawl/ clean/ tokenizer.json shards/ base/ chat/ sft/ rl/ metrics.jsonl)")
     print(f"  checkpoint {run}/base   evals {run}/base/evals.json   summary {run}/speedrun.json")
+    print(f"  report card {run}/report.html (one file, plots inside) and {run}/report.md")
     if post:
         print(f"  assistant {run}/sft   chat evals {run}/sft/chat_evals.json (base model: {run}/chat/base_chat_evals.json)")
         print(f"  RL models {run}/rl (word problems) {run}/rl_countdown   RL evals {run}/rl_evals.json")

@@ -112,6 +112,12 @@ def test_smoke_speedrun_end_to_end(tmp_path, monkeypatch, capsys):
                  "sft/chat_evals.json", "rl/config.json", "rl_countdown/config.json", "rl_evals.json"):
         assert (run / path).exists(), path
     assert "outputs:" in out and str(run) in out
+    report = (run / "report.md").read_text()             # the report card, every section filled
+    for heading in ("1. Download", "2. Tokenization", "3. Pre-training", "4. Inference",
+                    "5. Post-training: supervised", "6. Post-training: reinforcement"):
+        assert heading in report, heading
+    assert "has not run yet" not in report.split("7. RLHF")[0]
+    assert "| many |" in report and "tokens/s" in report and (run / "report.html").exists()
     assert seconds < 180, f"smoke speedrun took {seconds:.0f}s (target 3 minutes)"
     # a second call finds everything done
     t = time.perf_counter()
