@@ -101,6 +101,18 @@ def _top_parser():
     return parser
 
 
+def _describe_subcommands(parser):
+    """Give each sub-subcommand (`minillm world build`, ...) its one-line help as the
+    description its own --help prints, unless it has one."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for sub_name, sub in action.choices.items():
+                if sub.description is None and helps.get(sub_name):
+                    sub.description = helps[sub_name]
+                _describe_subcommands(sub)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     top = _top_parser()
@@ -113,6 +125,7 @@ def main(argv=None):
     add, run = getattr(module, add_name), getattr(module, run_name)
     parser = argparse.ArgumentParser(prog=f"minillm {name}", description=help_)
     add(parser)
+    _describe_subcommands(parser)
     args = parser.parse_args(argv[1:])
     try:
         result = run(args)
