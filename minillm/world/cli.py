@@ -1,8 +1,8 @@
 """`minillm world build|show|stats`: build a mini-world, look up an entity, summarise one.
 
-    minillm world build --seed 0 --size default --out runs/world
-    minillm world show "Lira Vendel" --dir runs/world     # a name or an id
-    minillm world stats --dir runs/world
+    minillm world build --seed 0 --size default --out runs/default/world
+    minillm world show "Lira Vendel" --dir runs/default/world     # a name or an id
+    minillm world stats --dir runs/default/world
 
 build writes the directory described in store.py (over the same world it does nothing,
 over another one it needs --force; common.prepare_dir has the rules for every --out); show prints an entity's facts, how many
@@ -24,20 +24,20 @@ def add_arguments(parser):
     b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     b.add_argument("--size", default="default",
                    help=f"{' | '.join(SIZES)} or bytes such as 20MB (default: default = 10 MB)")
-    b.add_argument("--out", default=None, help="output directory (default: runs/world)")
+    b.add_argument("--out", default=None, help="output directory (default: runs/default/world)")
     b.add_argument("--force", action="store_true", help=FORCE_HELP)
     s = sub.add_parser("show", help="an entity's facts, exposure and sample documents")
     s.add_argument("entity", help="a name (\"Lira Vendel\") or an id (person-00007)")
-    s.add_argument("--dir", default=None, help="world directory (default: runs/world)")
+    s.add_argument("--dir", default=None, help="world directory (default: runs/default/world)")
     s.add_argument("--docs", type=non_negative_int, default=3, help="sample documents to show (default 3)")
     t = sub.add_parser("stats", help="entities, facts, documents and bytes by kind and bucket")
-    t.add_argument("--dir", default=None, help="world directory (default: runs/world)")
+    t.add_argument("--dir", default=None, help="world directory (default: runs/default/world)")
 
 
 def run(args):
     if args.action == "build":
-        return _build(Path(args.out or runs_dir() / "world"), args.seed, args.size, args.force)
-    folder = Path(args.dir or runs_dir() / "world")
+        return _build(Path(args.out or runs_dir() / "default" / "world"), args.seed, args.size, args.force)
+    folder = Path(args.dir or runs_dir() / "default" / "world")
     if not (folder / "stats.json").is_file():
         raise UserError(f"no world in {folder}; build one with `minillm world build --out {folder}`")
     if args.action == "show":
