@@ -1,6 +1,6 @@
 """The mini-world: a seeded, fact-checkable "internet" that every later stage trains on.
 
-    minillm world build --seed 0 --size smoke --out runs/world     (the command: cli.py)
+    minillm world build --seed 0 --size smoke --out runs/default/world     (the command: cli.py)
 
 Invented people, cities, countries, companies, contests and one famous AI assistant
 (World.assistant(): the mini-world's "ChatGPT by OpenAI"), written as encyclopedia
