@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,12 +114,14 @@ def read_json(path, what="file"):
 
 
 def append_jsonl(path, record):
-    """Append one JSON record as a line (metrics.jsonl). A line is written with one
-    write() call, so an interrupted run loses at most the line being written."""
+    """Append one JSON record as a line (metrics.jsonl), stamped with the time it was
+    written ("time": UTC, ISO 8601, seconds). A line is written with one write() call, so
+    an interrupted run loses at most the line being written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    stamped = {**record, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps(stamped) + "\n")
 
 
 # ---- flag values: argparse types with ranges -------------------------------------------

@@ -65,7 +65,7 @@ def test_golden_run(text_file, tmp_path):
     assert r.steps == 50 and r.tokens_seen == 50 * 8 * 32 and r.peak_rss_mb > 0
     metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == list(range(1, 51))
-    assert {"loss", "lr", "grad_norm", "tokens"} <= set(metrics[0]) and "val_loss" in metrics[24]
+    assert {"loss", "lr", "grad_norm", "tokens", "time"} <= set(metrics[0]) and "val_loss" in metrics[24]
     meta = json.loads((tmp_path / "ck" / "config.json").read_text())
     assert meta["step"] == 50 and meta["data"]["kind"] == "bytes" and meta["stage"] == "base"
 
