@@ -2,10 +2,10 @@
 
     minillm report --run runs/default          # the speedrun also writes it after every stage
 
-It only reads what the stages left in the run directory (speedrun.json, clean/funnel.json,
-tokenizer.json, metrics.jsonl, base/evals.json, chat/*_evals.json, sft/chat_evals.json,
-rl_evals.json, ...) and never recomputes anything; a section whose stage has not run yet
-says so. A section is a list of blocks (heading, paragraph, table, plot, tokens), written
+It only reads what the stages left in the run directory (speedrun.json, clean/funnel.json
+and clean/report.json, tokenizer.json, metrics.jsonl, base/evals.json, chat/*_evals.json,
+sft/chat_evals.json, rl_evals.json, ...) and never recomputes anything; a section whose
+stage has not run yet says so. A section is a list of blocks (heading, paragraph, table, plot, tokens), written
 twice: as Markdown (plots as PNG files in report/) and as one self-contained HTML file
 (plots inline as data: URIs). Every piece of text, model output included, is escaped in
 the HTML: the page shows it, never runs it. Plots need matplotlib (the [plots] extra:
@@ -152,6 +152,13 @@ def section_internet(run, summary):
             for name, st in funnel.get("stages", {}).items()]
     if rows:
         out.append(("table", ["stage", "documents in", "out", "removed", "MB out"], rows))
+    scores = (_json(run / "clean" / "report.json") or {}).get("targets", {})
+    if scores:
+        out.append(("p", "The pipeline scored against the crawl's ground truth (what every page "
+                         "really is; the pipeline never reads it):"))
+        out.append(("table", ["measure", "value", "goal", "met"],
+                    [[name, _num(t.get("value")), t.get("goal"), "yes" if t.get("met") else "no"]
+                     for name, t in scores.items() if t.get("value") is not None]))
     tokens = s.get("shards", {}).get("tokens")
     if tokens:
         out.append(("p", f"Pages -> documents -> tokens: {_num(crawl.get('pages'))} -> "

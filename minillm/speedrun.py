@@ -39,7 +39,7 @@ from minillm.crawl import pages
 from minillm.crawl.pages import crawl
 from minillm.evals.base import context_for, format_table, run_evals
 from minillm.generate.engine import Engine
-from minillm.internet import pipeline
+from minillm.internet import pipeline, score
 from minillm.internet.pipeline import clean
 from minillm.nn import checkpoint
 from minillm.nn.gpt import GPTConfig, num_params
@@ -111,8 +111,12 @@ def stage_crawl(run, p):
 
 def stage_clean(run, p):
     s = clean(run / "crawl", run / "clean", workers=p["workers"])["stages"]
+    report = score.score_run(run / "crawl", run / "clean")      # against the crawl's truth
+    write_json(run / "clean" / "report.json", report)
     return {"pages": s["read"]["docs_in"], "documents": s["pii"]["docs_out"],
-            "mb_in": round(s["read"]["bytes_in"] / 1e6, 2), "mb_out": round(s["pii"]["bytes_out"] / 1e6, 2)}
+            "mb_in": round(s["read"]["bytes_in"] / 1e6, 2), "mb_out": round(s["pii"]["bytes_out"] / 1e6, 2),
+            "spam_precision": report["filters"]["precision"], "spam_recall": report["filters"]["recall"],
+            "near_dup_recall": report["dedup"]["recall"]}
 
 
 def stage_tokenizer(run, p):
