@@ -95,10 +95,11 @@ PROFILES = {
         "rl_steps": 20, "rl_countdown_steps": 80, "rl_prompts": 8, "rl_group": 8, "rl_lr": 1e-5,
         "rl_countdown_lr": 1e-4, "rl_temperature": 0.7, "rl_countdown_temperature": 1.0,
         "rl_max_tokens": 160, "rl_eval_prompts": 100, "rl_k": 8,
-        # RLHF: the reward model on 384 prompts x 4 answers (1 epoch); RL against it for 40
-        # steps, past the true-score peak (the hacking curve), and again with a KL penalty
-        "rm_prompts": 384, "rm_held_out": 128, "rm_k": 4, "rlhf_steps": 40, "rlhf_prompts": 8, "rlhf_group": 4,
-        "rlhf_lr": 1e-4, "rlhf_beta": 0.1, "rlhf_eval_every": 2, "rlhf_eval_prompts": 48, "rlhf_max_tokens": 64,
+        # RLHF: the reward model on 384 prompts x 4 answers (1 epoch); RL against it for 30
+        # steps at 2e-4, past the true-score peak (measured: it peaks near step 12, then falls
+        # as the reward model's score keeps rising), then the same with a KL penalty
+        "rm_prompts": 384, "rm_held_out": 128, "rm_k": 4, "rlhf_steps": 30, "rlhf_prompts": 8, "rlhf_group": 4,
+        "rlhf_lr": 2e-4, "rlhf_beta": 0.3, "rlhf_eval_every": 2, "rlhf_eval_prompts": 48, "rlhf_max_tokens": 64,
         "arena_prompts": 60,
     },
 }
@@ -347,7 +348,7 @@ def stage_arena(run, p):
     print(f"arena:\n{table}", file=sys.stderr)
     atomic_write(run / "arena.md", table + "\n")
     write_json(run / "arena.json", result)
-    return {m["name"]: round(m["bt"]) for m in result["models"]}
+    return {"ratings": {m["name"]: round(m["bt"]) for m in result["models"]}}
 
 
 POST_TRAINING = ("probe", "chat_data", "sft", "chat_evals", "rl", "rl_countdown", "rl_evals", "reward_model", "rlhf",

@@ -10,8 +10,9 @@ right answer wins and two right or two wrong answers tie; where it has none (pro
 open-ended prompts, held-out entities) the labeller's true score decides, closer than its
 TIE being a tie. Ratings on the Elo scale (400 points = 10:1 odds, mean 1000):
 
-    elo            online updates in a seeded order, R_a += k (S_a - E_a) with
-                   E_a = 1 / (1 + 10^((R_b - R_a) / 400)); depends on the order
+    elo            online updates in a given order, R_a += k (S_a - E_a) with
+                   E_a = 1 / (1 + 10^((R_b - R_a) / 400)); it depends on the order, so
+                   the table shows the median over the bootstrap's shuffled resamples
     bradley_terry  the maximum-likelihood ratings of P(a beats b) = E_a over all battles
                    at once (a tie is half a win each), by Newton's method: order-free, what
                    the LM Arena leaderboard shows
@@ -86,12 +87,15 @@ def bradley_terry(battles, n, prior=1e-3, iters=50):
     return r - r.mean() + INIT
 
 
-def bootstrap(battles, n, rate, rounds=200, seed=0):
-    """(lo (n,), hi (n,)): the 2.5% and 97.5% percentiles of rate(resampled battles, n)."""
+def bootstrap(battles, n, rate, rounds=200, seed=0, median=False):
+    """(lo (n,), hi (n,)): the 2.5% and 97.5% percentiles of rate(resampled battles, n), a
+    resample being len(battles) draws with replacement in draw order (with median: and the
+    median (n,) too)."""
     rng = np.random.default_rng(seed)
     samples = np.array([rate([battles[i] for i in rng.integers(0, len(battles), len(battles))], n)
                         for _ in range(rounds)])                           # (rounds, n)
-    return np.percentile(samples, 2.5, axis=0), np.percentile(samples, 97.5, axis=0)
+    lo, hi = np.percentile(samples, 2.5, axis=0), np.percentile(samples, 97.5, axis=0)
+    return (lo, hi, np.median(samples, axis=0)) if median else (lo, hi)
 
 
 # ---- the battles ------------------------------------------------------------------------------
@@ -145,12 +149,10 @@ def arena(names, ckpts, labeller, n_open=60, n_math=60, n_countdown=60, max_toke
         if progress:
             progress(name)
     battles = judged(np.array(results), kinds)
-    order = np.random.default_rng(seed).permutation(len(battles))
     n = len(names)
-    r_elo = elo([battles[i] for i in order], n)
     r_bt = bradley_terry(battles, n)
     lo, hi = bootstrap(battles, n, bradley_terry, rounds, seed)
-    elo_lo, elo_hi = bootstrap(battles, n, lambda bs, m: elo(bs, m), rounds, seed)
+    elo_lo, elo_hi, r_elo = bootstrap(battles, n, elo, rounds, seed, median=True)
     models = []
     for i, name in enumerate(names):
         mine = [bt for bt in battles if i in (bt.a, bt.b)]
@@ -167,7 +169,7 @@ def arena(names, ckpts, labeller, n_open=60, n_math=60, n_countdown=60, max_toke
 
 def format_table(result):
     """The leaderboard as a markdown table."""
-    lines = ["| rank | model | Bradley-Terry (95% CI) | Elo (95% CI) | win rate | open-ended true score "
+    lines = ["| rank | model | Bradley-Terry (95% CI) | Elo, bootstrap median (95% CI) | win rate | open-ended true score "
              "| word problems | countdown |", "|---:|---|---|---|---:|---:|---:|---:|"]
     for rank, m in enumerate(result["models"], 1):
         lines.append(f"| {rank} | {m['name']} | {m['bt']:.0f} ({m['bt_ci'][0]:.0f} to {m['bt_ci'][1]:.0f}) "

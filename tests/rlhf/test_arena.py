@@ -55,6 +55,8 @@ def test_bootstrap_intervals_hold_the_estimate_and_narrow(rng):
     lo2, hi2 = bootstrap(many, 2, bradley_terry, rounds=100, seed=0)
     assert (hi2 - lo2)[0] < (hi - lo)[0] / 2
     assert lo2[0] > 1000 > hi2[1]                                    # the better one is surely better
+    lo, hi, mid = bootstrap(few, 2, elo, rounds=50, seed=0, median=True)   # Elo: the median's interval
+    assert (lo <= mid).all() and (mid <= hi).all()
     assert bootstrap(few, 2, bradley_terry, rounds=50, seed=1)[0].tolist() == \
         bootstrap(few, 2, bradley_terry, rounds=50, seed=1)[0].tolist()
 

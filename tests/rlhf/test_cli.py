@@ -76,3 +76,22 @@ def test_the_whole_path_on_a_tiny_model(run, tmp_path, capsys):
     assert {m["name"] for m in result["models"]} == {"sft", "rlhf", "base"} and result["battles"] == 3 * 6
     assert all(m["bt_ci"][0] <= m["bt"] <= m["bt_ci"][1] for m in result["models"])
     assert "| rank | model |" in printed and table.with_suffix(".md").read_text().startswith("| rank")
+
+
+def test_without_hack_the_run_stops_past_the_peak(run, tmp_path, capsys):
+    rm = tmp_path / "reward_model"
+    assert main(["rlhf", "reward-model", "--ckpt", str(run / "sft"), "--out", str(rm), "--prompts", "4",
+                 "--held-out", "2", "--k", "2", "--max-tokens", "8", "--threads", "1"]) == 0
+    out = tmp_path / "policy"
+    assert main(["rlhf", "--ckpt", str(run / "sft"), "--reward-model", str(rm), "--out", str(out), "--steps", "12",
+                 "--prompts", "2", "--group", "2", "--max-tokens", "8", "--eval-every", "1", "--eval-prompts", "2",
+                 "--patience", "1", "--lr", "0.05", "--no-progress", "--threads", "1"]) == 0
+    capsys.readouterr()
+    evals = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in evals if "eval_true" in r]
+    best = max(evals, key=lambda r: r["eval_true"])
+    peak = json.loads((out / "config.json").read_text())
+    assert peak["step"] == best["step"] and peak["eval_true"] == best["eval_true"]
+    assert evals[-1]["step"] < 12, "a random model's true score should not rise 12 times in a row"
+    assert evals[-1]["step"] == best["step"] + 1         # stopped one eval (patience 1) past the peak
+    assert not (tmp_path / "policy_last").exists()
