@@ -99,7 +99,9 @@ def run(args):
     if args.action == "reward-model":
         return run_reward_model(args)
     cfg = RLHFConfig(**_given(args, RLHFConfig))
-    checkpoint_dir(cfg.path("reward_model"))
+    if not (cfg.path("reward_model") / "config.json").exists():
+        raise UserError(f"no reward model at {cfg.path('reward_model')}: train one with `minillm rlhf "
+                        f"reward-model --ckpt {args.ckpt}`, or give --reward-model")
     result = rlhf(cfg)
     peak, first = result["peak"], result["history"][0]
     say(f"held-out true score {first['eval_true']:.3f} (SFT) -> {peak['eval_true']:.3f} at the peak, step {peak['step']}"

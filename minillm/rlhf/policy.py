@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from minillm import clib
@@ -170,9 +169,3 @@ def write_samples(path, samples):
     """samples.json: the held-out answers (first SHOWN) before RLHF, at the peak and at the end."""
     write_json(path, {k: dict(v, answers=v["answers"][:SHOWN]) for k, v in samples.items()})
 
-
-def curve(history):
-    """(steps, rm, true) arrays of the per-step training samples: the hacking curves."""
-    rows = [h for h in history if "rm" in h]
-    return (np.array([h["step"] for h in rows]), np.array([h["rm"] for h in rows]),
-            np.array([h["true"] for h in rows]))

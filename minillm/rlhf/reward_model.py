@@ -57,7 +57,8 @@ class RewardModel:
     def load(cls, path):
         model, params, meta = load_checkpoint(path)
         if meta.get("stage") != STAGE or "reward_head" not in meta:
-            raise ValueError(f"{path} is a {meta.get('stage')} checkpoint, not a reward model")
+            raise UserError(f"{path} is a {meta.get('stage')} checkpoint, not a reward model: "
+                            "train one with `minillm rlhf reward-model`")
         return cls(model, params, np.array(meta["reward_head"], np.float32), chat_tokenizer(path, model.vocab_size))
 
     def save(self, path, meta=None):

@@ -26,7 +26,8 @@ def test_bad_input_is_one_line(argv, says, capsys, tmp_path, monkeypatch):
 
 
 def test_errors_on_a_real_run_are_one_line(run, capsys):
-    cases = [(["rlhf", "--ckpt", str(run / "sft"), "--reward-model", str(run / "nothing")], "checkpoint not found"),
+    cases = [(["rlhf", "--ckpt", str(run / "sft"), "--reward-model", str(run / "nothing")], "no reward model at"),
+             (["rlhf", "--ckpt", str(run / "sft"), "--reward-model", str(run / "base")], "not a reward model"),
              (["arena", "--ckpt", str(run / "sft"), "--ckpt", str(run / "base"), "--name", "x"], "1 --name for 2 --ckpt"),
              (["arena", "--ckpt", str(run / "sft"), "--ckpt", str(run / "sft")], "the same name"),
              (["rlhf", "reward-model", "--ckpt", str(run / "sft"), "--out", str(run / "sft")], "is the input checkpoint")]
