@@ -6,12 +6,13 @@
 
 STAGES, in order: world -> crawl -> clean -> tokenizer -> shards -> pretrain -> evals -> samples,
 then post-training: probe -> chat_data -> sft -> chat_evals -> rl (word problems) ->
-rl_countdown (the puzzle SFT learned from an imperfect demonstrator) -> rl_evals. Each stage
+rl_countdown (the puzzle SFT learned from an imperfect demonstrator) -> rl_evals ->
+reward_model -> rlhf (past the true-score peak, then with a KL penalty) -> arena. Each stage
 calls its package's Python API, writes its artifacts atomically under runs/<name>/ (world/,
 crawl/, clean/, tokenizer.json, shards/, base/, chat/, sft/, rl/, rl_countdown/,
-rl_evals.json, metrics.jsonl) and is skipped when they exist, so an interrupted speedrun
-continues where it stopped (a stage killed midway runs again; pretraining, SFT and RL
-resume from their last checkpoint). speedrun.json holds each stage's
+rl_evals.json, rlhf/, arena.json, arena.md, metrics.jsonl) and is skipped when they exist,
+so an interrupted speedrun continues where it stopped (a stage killed midway runs again;
+pretraining, SFT and RL resume from their last checkpoint, the RLHF stages start over). speedrun.json holds each stage's
 time and key numbers (chat_evals: the base model's and the SFT model's side by side).
 
 PROFILES fix every size (world, vocabulary, model, context, steps); README.md gives the
@@ -33,8 +34,8 @@ from minillm.chat.probe import ProbeConfig, probe_facts, read_probe, write_probe
 from minillm.chat.probe import summary as probe_summary
 from minillm.chat.search import BM25Index, clean_documents
 from minillm.common import (
-    FORCE_HELP, MARKER, Output, UserError, prepare_dir, read_json, remove_output, runs_dir, thread_count,
-    write_json)
+    FORCE_HELP, MARKER, Output, UserError, atomic_write, prepare_dir, read_json, remove_output, runs_dir,
+    thread_count, write_json)
 from minillm.crawl import pages
 from minillm.crawl.pages import crawl
 from minillm.evals.base import context_for, format_table, run_evals
@@ -50,6 +51,11 @@ from minillm.report import write_report
 from minillm.rl.evals import format_table as rl_table
 from minillm.rl.evals import rl_evals
 from minillm.rl.grpo import RLConfig, rl
+from minillm.rlhf.arena import arena
+from minillm.rlhf.arena import format_table as arena_table
+from minillm.rlhf.labeller import Labeller
+from minillm.rlhf.policy import RLHFConfig, rlhf
+from minillm.rlhf.reward_model import RMConfig, make_reward_model
 from minillm.tokenizer.bpe import Tokenizer
 from minillm.tokenizer.train import train_tokenizer
 from minillm.world import store
@@ -68,6 +74,9 @@ PROFILES = {
         "rl_steps": 4, "rl_countdown_steps": 4, "rl_prompts": 4, "rl_group": 4, "rl_lr": 1e-4,
         "rl_countdown_lr": 1e-4, "rl_temperature": 0.7, "rl_countdown_temperature": 1.0,
         "rl_max_tokens": 48, "rl_eval_prompts": 16, "rl_k": 4,
+        "rm_prompts": 16, "rm_held_out": 8, "rm_k": 3, "rlhf_steps": 4, "rlhf_prompts": 2, "rlhf_group": 3,
+        "rlhf_lr": 1e-4, "rlhf_beta": 0.1, "rlhf_eval_every": 2, "rlhf_eval_prompts": 4, "rlhf_max_tokens": 24,
+        "arena_prompts": 4,
     },
     "default": {
         "world": "default", "world_seed": 0, "crawl_shards": 8, "workers": 2,
@@ -87,6 +96,12 @@ PROFILES = {
         "rl_steps": 20, "rl_countdown_steps": 80, "rl_prompts": 8, "rl_group": 8, "rl_lr": 1e-5,
         "rl_countdown_lr": 1e-4, "rl_temperature": 0.7, "rl_countdown_temperature": 1.0,
         "rl_max_tokens": 160, "rl_eval_prompts": 100, "rl_k": 8,
+        # RLHF: the reward model on 384 prompts x 4 answers (1 epoch); RL against it for 30
+        # steps at 2e-4, past the true-score peak (measured: it peaks near step 14, then falls
+        # as the reward model's score keeps rising), then the same with a KL penalty
+        "rm_prompts": 384, "rm_held_out": 128, "rm_k": 4, "rlhf_steps": 30, "rlhf_prompts": 8, "rlhf_group": 4,
+        "rlhf_lr": 2e-4, "rlhf_beta": 0.3, "rlhf_eval_every": 2, "rlhf_eval_prompts": 48, "rlhf_max_tokens": 64,
+        "arena_prompts": 60,
     },
 }
 
@@ -286,13 +301,70 @@ def stage_rl_evals(run, p):
             "demonstrator": round(results["demonstrator"], 3)}
 
 
-POST_TRAINING = ("probe", "chat_data", "sft", "chat_evals", "rl", "rl_countdown", "rl_evals")
+# ---- RLHF: a reward model from the labeller's pairs, RL against it, and an arena ------------
+
+def stage_reward_model(run, p):
+    """Sample, label, train (rlhf/reward_model.py) -> rlhf/pairs.jsonl, rlhf/reward_model/."""
+    labeller = Labeller.load(run / "world", run / "base")
+    cfg = RMConfig(prompts=p["rm_prompts"], held_out=p["rm_held_out"], k=p["rm_k"], max_tokens=p["rlhf_max_tokens"])
+    r = make_reward_model(run / "sft", run / "rlhf" / "reward_model", labeller, cfg)
+    return {k: round(r[k], 4) if isinstance(r[k], float) else r[k]
+            for k in ("accuracy", "train_accuracy", "pairs", "held_out_pairs", "seconds_data", "seconds_training")}
+
+
+def stage_rlhf(run, p):
+    """RL against the reward model past the true-score peak (rlhf/policy: the peak,
+    rlhf/policy_last: the end, hacked), then the same with a KL penalty (rlhf/policy_kl,
+    rlhf/policy_kl_last) -> rlhf/curves.json."""
+    out = {}
+    for name, beta in (("policy", 0.0), ("policy_kl", p["rlhf_beta"])):
+        cfg = RLHFConfig(ckpt=str(run / "sft"), reward_model=str(run / "rlhf" / "reward_model"),
+                         out=str(run / "rlhf" / name), world=str(run / "world"), base=str(run / "base"),
+                         metrics=str(run / "metrics.jsonl"), steps=p["rlhf_steps"], prompts=p["rlhf_prompts"],
+                         group=p["rlhf_group"], max_tokens=p["rlhf_max_tokens"], lr=p["rlhf_lr"], beta=beta,
+                         eval_every=p["rlhf_eval_every"], eval_prompts=p["rlhf_eval_prompts"], hack=True,
+                         force=True, progress=False)
+        r = rlhf(cfg)
+        evals = [h for h in r["history"] if "eval_true" in h]
+        out[name] = {"beta": beta, "sft_true": evals[0]["eval_true"], "peak_step": r["peak"]["step"],
+                     "peak_true": r["peak"]["eval_true"], "peak_rm": r["peak"]["eval_rm"],
+                     "last_true": evals[-1]["eval_true"], "last_rm": evals[-1]["eval_rm"],
+                     "seconds": round(r["seconds"], 1)}
+        out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in out[name].items()}
+        out[name]["history"] = r["history"]
+    write_json(run / "rlhf" / "curves.json", out)
+    return {name: {k: v for k, v in o.items() if k != "history"} for name, o in out.items()}
+
+
+ARENA = (("base", "base"), ("sft", "sft"), ("rl", "rl"), ("rl_countdown", "rl_countdown"),
+         ("rlhf (peak)", "rlhf/policy"), ("rlhf (last step)", "rlhf/policy_last"),
+         ("rlhf + KL (last step)", "rlhf/policy_kl_last"))
+
+
+def stage_arena(run, p):
+    """Every checkpoint of the run against every other (rlhf/arena.py) -> arena.json, arena.md."""
+    found = [(name, run / sub) for name, sub in ARENA if (run / sub / "config.json").exists()]
+    labeller = Labeller.load(run / "world", run / "base")
+    n = p["arena_prompts"]
+    result = arena([f for f, _ in found], [c for _, c in found], labeller, n, n, n,
+                   max_tokens={"open_ended": p["rlhf_max_tokens"], "word_problems": p["rl_max_tokens"],
+                               "countdown": 32}, seed=0)
+    table = arena_table(result)
+    print(f"arena:\n{table}", file=sys.stderr)
+    atomic_write(run / "arena.md", table + "\n")
+    write_json(run / "arena.json", result)
+    return {"ratings": {m["name"]: round(m["bt"]) for m in result["models"]}}
+
+
+POST_TRAINING = ("probe", "chat_data", "sft", "chat_evals", "rl", "rl_countdown", "rl_evals", "reward_model", "rlhf",
+                 "arena")
 
 STAGES = [("world", stage_world), ("crawl", stage_crawl), ("clean", stage_clean),
           ("tokenizer", stage_tokenizer), ("shards", stage_shards), ("pretrain", stage_pretrain),
           ("evals", stage_evals), ("samples", stage_samples), ("probe", stage_probe),
           ("chat_data", stage_chat_data), ("sft", stage_sft), ("chat_evals", stage_chat_evals),
-          ("rl", stage_rl), ("rl_countdown", stage_rl_countdown), ("rl_evals", stage_rl_evals)]
+          ("rl", stage_rl), ("rl_countdown", stage_rl_countdown), ("rl_evals", stage_rl_evals),
+          ("reward_model", stage_reward_model), ("rlhf", stage_rlhf), ("arena", stage_arena)]
 
 ARTIFACTS = {   # the file whose existence marks a stage as done (written last, atomically)
     "world": "world/stats.json", "crawl": "crawl/crawl.json", "clean": "clean/funnel.json",
@@ -300,14 +372,18 @@ ARTIFACTS = {   # the file whose existence marks a stage as done (written last, 
     "evals": "base/evals.json", "samples": "base/samples.json", "probe": "chat/probe.jsonl",
     "chat_data": "chat/conversations.jsonl", "sft": None, "chat_evals": "sft/chat_evals.json",
     "rl": None, "rl_countdown": None, "rl_evals": "rl_evals.json",
+    "reward_model": "rlhf/reward_model/config.json", "rlhf": "rlhf/curves.json", "arena": "arena.json",
 }
+RLHF_CHECKPOINTS = ("reward_model", "policy", "policy_last", "policy_kl", "policy_kl_last")
 CHAT_FILES = ("probe.jsonl", "search.npz", "conversations.jsonl", "base_chat_evals.json")
 
 
 # the run directory's sub-directories and what writes them: --force removes their files
 PARTS = {"world": store.OUTPUT, "crawl": pages.OUTPUT, "clean": pipeline.OUTPUT,
          "shards": shards.OUTPUT, "base": checkpoint.OUTPUT}
-OUTPUT = Output("speedrun", ("speedrun.json", "tokenizer.json", "metrics.jsonl", "rl_evals.json") + tuple(
+OUTPUT = Output("speedrun", ("speedrun.json", "tokenizer.json", "metrics.jsonl", "rl_evals.json", "arena.json",
+                            "arena.md", "rlhf/pairs.jsonl", "rlhf/curves.json") + tuple(
+    f"rlhf/{sub}/{name}" for sub in RLHF_CHECKPOINTS for name in sorted(chat_sft.CHECKPOINT_FILES)) + tuple(
     f"{sub}/{name}" for sub, out in PARTS.items() for name in out.files + (MARKER,)) + tuple(
     f"chat/{name}" for name in CHAT_FILES) + tuple(
     f"sft/{name}" for name in sorted(chat_sft.CHECKPOINT_FILES | {"chat_evals.json"})) + tuple(
@@ -393,7 +469,11 @@ def print_summary(summary):
             continue
         s = st.get(stage, {})
         numbers = ", ".join(f"{k} {v}" for k, v in s.items()
-                            if k not in ("seconds", "skipped", "samples", "base", "sft"))
+                            if k not in ("seconds", "skipped", "samples", "base", "sft", "policy", "policy_kl"))
+        if stage == "rlhf" and "policy" in s:          # SFT -> the peak -> the last step, without and with KL
+            numbers = "; ".join(f"{name}: true score {r['sft_true']:.3f} -> {r['peak_true']:.3f} (peak, step "
+                                f"{r['peak_step']}) -> {r['last_true']:.3f}, reward model {r['peak_rm']:.2f} -> "
+                                f"{r['last_rm']:.2f}" for name, r in ((n, s[n]) for n in ("policy", "policy_kl")))
         if stage == "chat_evals" and "sft" in s:       # base -> SFT, the main rate of each eval
             numbers = ", ".join(f"{k} {_pct(s['base'].get(k))} -> {_pct(s['sft'][k])}" for k in CHAT_SHOWN
                                 if k in s["sft"])
@@ -407,6 +487,8 @@ def print_summary(summary):
     if post:
         print(f"  assistant {run}/sft   chat evals {run}/sft/chat_evals.json (base model: {run}/chat/base_chat_evals.json)")
         print(f"  RL models {run}/rl (word problems) {run}/rl_countdown   RL evals {run}/rl_evals.json")
+        print(f"  RLHF {run}/rlhf/ (reward_model, policy = the true-score peak, policy_last, policy_kl; "
+              f"curves.json)   arena {run}/arena.md")
         print(f"  next: minillm chat --ckpt {run}/rl")
     else:
         print(f"  next: minillm sample --ckpt {run}/base --prompt \"Once upon a time\"")

@@ -107,9 +107,17 @@ def test_smoke_speedrun_end_to_end(tmp_path, monkeypatch, capsys):
     assert st["rl"]["steps"] == speedrun.PROFILES["smoke"]["rl_steps"] and st["rl"]["pass1_after"] is not None
     assert 0.6 < st["rl_evals"]["demonstrator"] < 0.8 and set(st["rl_evals"]["countdown"]) == {
         "sft", "rl_math", "rl_countdown"}
+    assert 0.0 <= st["reward_model"]["accuracy"] <= 1.0 and st["reward_model"]["pairs"] > 0
+    for name in ("policy", "policy_kl"):
+        r = st["rlhf"][name]
+        assert r["peak_true"] >= r["sft_true"] and 0 <= r["peak_step"] <= speedrun.PROFILES["smoke"]["rlhf_steps"]
+    assert {"sft", "rlhf (peak)", "rlhf (last step)", "base"} <= set(st["arena"]["ratings"])
     for path in ("world/stats.json", "crawl/crawl.json", "clean/funnel.json", "tokenizer.json",
                  "shards/shards.json", "base/config.json", "base/evals.json", "base/samples.json",
-                 "sft/chat_evals.json", "rl/config.json", "rl_countdown/config.json", "rl_evals.json"):
+                 "sft/chat_evals.json", "rl/config.json", "rl_countdown/config.json", "rl_evals.json",
+                 "rlhf/pairs.jsonl", "rlhf/reward_model/config.json", "rlhf/policy/samples.json",
+                 "rlhf/policy_last/config.json", "rlhf/policy_kl/config.json", "rlhf/curves.json",
+                 "arena.json", "arena.md"):
         assert (run / path).exists(), path
     assert "outputs:" in out and str(run) in out
     report = (run / "report.md").read_text()             # the report card, every section filled

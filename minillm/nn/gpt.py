@@ -272,10 +272,13 @@ def blocks_forward(params, config, idx, keep_cache=True, kv=None, pos=0):
     return x, {"emb": emb, "blocks": blocks}
 
 
-def forward(params, config, idx, targets=None, loss_mask=None, grad=True, kv=None, pos=0):
+def forward(params, config, idx, targets=None, loss_mask=None, grad=True, kv=None, pos=0, head=True):
     """Run the model on idx (B, T) token ids.
 
     targets None: returns (logits (B, T, V), cache).
+    head=False: returns (h (B, T, C), cache), the final norm's output without the LM head,
+    for a head of one's own (the reward model's scalar, rlhf/reward_model.py); backward
+    then takes dh (B, T, C).
     targets (B, T), -1 = ignored: returns (loss, cache), the mean cross-entropy over the
     counted tokens, weighted by loss_mask (B, T) when given (0 = ignored). The LM head and
     the loss run fused, chunk by chunk of rows (layers.lm_head_loss_forward), so the
@@ -288,7 +291,9 @@ def forward(params, config, idx, targets=None, loss_mask=None, grad=True, kv=Non
     h, cache["final_norm"] = rmsnorm_forward(x, params["final_norm"], config.norm_eps)  # (B, T, C)
     B, T, C = h.shape
     w_head = params["tok_emb"] if config.tie_embeddings else params["lm_head"]  # (V, C)
-    if targets is None:
+    if not head:
+        out, head = h, None
+    elif targets is None:
         logits, head = linear_forward(h, w_head)                        # (B, T, V)
         out = logits
     else:
@@ -304,16 +309,21 @@ def forward(params, config, idx, targets=None, loss_mask=None, grad=True, kv=Non
     return out, cache
 
 
-def backward(cache, dlogits=None):
+def backward(cache, dlogits=None, dh=None):
     """grads: a dict with exactly the keys of params.
 
     After a forward with targets, the gradient of its loss; after one without, pass
-    dlogits (B, T, V). Backward consumes the cache (it frees each block's activations as
-    it goes), so call it once per forward.
+    dlogits (B, T, V); after one with head=False, dh (B, T, C) (the LM head's gradient is
+    then 0). Backward consumes the cache (it frees each block's activations as it goes), so
+    call it once per forward.
     """
     config = cache["config"]
     grads = {}
-    if cache["loss"]:
+    if cache["head"] is None:
+        if dh is None:
+            raise ValueError("this forward had head=False: pass dh (B, T, C) to backward")
+        dw_head = None                                                  # the LM head was not used
+    elif cache["loss"]:
         dh, dw_head = lm_head_loss_backward(1.0, cache.pop("head"))     # (N, C), (V, C)
     else:
         if dlogits is None:
@@ -330,7 +340,7 @@ def backward(cache, dlogits=None):
         grads["tok_emb"] = embedding_backward(dx, cache.pop("emb"), dweight=dw_head)
     else:
         grads["tok_emb"] = embedding_backward(dx, cache.pop("emb"))
-        grads["lm_head"] = dw_head
+        grads["lm_head"] = dw_head if dw_head is not None else np.zeros_like(grads["tok_emb"])
     return {name: grads[name] for name in cache["names"]}
 
 

@@ -6,7 +6,8 @@
 
 One step: P training prompts of the task (fresh ones each step, drawn from (seed, step));
 G answers to each from the KV-cache engine (one shared prefill per prompt, at the
-configured temperature, tools on); a reward per answer from the task's checker; advantages within each prompt's
+configured temperature, tools on); a reward per answer from the task's checker (or, for
+RLHF, from a reward model: tasks.score_replies); advantages within each prompt's
 group (loss.group_advantages); then the policy-gradient loss (loss.policy_gradient) on the
 sampled tokens only (the prompt and the tools' outputs are masked), its gradient fed to the
 model's own backward, AdamW. With inner_epochs > 1 the same rollouts are reused PPO-style
@@ -42,7 +43,7 @@ from minillm.nn import gpt
 from minillm.nn.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from minillm.nn.optim import AdamW
 from minillm.rl.loss import group_advantages, log_softmax, policy_gradient
-from minillm.rl.tasks import make_task
+from minillm.rl.tasks import make_task, score_replies
 from minillm.world.world import World
 
 STAGE = "rl"
@@ -198,11 +199,12 @@ def policy_engine(params, model, tok):
     return engine
 
 
-def check_out(out, ckpt, resume, force):
+def check_out(out, ckpt, resume, force, stage=STAGE, what="RL"):
     """Refuse an --out that would lose something: a fresh run needs a missing or empty
     directory, a previous RL output is continued with --resume or replaced with --force,
     anything else (a file, the input checkpoint, another stage's checkpoint, files minillm
-    did not write) is refused with one line."""
+    did not write) is refused with one line. stage, what: the config.json stage an earlier
+    output has, and its name in the messages (RLHF has no --resume)."""
     out = Path(out)
     if resume and force:
         raise UserError("--resume continues the run in --out, --force replaces it: give one of them")
@@ -210,7 +212,7 @@ def check_out(out, ckpt, resume, force):
         raise UserError(f"--out {out} is the input checkpoint --ckpt {ckpt} (or inside it): give another --out")
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         if resume:
-            raise UserError(f"--resume: no RL run at {out} to continue; leave out --resume to start one")
+            raise UserError(f"--resume: no {what} run at {out} to continue; leave out --resume to start one")
         return
     if not out.is_dir():
         raise UserError(f"--out {out} is a file: give a directory path")
@@ -218,11 +220,12 @@ def check_out(out, ckpt, resume, force):
         meta = read_json(out / "config.json", "checkpoint config")
     except UserError:
         meta = {}
-    if meta.get("stage") != STAGE:
+    if meta.get("stage") != stage:
         raise UserError(f"--out {out} holds {'a ' + str(meta['stage']) + ' checkpoint' if 'stage' in meta else 'other files'}, "
-                        "not an RL output: give another --out")
+                        f"not an {what} output: give another --out")
     if not resume and not force:
-        raise UserError(f"--out {out} holds an RL run at step {meta.get('step')}: --resume continues it, --force replaces it")
+        raise UserError(f"--out {out} holds an {what} run at step {meta.get('step')}: "
+                        + ("--resume continues it, " if stage == STAGE else "") + "--force replaces it")
 
 
 @dataclass
@@ -338,7 +341,7 @@ def practise(cfg, s, ref, engine, task, step):
     pairs = rollouts(engine, items, cfg.group, cfg.max_tokens, _seed(cfg.seed, 0, step), cfg.temperature)
     t_sample = time.perf_counter() - t
     shown = [read_reply(c.tokens, s.tokenizer)[1] for _, c in pairs]
-    rewards = np.array([task.reward(it, text) for (it, _), text in zip(pairs, shown)])
+    rewards, scored = score_replies(task, [it for it, _ in pairs], shown)
     adv = group_advantages(rewards, cfg.group, cfg.normalize)
     if cfg.positive_only:
         adv = np.maximum(adv, 0.0)
@@ -348,5 +351,5 @@ def practise(cfg, s, ref, engine, task, step):
         grads, st = train_step(s.params, s.model, ref, x, m, adv, old, cfg)
         s.optimizer.step(cfg.lr, grads=grads, clip=cfg.grad_clip)
     return dict(reward=float(rewards.mean()), length=float(np.mean([len(c.tokens) for _, c in pairs])),
-                checking=float(np.mean([bool(CHECKING.search(text)) for text in shown])), **st,
+                checking=float(np.mean([bool(CHECKING.search(text)) for text in shown])), **scored, **st,
                 seconds_sampling=t_sample, seconds=time.perf_counter() - t)

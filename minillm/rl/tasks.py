@@ -17,6 +17,7 @@ script all just score 0 unless the answer is there.
     task = make_task("word_problems", world)
     items = task.items("train", 64, seed=0)
     task.reward(items[0], "... So Lira spends 62 crowns in all.")   # 1.0
+    score_replies(task, items, replies)          # (rewards (n,), stats): what the RL loop calls
 
 Read next: grpo.py (the loop that practises on them).
 """
@@ -25,6 +26,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from minillm.chat.data_countdown import all_puzzles
 from minillm.chat.data_countdown import puzzles as countdown_puzzles
@@ -206,6 +209,16 @@ class SVAMP(GSM8K):
         data = json.loads(Path(self.path).read_text(encoding="utf-8"))[:n]
         return [Item([{"role": "user", "content": f"{d['Body'].strip()} {d['Question'].strip()}"}],
                      float(d["Answer"]), {}) for d in data]
+
+
+def score_replies(task, items, replies):
+    """(rewards (n,), stats dict) of a batch of replies. A task that judges a whole batch
+    at once has score(items, replies) (RLHF's reward model: one forward for every reply,
+    and the labeller's true score logged beside it, rlhf/policy.py); a task with a checker
+    is scored reply by reply, with no stats."""
+    if hasattr(task, "score"):
+        return task.score(items, replies)
+    return np.array([task.reward(it, r) for it, r in zip(items, replies)], np.float64), {}
 
 
 def _with_calculator(world):
