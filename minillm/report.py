@@ -328,21 +328,58 @@ def section_rl(run, summary):
 def section_rlhf(run, summary):
     out = [("h", "7. RLHF: a reward model, and how it gets gamed")]
     s = summary.get("stages", {})
-    rows = [[name, k, _num(v)] for name in ("reward_model", "rlhf") if name in s
-            for k, v in s[name].items() if isinstance(v, (int, float)) and k != "seconds"]
-    if not rows:
+    rm, curves = s.get("reward_model"), _json(run / "rlhf" / "curves.json")
+    if not rm and not curves:
         return out + [("p", "RLHF has not run yet.")]
-    return out + [("table", ["stage", "measure", "value"], rows)]
+    if rm:
+        out.append(("p", f"A simulated labeller (minillm/rlhf/labeller.py: true facts, on topic, "
+                         f"length, no repetition, fluency) ranked the SFT model's answers into "
+                         f"{_num(rm.get('pairs'))} preference pairs; the reward model (the SFT "
+                         f"transformer with a scalar head, Bradley-Terry loss) agrees with "
+                         f"{_pct(rm.get('accuracy'))} of {_num(rm.get('held_out_pairs'))} held-out pairs."))
+    for name, c in (curves or {}).items():
+        evals = [h for h in c.get("history", []) if h.get("eval_true") is not None]
+        if evals:
+            def draw(ax, evals=evals, c=c):
+                steps = [h["step"] for h in evals]
+                ax.plot(steps, [h["eval_rm"] for h in evals], "o-", label="reward model's score")
+                ax.plot(steps, [h["eval_true"] for h in evals], "s-", label="true score (labeller)")
+                ax.axvline(c.get("peak_step", 0), color="gray", linestyle=":", label="true-score peak")
+                ax.set_xlabel("RLHF step")
+                ax.legend()
+            kl = f"KL penalty beta {c.get('beta')}" if c.get("beta") else "no KL penalty"
+            out.append(_plot(f"rlhf_{name}", f"RL against the reward model, {kl}", draw))
+        out.append(("p", f"{name} ({'KL beta ' + str(c.get('beta')) if c.get('beta') else 'no KL'}): "
+                         f"true score {_num(c.get('sft_true'), 3)} (SFT) -> {_num(c.get('peak_true'), 3)} "
+                         f"at step {c.get('peak_step')} (the checkpoint kept) -> {_num(c.get('last_true'), 3)} "
+                         f"at the last step, while the reward model's score went to "
+                         f"{_num(c.get('last_rm'), 3)}."))
+    samples = _json(run / "rlhf" / "policy" / "samples.json") or {}
+    rows = [[when, f"{v.get('step')}", a.get("prompt", ""), a.get("answer", "")[:160],
+             _num(a.get("rm"), 3), _num(a.get("true"), 3)]
+            for when, v in samples.items() for a in v.get("answers", [])[:2]]
+    if rows:
+        out.append(("p", "What the reward model comes to love (answers before, at and after the peak):"))
+        out.append(("table", ["when", "step", "prompt", "answer", "reward model", "true"], rows))
+    return out
 
 
 def section_arena(run, summary):
     out = [("h", "8. Keeping track of models, and where to find them")]
-    arena = summary.get("stages", {}).get("arena")
-    if arena:
-        rows = [[k, _num(v)] for k, v in arena.items() if isinstance(v, (int, float)) and k != "seconds"]
-        out.append(("table", ["arena", "value"], rows))
+    arena = _json(run / "arena.json")
+    if arena and arena.get("models"):
+        out.append(("p", f"An arena (minillm/rlhf/arena.py): {_num(arena.get('battles'))} battles between "
+                         f"the checkpoints on {sum(arena.get('prompts', {}).values())} prompts, judged by the "
+                         f"checkers where there is an answer and by the labeller where there is not; "
+                         f"ratings with 95% intervals from {arena.get('rounds')} bootstrap rounds."))
+        rows = [[m["name"], f"{m['bt']:.0f} ({m['bt_ci'][0]:.0f}-{m['bt_ci'][1]:.0f})",
+                 f"{m['elo']:.0f} ({m['elo_ci'][0]:.0f}-{m['elo_ci'][1]:.0f})", _pct(m.get("win_rate"))]
+                for m in arena["models"]]
+        out.append(("table", ["model", "Bradley-Terry", "Elo", "win rate"], rows))
+    else:
+        out.append(("p", "The arena has not run yet."))
     ckpt = run / ("rl" if (run / "rl").exists() else "sft")
-    out.append(("p", "Export the assistant to the tools people use:"))
+    out.append(("p", "Talk to the assistant, or export it to the tools people use:"))
     out.append(("pre", f"minillm chat --ckpt {ckpt}\n"
                        f"minillm export --ckpt {ckpt} --format gguf --out {run}/model.gguf   # llama.cpp\n"
                        f"minillm export --ckpt {ckpt} --format hf --out {run}/hf   # transformers"))
@@ -385,7 +422,7 @@ def to_markdown(blocks, plot_dir):
         elif kind == "table":
             _, head, rows = block
             lines.append("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
-                         + "\n".join("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |"
+                         + "\n".join("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ↵ ") for c in r) + " |"
                                      for r in rows))
         elif kind == "plot":
             _, name, png, caption = block
