@@ -366,6 +366,24 @@ STAGES = [("world", stage_world), ("crawl", stage_crawl), ("clean", stage_clean)
           ("rl", stage_rl), ("rl_countdown", stage_rl_countdown), ("rl_evals", stage_rl_evals),
           ("reward_model", stage_reward_model), ("rlhf", stage_rlhf), ("arena", stage_arena)]
 
+LECTURE = {   # stage -> the part of the lecture it is, printed when it starts
+    "world": "the data: a generated world whose every fact is known",
+    "crawl": "the data: that world as web pages (spam, duplicates, personal data included)",
+    "clean": "1. download and preprocess the internet (FineWeb-style cleaning)",
+    "tokenizer": "2. tokenization (byte-level BPE)", "shards": "2. the corpus as token ids",
+    "pretrain": "3. pre-training the network (the base model)",
+    "evals": "4. what the base model knows (recall by exposure, regurgitation)",
+    "samples": "4. inference: the base model dreams documents",
+    "probe": "post-training: which facts does the base model know?",
+    "chat_data": "post-training: conversations as data",
+    "sft": "post-training: supervised fine-tuning into an assistant",
+    "chat_evals": "post-training: the assistant's evals (identity, I don't know, tools, thinking)",
+    "rl": "RL: practice on word problems", "rl_countdown": "RL: practice on a countdown puzzle",
+    "rl_evals": "RL: what practice changed",
+    "reward_model": "RLHF: a reward model from (simulated) human preferences",
+    "rlhf": "RLHF: RL against the reward model, and reward hacking",
+    "arena": "keeping track of models: an arena"}
+
 ARTIFACTS = {   # the file whose existence marks a stage as done (written last, atomically)
     "world": "world/stats.json", "crawl": "crawl/crawl.json", "clean": "clean/funnel.json",
     "tokenizer": "tokenizer.json", "shards": "shards/shards.json", "pretrain": None,
@@ -436,10 +454,12 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
         if rerun and stage in ("rl", "rl_countdown"):    # from an SFT model just replaced
             (run / stage / "trainer_state.json").unlink(missing_ok=True)
         rerun = True                      # every later stage depends on this one's output
-        print(f"[speedrun] {stage} ...", file=sys.stderr, flush=True)
+        print(f"\n[speedrun] {stage}: {LECTURE[stage]} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
         numbers = run_stage(run, p)
         stages[stage] = {"seconds": round(time.perf_counter() - t, 1), **numbers}
+        print(f"[speedrun] {stage} done in {stages[stage]['seconds']:.1f}s: "
+              f"{stage_numbers(stage, stages[stage])}", file=sys.stderr, flush=True)
         write_json(summary_path, summary)
         refresh_report(run)
     summary["seconds_this_call"] = round(time.perf_counter() - t_all, 1)
@@ -459,6 +479,20 @@ def refresh_report(run):
               f"`minillm report --run {run}` retries", file=sys.stderr)
 
 
+def stage_numbers(stage, s):
+    """One line of a stage's key numbers, from its entry in speedrun.json."""
+    numbers = ", ".join(f"{k} {v}" for k, v in s.items()
+                        if k not in ("seconds", "skipped", "samples", "base", "sft", "policy", "policy_kl"))
+    if stage == "rlhf" and "policy" in s:          # SFT -> the peak -> the last step, without and with KL
+        numbers = "; ".join(f"{name}: true score {r['sft_true']:.3f} -> {r['peak_true']:.3f} (peak, step "
+                            f"{r['peak_step']}) -> {r['last_true']:.3f}, reward model {r['peak_rm']:.2f} -> "
+                            f"{r['last_rm']:.2f}" for name, r in ((n, s[n]) for n in ("policy", "policy_kl")))
+    if stage == "chat_evals" and "sft" in s:       # base -> SFT, the main rate of each eval
+        numbers = ", ".join(f"{k} {_pct(s['base'].get(k))} -> {_pct(s['sft'][k])}" for k in CHAT_SHOWN
+                            if k in s["sft"])
+    return numbers
+
+
 def print_summary(summary):
     st, run = summary["stages"], summary["run"]
     post = summary["settings"].get("post_training", False)
@@ -468,17 +502,8 @@ def print_summary(summary):
         if stage in POST_TRAINING and not post:
             continue
         s = st.get(stage, {})
-        numbers = ", ".join(f"{k} {v}" for k, v in s.items()
-                            if k not in ("seconds", "skipped", "samples", "base", "sft", "policy", "policy_kl"))
-        if stage == "rlhf" and "policy" in s:          # SFT -> the peak -> the last step, without and with KL
-            numbers = "; ".join(f"{name}: true score {r['sft_true']:.3f} -> {r['peak_true']:.3f} (peak, step "
-                                f"{r['peak_step']}) -> {r['last_true']:.3f}, reward model {r['peak_rm']:.2f} -> "
-                                f"{r['last_rm']:.2f}" for name, r in ((n, s[n]) for n in ("policy", "policy_kl")))
-        if stage == "chat_evals" and "sft" in s:       # base -> SFT, the main rate of each eval
-            numbers = ", ".join(f"{k} {_pct(s['base'].get(k))} -> {_pct(s['sft'][k])}" for k in CHAT_SHOWN
-                                if k in s["sft"])
         when = f"{s['seconds']:7.1f}s" if "seconds" in s else "   -    "
-        print(f"  {stage:<10} {when}  {'(skipped: done) ' if s.get('skipped') else ''}{numbers}")
+        print(f"  {stage:<10} {when}  {'(skipped: done) ' if s.get('skipped') else ''}{stage_numbers(stage, s)}")
     for sample in st.get("samples", {}).get("samples", []):
         print(f"\n  sample ({sample['finish_reason']}): {sample['prompt']}{sample['text']}")
     print(f"\noutputs: {run}/  (world/ crawl/ clean/ tokenizer.json shards/ base/ chat/ sft/ rl/ metrics.jsonl)")

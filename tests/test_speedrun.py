@@ -132,3 +132,7 @@ def test_smoke_speedrun_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(["speedrun", "--profile", "smoke"]) == 0
     assert time.perf_counter() - t < 10
     assert "(skipped: done)" in capsys.readouterr().out
+
+
+def test_every_stage_names_its_part_of_the_lecture():
+    assert set(speedrun.LECTURE) == {name for name, _ in speedrun.STAGES}
