@@ -337,7 +337,9 @@ def section_rlhf(run, summary):
                          f"{_num(rm.get('pairs'))} preference pairs; the reward model (the SFT "
                          f"transformer with a scalar head, Bradley-Terry loss) agrees with "
                          f"{_pct(rm.get('accuracy'))} of {_num(rm.get('held_out_pairs'))} held-out pairs."))
-    for name, c in (curves or {}).items():
+    for name, c in (curves if isinstance(curves, dict) else {}).items():
+        if not isinstance(c, dict):
+            continue
         evals = [h for h in c.get("history", []) if h.get("eval_true") is not None]
         if evals:
             def draw(ax, evals=evals, c=c):
@@ -403,7 +405,7 @@ def build(run):
     for section in SECTIONS:
         try:
             blocks += section(run, summary)
-        except (UserError, OSError, ValueError, KeyError, TypeError) as e:   # a damaged artifact
+        except (UserError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:   # damaged
             blocks.append(("p", f"(section {section.__name__.removeprefix('section_')}: "
                                 f"could not be read: {e})"))
     return blocks
