@@ -19,8 +19,9 @@ and learns the Bradley-Terry model P(chosen beats rejected) = sigmoid(r_c - r_r)
 head starts at 0 (every score 0, the loss log 2) and the transformer starts from the SFT
 weights, so the features of "a good answer" are learned on top of what SFT knows. The
 K answers of a prompt are scored in the same step and every one of their pairs is used
-(InstructGPT); the forward runs in micro-batches of similar length. Held-out pair accuracy: the share of held-out pairs (prompts about held-out
-entities) that the scores order as the labeller did.
+(InstructGPT); the forward runs in micro-batches of similar length. Held-out pair
+accuracy: the share of held-out pairs (prompts about held-out entities) that the scores
+order as the labeller did.
 
 Read next: policy.py (RL against this model).
 """
