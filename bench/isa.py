@@ -87,15 +87,4 @@ def describe(threads):
 
     one, total = peak(threads)
     peak_text = f"FMA peak {one:.1f} GFLOP/s per thread, {total:.0f} on {threads}" if one else "no peak (no C kernels)"
-    return (f"isa {name()} (minillm kernels: {clib.simd_level()}; {cpu_model()}); {peak_text}")
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "CPU model unknown"
+    return (f"isa {name()} (minillm kernels: {clib.simd_level()}; {clib.cpu_model()}); {peak_text}")

@@ -13,6 +13,7 @@ Read next: minillm/nn/layers.py, the first layers with their NumPy math and C ca
 import ctypes
 import importlib.util
 import os
+import platform
 import sys
 import time
 import warnings
@@ -106,6 +107,18 @@ def _cpu_flags():
     except OSError:
         pass
     return set()
+
+
+def cpu_model():
+    """This CPU's model name from /proc/cpuinfo (Linux), or what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU model unknown"
 
 
 def _load_from(directory):

@@ -18,7 +18,6 @@ import gzip
 import html
 import io
 import json
-import platform
 from pathlib import Path
 
 from minillm import clib
@@ -71,17 +70,6 @@ def _first_jsonl_gz(folder):
     return None
 
 
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 # ---- blocks ------------------------------------------------------------------------------
 # ("h", text) ("p", text) ("pre", text) ("table", header, rows) ("plot", name, png, caption)
 # ("tokens", [(text, kind), ...]) with kind "a"/"b" (alternating) or "learn-a"/"learn-b"
@@ -128,7 +116,7 @@ def header(run, summary):
     stages = summary.get("stages", {})
     rows = [[name, f"{s.get('seconds', 0):,.1f}"] for name, s in stages.items()]
     total = sum(s.get("seconds", 0) for s in stages.values())
-    machine = (f"{_cpu()}, SIMD {clib.simd_level()}, {clib.get_num_threads()} kernel threads "
+    machine = (f"{clib.cpu_model()}, SIMD {clib.simd_level()}, {clib.get_num_threads()} kernel threads "
                f"(the machine that wrote this report)")
     return [("h", f"minillm report card: {run.name}"),
             ("p", f"Profile {summary.get('profile', '?')}. Machine: {machine}. Stage times as "
