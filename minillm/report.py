@@ -71,7 +71,8 @@ def _first_jsonl_gz(folder):
 
 
 # ---- blocks ------------------------------------------------------------------------------
-# ("h", text) ("p", text) ("pre", text) ("table", header, rows) ("plot", name, png, caption)
+# ("h", text) ("p", text) ("code", where in the source) ("pre", text) ("table", header, rows)
+# ("plot", name, png, caption)
 # ("tokens", [(text, kind), ...]) with kind "a"/"b" (alternating) or "learn-a"/"learn-b"
 
 def _pct(x):
@@ -126,7 +127,8 @@ def header(run, summary):
 
 def section_internet(run, summary):
     s = summary.get("stages", {})
-    out = [("h", "1. Download and preprocess the internet")]
+    out = [("h", "1. Download and preprocess the internet"),
+           ("code", "minillm/world/, minillm/crawl/, minillm/internet/ (minillm clean)")]
     if "clean" not in s:
         return out + [("p", "The cleaning stage has not run yet.")]
     world, crawl = s.get("world", {}), s.get("crawl", {})
@@ -162,7 +164,8 @@ def section_internet(run, summary):
 
 
 def section_tokenizer(run, summary):
-    out = [("h", "2. Tokenization")]
+    out = [("h", "2. Tokenization"),
+           ("code", "minillm/tokenizer/ (minillm tokenizer), csrc/bpe*.c")]
     path = run / "tokenizer.json"
     if not path.exists():
         return out + [("p", "The tokenizer has not been trained yet.")]
@@ -184,7 +187,8 @@ def section_tokenizer(run, summary):
 
 
 def section_training(run, summary):
-    out = [("h", "3. Pre-training the base model")]
+    out = [("h", "3. Pre-training the base model"),
+           ("code", "minillm/nn/, minillm/pretrain/ (minillm pretrain), csrc/")]
     pre = summary.get("stages", {}).get("pretrain")
     config = (_json(run / "base" / "config.json") or {}).get("model")
     if not pre or not config:
@@ -211,7 +215,8 @@ def section_training(run, summary):
 
 
 def section_base(run, summary):
-    out = [("h", "4. Inference: the base model, an internet-document simulator")]
+    out = [("h", "4. Inference: the base model, an internet-document simulator"),
+           ("code", "minillm/generate/ (minillm sample), minillm/evals/ (minillm eval)")]
     evals = _json(run / "base" / "evals.json")
     if not evals:
         return out + [("p", "The base-model evals have not run yet.")]
@@ -250,7 +255,8 @@ CHAT_ROWS = (("identity", "identity: says it is minillm's assistant", "rate"),
 
 
 def section_sft(run, summary):
-    out = [("h", "5. Post-training: supervised fine-tuning (SFT)")]
+    out = [("h", "5. Post-training: supervised fine-tuning (SFT)"),
+           ("code", "minillm/chat/ (minillm sft, minillm chat eval)")]
     sft = _json(run / "sft" / "chat_evals.json")
     base = _json(run / "chat" / "base_chat_evals.json") or {}
     if not sft:
@@ -274,7 +280,8 @@ def section_sft(run, summary):
 
 
 def section_rl(run, summary):
-    out = [("h", "6. Post-training: reinforcement learning on checkable problems")]
+    out = [("h", "6. Post-training: reinforcement learning on checkable problems"),
+           ("code", "minillm/rl/ (minillm rl, minillm rl eval)")]
     runs = {name: _metrics(run, "rl", name) for name in ("rl", "rl_countdown")}   # the speedrun's
     evals = _json(run / "rl_evals.json")
     if not any(runs.values()) and not evals:
@@ -314,7 +321,8 @@ def section_rl(run, summary):
 
 
 def section_rlhf(run, summary):
-    out = [("h", "7. RLHF: a reward model, and how it gets gamed")]
+    out = [("h", "7. RLHF: a reward model, and how it gets gamed"),
+           ("code", "minillm/rlhf/ (minillm rlhf)")]
     s = summary.get("stages", {})
     rm, curves = s.get("reward_model"), _json(run / "rlhf" / "curves.json")
     if not rm and not curves:
@@ -355,7 +363,8 @@ def section_rlhf(run, summary):
 
 
 def section_arena(run, summary):
-    out = [("h", "8. Keeping track of models, and where to find them")]
+    out = [("h", "8. Keeping track of models, and where to find them"),
+           ("code", "minillm/rlhf/arena.py (minillm arena), minillm/hub/ (minillm export)")]
     arena = _json(run / "arena.json")
     if arena and arena.get("models"):
         out.append(("p", f"An arena (minillm/rlhf/arena.py): {_num(arena.get('battles'))} battles between "
@@ -407,6 +416,8 @@ def to_markdown(blocks, plot_dir):
             lines.append(("# " if block[1].startswith("minillm report") else "## ") + block[1])
         elif kind == "p":
             lines.append(block[1])
+        elif kind == "code":
+            lines.append(f"*Made by* `{block[1]}`")
         elif kind == "pre":
             lines.append("```\n" + block[1].replace("```", "'''") + "\n```")
         elif kind == "table":
@@ -431,7 +442,8 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;pa
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
 pre{background:#f5f5f5;padding:.6em;white-space:pre-wrap}.tok{line-height:1.9}
 .tok span{padding:.1em 0;white-space:pre-wrap}.a{background:#dde4f0}.b{background:#c3cde0}
-.learn-a{background:#bfe3b4}.learn-b{background:#97cf88}img{max-width:100%}"""
+.learn-a{background:#bfe3b4}.learn-b{background:#97cf88}img{max-width:100%}
+.code{color:#666;font-size:90%}"""
 
 
 def to_html(blocks):
@@ -444,6 +456,8 @@ def to_html(blocks):
             parts.append(f"<{tag}>{esc(block[1])}</{tag}>")
         elif kind == "p":
             parts.append(f"<p>{esc(block[1])}</p>")
+        elif kind == "code":
+            parts.append(f"<p class='code'>Made by <code>{esc(block[1])}</code></p>")
         elif kind == "pre":
             parts.append(f"<pre>{esc(block[1])}</pre>")
         elif kind == "table":
