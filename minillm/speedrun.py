@@ -400,7 +400,8 @@ CHAT_FILES = ("probe.jsonl", "search.npz", "conversations.jsonl", "base_chat_eva
 PARTS = {"world": store.OUTPUT, "crawl": pages.OUTPUT, "clean": pipeline.OUTPUT,
          "shards": shards.OUTPUT, "base": checkpoint.OUTPUT}
 OUTPUT = Output("speedrun", ("speedrun.json", "tokenizer.json", "metrics.jsonl", "rl_evals.json", "arena.json",
-                            "arena.md", "rlhf/pairs.jsonl", "rlhf/curves.json") + tuple(
+                            "arena.md", "rlhf/pairs.jsonl", "rlhf/curves.json", "report.md", "report.html",
+                            "report/*.png") + tuple(
     f"rlhf/{sub}/{name}" for sub in RLHF_CHECKPOINTS for name in sorted(chat_sft.CHECKPOINT_FILES)) + tuple(
     f"{sub}/{name}" for sub, out in PARTS.items() for name in out.files + (MARKER,)) + tuple(
     f"chat/{name}" for name in CHAT_FILES) + tuple(
