@@ -14,6 +14,7 @@ Read next: minillm/world/cli.py, the first stage.
 """
 import argparse
 import importlib
+import os
 import sys
 
 import numpy as np
@@ -139,6 +140,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\nminillm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:      # `minillm info | head -3`: the reader has left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # (no error at exit)
+        return 141
     return result if isinstance(result, int) else 0
 
 

@@ -1,5 +1,8 @@
 """The top-level command table (minillm/cli.py): every command and sub-subcommand explains
-itself in its --help."""
+itself in its --help, and a reader that leaves early costs no traceback."""
+import subprocess
+import sys
+
 import pytest
 
 from minillm.cli import COMMANDS, main
@@ -22,3 +25,9 @@ def test_every_subcommand_has_a_description(command, sub, capsys):
         main([command, sub, "-h"])
     usage, _, rest = capsys.readouterr().out.partition("\n\n")
     assert rest.strip() and not rest.lstrip().startswith(("options:", "positional")), rest[:200]
+
+
+def test_output_cut_short_by_a_pipe_is_not_a_traceback():
+    res = subprocess.run(f"'{sys.executable}' -m minillm -h >/dev/null; '{sys.executable}' -m minillm "
+                         f"info | head -1", shell=True, capture_output=True, text=True)
+    assert res.stdout.startswith("minillm ") and "Traceback" not in res.stderr, res.stderr
