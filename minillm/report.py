@@ -236,9 +236,15 @@ def section_base(run, summary):
                          f"{_pct(e['verbatim_seen_many'])} for documents seen many times, "
                          f"{_pct(e.get('verbatim_seen_once'))} once, {_pct(e.get('verbatim_never_seen'))} never. "
                          f"Few-shot: {_pct(e.get('few_shot_0'))} zero-shot, {_pct(e.get('few_shot_3'))} with 3 examples."))
-    for sample in (_json(run / "base" / "samples.json") or [])[:2]:
+    samples = _json(run / "base" / "samples.json") or []
+    if samples and "checked" in samples[0]:
+        right, wrong = (sum(x.get(k, 0) for x in samples) for k in ("facts_right", "facts_wrong"))
+        out.append(("p", f"Samples, each stated fact checked against the world's fact table "
+                         f"(minillm/evals/factcheck.py): {right} right, {wrong} wrong (hallucinated) "
+                         f"in {len(samples)} samples."))
+    for sample in samples[:3]:
         out += [("p", f"Prompt: {sample.get('prompt')!r}; the model continues:"),
-                ("pre", sample.get("text", "")[:400])]
+                ("pre", sample.get("checked", sample.get("text", ""))[:500])]
     return out
 
 

@@ -24,6 +24,8 @@ import json
 import sys
 import time
 
+import numpy as np
+
 from minillm import clib
 from minillm.chat import sft as chat_sft
 from minillm.chat.data import IDENTITY, DataConfig, fitting, generate_conversations, write_conversations
@@ -38,12 +40,14 @@ from minillm.common import (
     thread_count, write_json)
 from minillm.crawl import pages
 from minillm.crawl.pages import crawl
+from minillm.evals import factcheck
 from minillm.evals.base import context_for, format_table, run_evals
 from minillm.generate.engine import Engine
 from minillm.internet import pipeline, score
 from minillm.internet.pipeline import clean
-from minillm.nn import checkpoint
+from minillm.nn import checkpoint, gpt
 from minillm.nn.gpt import GPTConfig, num_params
+from minillm.nn.optim import AdamW
 from minillm.pretrain import shards
 from minillm.pretrain.shards import write_token_shards
 from minillm.pretrain.train import TrainConfig, train
@@ -56,7 +60,7 @@ from minillm.rlhf.arena import format_table as arena_table
 from minillm.rlhf.labeller import Labeller
 from minillm.rlhf.policy import RLHFConfig, rlhf
 from minillm.rlhf.reward_model import RMConfig, make_reward_model
-from minillm.tokenizer.bpe import Tokenizer
+from minillm.tokenizer.bpe import GPT2_DIGITS_PATTERN, Tokenizer
 from minillm.tokenizer.train import train_tokenizer
 from minillm.world import store
 from minillm.world.world import World
@@ -77,6 +81,8 @@ PROFILES = {
         "rm_prompts": 16, "rm_held_out": 8, "rm_k": 3, "rlhf_steps": 4, "rlhf_prompts": 2, "rlhf_group": 3,
         "rlhf_lr": 1e-4, "rlhf_beta": 0.1, "rlhf_eval_every": 2, "rlhf_eval_prompts": 4, "rlhf_max_tokens": 24,
         "arena_prompts": 4,
+        # --minutes: what the other stages took beside pretraining at that training speed
+        "reference": {"tokens_per_s": 50000, "other_seconds": 12, "pretrain_overhead": 1.2},
     },
     "default": {
         "world": "default", "world_seed": 0, "crawl_shards": 8, "workers": 2,
@@ -84,7 +90,7 @@ PROFILES = {
         # context (a rare name into a search query, a number into the calculator) is one map
         # for every token; measured on this profile against untied: val loss 0.564 vs 0.622,
         # the second half of a rare name copied 57% vs 25%, 1.06M fewer parameters
-        "vocab_size": 4096, "depth": 4, "n_embd": 256, "context_len": 256, "tie_embeddings": True,
+        "vocab_size": 4096, "split": "gpt4", "depth": 4, "n_embd": 256, "context_len": 256, "tie_embeddings": True,
         "batch_size": 16, "steps": 1200, "lr": 2e-3, "warmup": 100,
         "eval_limit": 200, "samples": 4, "sample_tokens": 80,
         # post-training: 2 epochs of 12,000 conversations (SFT ~11 min on 2 AVX2 cores)
@@ -102,8 +108,18 @@ PROFILES = {
         "rm_prompts": 384, "rm_held_out": 128, "rm_k": 4, "rlhf_steps": 30, "rlhf_prompts": 8, "rlhf_group": 4,
         "rlhf_lr": 2e-4, "rlhf_beta": 0.3, "rlhf_eval_every": 2, "rlhf_eval_prompts": 48, "rlhf_max_tokens": 64,
         "arena_prompts": 60,
+        # --minutes: the default run's stages other than pretraining took other_seconds on a
+        # machine that trained this model at tokens_per_s (evals and checkpoints add
+        # pretrain_overhead to the training steps' time)
+        "reference": {"tokens_per_s": 4354, "other_seconds": 1102, "pretrain_overhead": 1.035},
     },
 }
+
+
+# the tokenizer's split pattern: GPT-4's cuts numbers into runs of up to 3 digits ("4821" ->
+# "482" "1"); "digits" cuts every digit out (as Llama 2 and DeepSeek do), so arithmetic and
+# copying a number work on 10 tokens instead of 1,110
+SPLITS = {"gpt4": "gpt4", "digits": GPT2_DIGITS_PATTERN}
 
 
 def model_config(profile, vocab_size):
@@ -135,7 +151,8 @@ def stage_clean(run, p):
 
 
 def stage_tokenizer(run, p):
-    tok = train_tokenizer(sorted((run / "clean").glob("*.jsonl.gz")), p["vocab_size"])
+    pattern = SPLITS[p.get("split", "gpt4")]
+    tok = train_tokenizer(sorted((run / "clean").glob("*.jsonl.gz")), p["vocab_size"], pattern)
     tok.save(run / "tokenizer.json")
     return {"vocab_size": tok.vocab_size}
 
@@ -145,6 +162,11 @@ def stage_shards(run, p):
     return {"documents": docs, "tokens": tokens}
 
 
+# the validation loss, one definition everywhere (the trainer's evals, its final number and
+# the base-model evals): the mean over the first VAL_BATCHES x 16 windows of the held-out split
+VAL_BATCHES = 8
+
+
 def stage_pretrain(run, p):
     base = run / "base"
     cfg = TrainConfig(data=str(run / "shards"), out=str(base), tokenizer=str(run / "tokenizer.json"),
@@ -152,7 +174,9 @@ def stage_pretrain(run, p):
                       tie_embeddings=p.get("tie_embeddings"),
                       context_len=p["context_len"], batch_size=p["batch_size"], steps=p["steps"],
                       lr=p["lr"], warmup=p["warmup"], eval_every=max(1, p["steps"] // 4),
-                      ckpt_every=max(1, p["steps"] // 4), log_every=10, final_eval_batches=0)
+                      eval_batches=VAL_BATCHES, final_eval_batches=VAL_BATCHES,
+                      sample_prompt=SAMPLE_PROMPTS[1].format(**famous(World.load(run / "world"))),
+                      ckpt_every=max(1, p["steps"] // 4), log_every=10)
     if (base / "trainer_state.json").exists():
         cfg.resume = str(base)
     r = train(cfg)
@@ -189,20 +213,41 @@ SAMPLE_PROMPTS = ["Once upon a time", "{person} was born in", "The capital of {c
                   "{city} is a city"]
 
 
+def famous(world):
+    """{"person": name, "country": name, "city": name}: the most written-about of each."""
+    out = {"person": "Ana", "country": "Velmar", "city": "Tarsk"}
+    for t in out:
+        ents = [e for e in world.entities.values() if e.type == t]
+        if ents:
+            out[t] = max(ents, key=lambda e: world.exposure[e.id]).name
+    return out
+
+
 def stage_samples(run, p):
     world = World.load(run / "world")
-    famous = {}
-    for e in sorted(world.entities.values(), key=lambda e: -world.exposure[e.id]):
-        famous.setdefault(e.type, e.name)
-    prompts = [t.format(person=famous.get("person", "Ana"), country=famous.get("country", "Velmar"),
-                        city=famous.get("city", "Tarsk")) for t in SAMPLE_PROMPTS][:p["samples"]]
+    prompts = [t.format(**famous(world)) for t in SAMPLE_PROMPTS][:p["samples"]]
     engine = Engine.from_checkpoint(run / "base")
     completions = engine.generate(prompts, temperature=0.8, top_k=50, seed=0,
                                   max_tokens=p["sample_tokens"], stop=[engine.bos_id])
-    samples = [{"prompt": q, "text": c.text, "finish_reason": c.finish_reason}
-               for q, c in zip(prompts, completions)]
+    samples = []
+    for q, c in zip(prompts, completions):       # every stated fact checked against the world
+        claims = factcheck.check(world, q + c.text, start=len(q))
+        right, wrong = factcheck.tally(claims)
+        samples.append({"prompt": q, "text": c.text, "finish_reason": c.finish_reason, "facts_right": right,
+                        "facts_wrong": wrong, "checked": factcheck.marked(q + c.text, claims)[len(q):]})
     write_json(run / "base" / "samples.json", samples)
-    return {"samples": samples}
+    for sample in samples:
+        print(f"\n{_sample_text(sample)}", file=sys.stderr)
+    return {"facts_right": sum(x["facts_right"] for x in samples),
+            "facts_wrong": sum(x["facts_wrong"] for x in samples), "samples": samples}
+
+
+def _sample_text(sample):
+    """A base-model sample for the console: the prompt, a visible seam, the continuation
+    with its facts checked."""
+    return (f"  [prompt] {sample['prompt']} [the model:]{sample.get('checked', sample['text'])}\n"
+            f"  ({sample.get('facts_right', 0)} stated facts right, {sample.get('facts_wrong', 0)} wrong; "
+            f"{sample['finish_reason']})")
 
 
 # ---- post-training: what the base model knows -> conversations -> SFT -> chat evals ------
@@ -424,12 +469,22 @@ def done(run, stage, p):
 
 # ---- the driver -------------------------------------------------------------------------
 
-def speedrun(profile="default", name=None, fresh=False, threads=None):
-    """Run (or resume) every stage; returns the summary dict (also runs/<name>/speedrun.json)."""
+def speedrun(profile="default", name=None, fresh=False, threads=None, start=None, only=None, minutes=None):
+    """Run (or resume) every stage; returns the summary dict (also runs/<name>/speedrun.json).
+
+    start: redo this stage and every later one (--from); only: redo just this stage (--only);
+    minutes: size pretraining to a time budget (--minutes; the run is runs/<profile>-<N>min)."""
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     p = PROFILES[profile]
-    run = runs_dir() / (name or profile)
+    names = [stage for stage, _ in STAGES if p["post_training"] or stage not in POST_TRAINING]
+    for flag, stage in (("--from", start), ("--only", only)):
+        if stage is not None and stage not in names:
+            raise UserError(f"{flag} {stage}: no such stage in the {profile} profile; the stages are {', '.join(names)}")
+    if start and only:
+        raise UserError("--from and --only do not go together: --from redoes a stage and all after it, "
+                        "--only redoes one")
+    run = runs_dir() / (name or (f"{profile}-{minutes:g}min" if minutes else profile))
     prepare_dir(run, OUTPUT, force=fresh, out_flag="--name")   # resumes; --force starts afresh
     if threads:
         clib.set_num_threads(threads)
@@ -437,23 +492,26 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
     summary = read_json(summary_path, "speedrun summary") if summary_path.exists() else {}
     if summary.get("profile") not in (None, profile):
         raise UserError(f"{run} was made with profile {summary['profile']!r}; use --name or --force")
+    p = with_budget(p, minutes, summary, run)
     summary.update(profile=profile, settings=p, run=str(run))
     stages = summary.setdefault("stages", {})
     t_all, rerun = time.perf_counter(), False
     for stage, run_stage in STAGES:
-        if stage in POST_TRAINING and not p["post_training"]:
+        if stage not in names:
             continue
-        if not rerun and done(run, stage, p):
+        if only and stage != only:
+            if names.index(stage) < names.index(only) and not done(run, stage, p):
+                raise UserError(f"--only {only} needs the stages before it done, and {stage} is not: "
+                                f"run `minillm speedrun` (it resumes) or --from {stage}")
+            continue
+        if stage in (start, only):
+            rerun = True
+        elif not rerun and done(run, stage, p):
             stages.setdefault(stage, {})["skipped"] = True
             print(f"[speedrun] {stage}: done already, skipped", file=sys.stderr)
             continue
-        if rerun and stage == "pretrain" and (run / "base").exists():
-            remove_output(run / "base", checkpoint.OUTPUT)   # trained on data just replaced
-        if rerun and stage == "sft":                     # from a base or data just replaced: start again
-            for name in ("trainer_state.json", "chat_evals.json"):
-                (run / "sft" / name).unlink(missing_ok=True)
-        if rerun and stage in ("rl", "rl_countdown"):    # from an SFT model just replaced
-            (run / stage / "trainer_state.json").unlink(missing_ok=True)
+        if rerun:
+            forget(run, stage)
         rerun = True                      # every later stage depends on this one's output
         print(f"\n[speedrun] {stage}: {LECTURE[stage]} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
@@ -463,11 +521,93 @@ def speedrun(profile="default", name=None, fresh=False, threads=None):
               f"{stage_numbers(stage, stages[stage])}", file=sys.stderr, flush=True)
         write_json(summary_path, summary)
         refresh_report(run)
+    if only and only != names[-1]:
+        print(f"[speedrun] the stages after {only} still hold what they made from its old output; "
+              f"`minillm speedrun --from {only}` redoes them too", file=sys.stderr)
     summary["seconds_this_call"] = round(time.perf_counter() - t_all, 1)
     summary["seconds_total"] = round(sum(s.get("seconds", 0) for s in stages.values()), 1)
     write_json(summary_path, summary)
     refresh_report(run)
     return summary
+
+
+def forget(run, stage):
+    """Before a stage is redone: drop what would make it resume instead of start again."""
+    if stage == "pretrain" and (run / "base").exists():
+        remove_output(run / "base", checkpoint.OUTPUT)   # trained on data just replaced
+    if stage == "sft":                                   # from a base or data just replaced
+        for name in ("trainer_state.json", "chat_evals.json"):
+            (run / "sft" / name).unlink(missing_ok=True)
+    if stage in ("rl", "rl_countdown"):                  # from an SFT model just replaced
+        (run / stage / "trainer_state.json").unlink(missing_ok=True)
+
+
+# ---- --minutes: a time budget ------------------------------------------------------------
+
+def with_budget(p, minutes, summary, run):
+    """The profile with its pretraining steps sized to `minutes` of wall time (or p itself).
+
+    The throughput of this machine is measured on the profile's model (a few training
+    steps on random tokens); the other stages are assumed to take what they took in the
+    profile's reference run, scaled by the same speed ratio. A budget is decided once per
+    run: resuming reuses it."""
+    made = summary.get("budget")
+    if minutes is None:
+        if made:
+            raise UserError(f"{run} was made with a {made['minutes']:g}-minute budget: pass --minutes "
+                            f"{made['minutes']:g} to resume it, or --force to start again")
+        return p
+    if minutes <= 0:
+        raise UserError(f"--minutes must be positive, got {minutes:g}")
+    if summary.get("stages") and not made:
+        raise UserError(f"{run} was made without a budget; use --name for a budgeted run or --force")
+    if made and made["minutes"] != minutes:
+        raise UserError(f"{run} was made with a {made['minutes']:g}-minute budget, not {minutes:g}; "
+                        "use --name or --force")
+    if not made:
+        tokens_per_s = measure_throughput(p)
+        steps, other = plan_budget(p, minutes, tokens_per_s)
+        made = {"minutes": minutes, "tokens_per_s": round(tokens_per_s), "steps": steps,
+                "other_minutes": round(other / 60, 1)}
+        summary["budget"] = made
+    print(f"[speedrun] budget {minutes:g} min: this machine does {made['tokens_per_s']:,} tokens/s on this "
+          f"model; the other stages take ~{made['other_minutes']:g} min, so pretraining gets {made['steps']:,} "
+          f"steps (the {p['steps']:,} of the fixed profile take "
+          f"~{p['steps'] * p['batch_size'] * p['context_len'] / made['tokens_per_s'] / 60:.0f} min here)",
+          file=sys.stderr, flush=True)
+    return dict(p, steps=made["steps"], warmup=min(p["warmup"], made["steps"] // 10))
+
+
+def plan_budget(p, minutes, tokens_per_s):
+    """(pretraining steps, seconds for everything else) that fit `minutes` at tokens_per_s."""
+    ref = p["reference"]
+    other = ref["other_seconds"] * ref["tokens_per_s"] / tokens_per_s
+    step_seconds = p["batch_size"] * p["context_len"] / tokens_per_s * ref["pretrain_overhead"]
+    steps = int((minutes * 60 - other) / step_seconds)
+    least = max(50, p["steps"] // 10)
+    if steps < least:
+        need = (other + least * step_seconds) / 60
+        raise UserError(f"{minutes:g} minutes is too short for the {p.get('world')} profile on this machine "
+                        f"(the stages besides pretraining take ~{other / 60:.0f} min): give at least {need:.0f}")
+    return steps, other
+
+
+def measure_throughput(p, steps=3):
+    """Training tokens/s of the profile's model on this machine: a few forward + backward +
+    AdamW steps on random tokens, after one to warm up."""
+    config = model_config(p, p["vocab_size"])
+    params = gpt.init_params(config, seed=0)
+    opt = AdamW(params)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, config.vocab_size, (p["batch_size"], config.context_len))   # (B, T)
+    y = rng.integers(0, config.vocab_size, x.shape)
+    t = 0.0
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        loss, cache = gpt.forward(params, config, x, y)
+        opt.step(0.0, grads=gpt.backward(cache), loss=loss)
+        t = t + time.perf_counter() - t0 if i else 0.0
+    return steps * x.size / t
 
 
 def refresh_report(run):
@@ -506,7 +646,7 @@ def print_summary(summary):
         when = f"{s['seconds']:7.1f}s" if "seconds" in s else "   -    "
         print(f"  {stage:<10} {when}  {'(skipped: done) ' if s.get('skipped') else ''}{stage_numbers(stage, s)}")
     for sample in st.get("samples", {}).get("samples", []):
-        print(f"\n  sample ({sample['finish_reason']}): {sample['prompt']}{sample['text']}")
+        print(f"\n{_sample_text(sample)}")
     print(f"\noutputs: {run}/  (world/ crawl/ clean/ tokenizer.json shards/ base/ chat/ sft/ rl/ metrics.jsonl)")
     print(f"  checkpoint {run}/base   evals {run}/base/evals.json   summary {run}/speedrun.json")
     print(f"  report card {run}/report.html (one file, plots inside) and {run}/report.md")
@@ -534,9 +674,15 @@ def add_arguments(parser):
     parser.add_argument("--force", "--fresh", dest="fresh", action="store_true",
                         help="start the run again: " + FORCE_HELP)
     parser.add_argument("--threads", type=thread_count, help="kernel threads (default all cores)")
+    parser.add_argument("--from", dest="start", metavar="STAGE",
+                        help="redo this stage and every one after it (the stages: " + ", ".join(s for s, _ in STAGES) + ")")
+    parser.add_argument("--only", metavar="STAGE", help="redo just this stage (the ones before it must be done)")
+    parser.add_argument("--minutes", type=float, metavar="N",
+                        help="a time budget: measure this machine's training speed and size pretraining to "
+                             "finish in about N minutes (run directory runs/<profile>-<N>min)")
 
 
 def run(args):
-    summary = speedrun(args.profile, args.name, args.fresh, args.threads)
+    summary = speedrun(args.profile, args.name, args.fresh, args.threads, args.start, args.only, args.minutes)
     print_summary(summary)
     return 0

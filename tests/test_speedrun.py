@@ -4,11 +4,16 @@
     python -m pytest tests/test_speedrun.py -m "slow or not slow"
 """
 import json
+import os
+import signal
 import time
 
+import numpy as np
 import pytest
 
 from minillm import speedrun
+from minillm.nn.checkpoint import load_checkpoint
+from minillm.pretrain import shards
 from minillm.cli import main
 from minillm.common import UserError, write_json
 
@@ -82,6 +87,54 @@ def test_profile_mismatch_and_unknown_profile(fake_stages):
         speedrun.speedrun("huge")
 
 
+def test_from_redoes_a_stage_and_all_after_it(fake_stages):
+    ran, root = fake_stages
+    speedrun.speedrun("smoke")
+    ran.clear()
+    speedrun.speedrun("smoke", start="sft")
+    assert ran == NAMES[NAMES.index("sft"):]
+
+
+def test_only_redoes_one_stage_and_needs_the_ones_before(fake_stages):
+    ran, root = fake_stages
+    speedrun.speedrun("smoke")
+    ran.clear()
+    speedrun.speedrun("smoke", only="sft")
+    assert ran == ["sft"]
+    (root / "smoke" / "chat" / "conversations.jsonl").unlink()          # chat_data not done any more
+    with pytest.raises(UserError, match="--only rl needs .* chat_data is not"):
+        speedrun.speedrun("smoke", only="rl")
+    with pytest.raises(UserError, match="no such stage .* the stages are world, crawl"):
+        speedrun.speedrun("smoke", start="sftt")
+    with pytest.raises(UserError, match="do not go together"):
+        speedrun.speedrun("smoke", start="sft", only="rl")
+
+
+def test_a_budget_sizes_pretraining_once_per_run(fake_stages, monkeypatch):
+    ran, root = fake_stages
+    monkeypatch.setattr(speedrun, "measure_throughput", lambda p: 25_000.0)
+    p = speedrun.PROFILES["smoke"]
+    steps, other = speedrun.plan_budget(p, 2, 25_000.0)
+    ref = p["reference"]
+    assert other == pytest.approx(ref["other_seconds"] * ref["tokens_per_s"] / 25_000)
+    step_s = p["batch_size"] * p["context_len"] / 25_000 * ref["pretrain_overhead"]
+    assert steps == int((120 - other) / step_s)
+    assert speedrun.plan_budget(p, 4, 25_000.0)[0] > steps                   # more time, more steps
+    summary = speedrun.speedrun("smoke", minutes=2)
+    assert summary["run"] == str(root / "smoke-2min")
+    assert summary["budget"]["steps"] == steps and summary["settings"]["steps"] == steps
+    assert json.loads((root / "smoke-2min" / "base" / "trainer_state.json").read_text())["step"] == steps
+    monkeypatch.setattr(speedrun, "measure_throughput", lambda p: 1.0)      # resuming: not measured again
+    ran.clear()
+    assert speedrun.speedrun("smoke", minutes=2)["budget"]["steps"] == steps and ran == []
+    with pytest.raises(UserError, match="2-minute budget: pass --minutes 2"):
+        speedrun.speedrun("smoke", name="smoke-2min")
+    with pytest.raises(UserError, match="not 3"):
+        speedrun.speedrun("smoke", name="smoke-2min", minutes=3)
+    with pytest.raises(UserError, match="too short .* give at least"):
+        speedrun.speedrun("smoke", name="tiny", minutes=0.1)
+
+
 def test_default_model_shape():
     config = speedrun.model_config(speedrun.PROFILES["default"], 2048)
     assert (config.n_layer, config.n_embd, config.context_len) == (
@@ -136,3 +189,35 @@ def test_smoke_speedrun_end_to_end(tmp_path, monkeypatch, capsys):
 
 def test_every_stage_names_its_part_of_the_lecture():
     assert set(speedrun.LECTURE) == {name for name, _ in speedrun.STAGES}
+
+
+@pytest.mark.slow
+def test_an_interrupted_speedrun_resumes_to_the_same_result(tmp_path, monkeypatch):
+    """Ctrl-C during pretraining (a real SIGINT, at the 25th training batch), then the same
+    command again: every stage's numbers and the base model's weights equal an
+    uninterrupted run's."""
+    monkeypatch.setenv("MINILLM_RUNS", str(tmp_path))
+    speedrun.speedrun("smoke", name="straight", threads=1)
+    calls, real_next = [], shards.BatchLoader.next_batch
+
+    def next_batch(loader):
+        if loader.split == "train":
+            calls.append(1)
+            if len(calls) == 25:
+                os.kill(os.getpid(), signal.SIGINT)     # the loop finishes this step, then stops
+        return real_next(loader)
+
+    monkeypatch.setattr(shards.BatchLoader, "next_batch", next_batch)
+    with pytest.raises(KeyboardInterrupt):
+        speedrun.speedrun("smoke", name="resumed", threads=1)
+    assert json.loads((tmp_path / "resumed" / "base" / "trainer_state.json").read_text())["step"] == 25
+    monkeypatch.setattr(shards.BatchLoader, "next_batch", real_next)
+    speedrun.speedrun("smoke", name="resumed", threads=1)
+    a, b = (json.loads((tmp_path / n / "speedrun.json").read_text())["stages"] for n in ("straight", "resumed"))
+
+    def numbers(d):                                     # everything but timings
+        return {k: numbers(v) if isinstance(v, dict) else v for k, v in d.items()
+                if k not in ("seconds", "skipped", "tokens_per_s", "seconds_data", "seconds_training")}
+    assert numbers(b) == numbers(a)
+    wa, wb = (load_checkpoint(tmp_path / n / "base")[1] for n in ("straight", "resumed"))
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)

@@ -78,8 +78,10 @@ def _sample(items, k, seed):
 
 # ---- validation loss and bits per byte --------------------------------------------------
 
-def eval_val_loss(ctx, max_batches=16, batch_size=8):
-    """Mean loss over the validation windows, and bits per byte over their ordinary tokens.
+def eval_val_loss(ctx, max_batches=8, batch_size=16):
+    """Mean loss over the first max_batches x batch_size validation windows (the speedrun's
+    trainer measures the same windows, so both print one number), and bits per byte over
+    their ordinary tokens.
 
     bits per byte = sum of -log2 p(token) / sum of the token's UTF-8 bytes, over targets
     that are not special tokens: comparable across tokenizers (a token-level loss is not).

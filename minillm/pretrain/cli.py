@@ -64,6 +64,7 @@ def add_arguments(parser):
     g.add_argument("--eval-batches", type=non_negative_int, help="batches per validation loss (default 20)")
     g.add_argument("--final-eval-batches", type=non_negative_int,
                    help="batches for the last validation loss, 0 = whole split (default: --eval-batches)")
+    g.add_argument("--sample-prompt", help="at each validation, print a short sample continuing this prompt")
     g.add_argument("--ckpt-every", type=non_negative_int, help="steps between checkpoints (default 1000)")
     g.add_argument("--log-every", type=positive_int, help="steps between metrics.jsonl lines (default 1)")
     g.add_argument("--metrics", help="metrics file (default runs/<name>/metrics.jsonl)")

@@ -34,6 +34,7 @@ from minillm.nn.optim import SCHEDULES, AdamW
 from minillm.pretrain.shards import BatchLoader
 
 MAX_SKIPPED_IN_A_ROW = 5     # non-finite steps in a row: the run has diverged, stop with an error
+SAMPLE_TOKENS = 32          # tokens of the sample printed at each evaluation (sample_prompt)
 CLOCK = ("data", "forward", "backward", "optimizer", "eval", "checkpoint", "metrics")
 
 
@@ -138,6 +139,11 @@ def train_loop(s):
                     rec["val_loss"] = s.val_losses[s.step] = evaluate(s, n)
                 bar.write(f"step {s.step}: train loss {loss:.4f}, val loss {rec['val_loss']:.4f}",
                           file=sys.stderr)
+                if cfg.sample_prompt and s.tokenizer is not None:
+                    with timed(clock, "eval"):
+                        rec["sample"] = sample(s, cfg.sample_prompt)
+                    bar.write(f"  sample at step {s.step}: [prompt] {cfg.sample_prompt} [the model:]"
+                              f"{rec['sample']!r}", file=sys.stderr)
             with timed(clock, "metrics"):
                 if last or "val_loss" in rec or s.step % max(1, cfg.log_every) == 0:
                     append_jsonl(s.metrics, rec)
@@ -173,6 +179,22 @@ def evaluate(s, batches=0):
         loss, _ = gpt.forward(s.params, s.model, x, y, grad=False)
         total += float(loss)
     return total / n
+
+
+def sample(s, prompt, n=SAMPLE_TOKENS, temperature=0.8):
+    """n tokens sampled after <|bos|> prompt, seeded by the step, as text: what the model
+    writes at this point of training. No KV cache (a few dozen short forwards)."""
+    tok = s.tokenizer
+    bos = tok.special_tokens.get("<|bos|>")
+    ids = ([] if bos is None else [bos]) + tok.encode_ordinary(prompt)
+    start, rng = len(ids), np.random.default_rng([s.config.seed, s.step])
+    for _ in range(n):
+        x = np.array([ids[-s.model.context_len:]], np.int64)                    # (1, L)
+        logits, _ = gpt.forward(s.params, s.model, x, grad=False)              # (1, L, V)
+        z = logits[0, -1].astype(np.float64) / temperature
+        p = np.exp(z - z.max())
+        ids.append(int(rng.choice(len(p), p=p / p.sum())))
+    return tok.decode(ids[start:])
 
 
 def save(s):

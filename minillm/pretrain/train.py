@@ -35,6 +35,7 @@ from minillm.tokenizer.bpe import Tokenizer
 MODEL_FLAGS = ("n_layer", "n_head", "n_kv_head", "n_embd", "hidden_dim", "tie_embeddings")
 # what --resume may change; every other setting must match the checkpoint's
 RESUME_MAY_CHANGE = {"steps", "tokens", "eval_every", "eval_batches", "final_eval_batches", "ckpt_every", "log_every",
+                     "sample_prompt",
                      "threads", "progress", "out", "metrics", "resume", "data", "tokenizer"}
 
 
@@ -69,6 +70,8 @@ class TrainConfig:
     eval_batches: int = 20           # batches per validation loss (0: the whole split)
     final_eval_batches: int = None   # batches for the final validation loss (default
                                      # eval_batches; 0: the whole validation split)
+    sample_prompt: str = None        # at every evaluation, print and log a short sample of
+                                     # this prompt's continuation (gibberish turning into text)
     ckpt_every: int = 1000           # steps between checkpoints (0: only at the end)
     log_every: int = 1               # steps between metrics.jsonl lines
     seed: int = 0
