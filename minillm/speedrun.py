@@ -25,6 +25,7 @@ import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from minillm import clib
 from minillm.chat import sft as chat_sft
@@ -131,12 +132,12 @@ def model_config(profile, vocab_size):
 # ---- the stages: each returns its key numbers; done(run) says whether it can be skipped --
 
 def stage_world(run, p):
-    stats = World.build(seed=p["world_seed"], size=p["world"]).save(run / "world")
+    stats = World.build(seed=p["world_seed"], size=p["world"]).save(run / "world", progress=True)
     return {"documents": stats.get("documents"), "entities": stats["entities"], "facts": stats["facts"]}
 
 
 def stage_crawl(run, p):
-    s = crawl(World.load(run / "world"), run / "crawl", p["crawl_shards"], seed=p["world_seed"], progress=False)
+    s = crawl(World.load(run / "world"), run / "crawl", p["crawl_shards"], seed=p["world_seed"], progress=True)
     return {"pages": s["pages"], "warc_mb": round(s["warc_bytes"] / 1e6, 2)}
 
 
@@ -255,7 +256,11 @@ def _sample_text(sample):
 def stage_probe(run, p):
     engine = Engine.from_checkpoint(run / "base")
     config = ProbeConfig(k=p["probe_k"], limit=p["probe_limit"])
-    records = probe_facts(engine, World.load(run / "world"), config)
+    with tqdm(desc="probe", unit="fact", file=sys.stderr) as bar:
+        def tick(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+        records = probe_facts(engine, World.load(run / "world"), config, progress=tick)
     write_probe(records, run / "chat" / "probe.jsonl")
     return {"facts": len(records), **{f"known_{b}": round(k, 4) for b, _, k, _ in probe_summary(records)}}
 
@@ -283,7 +288,7 @@ def stage_sft(run, p):
     resume = (out / "trainer_state.json").exists()
     config = chat_sft.SFTConfig(ckpt=str(run / "base"), out=str(out), data=str(run / "chat" / "conversations.jsonl"),
                                 steps=p["sft_steps"], batch_size=p["sft_batch"], lr=p["sft_lr"],
-                                eval_every=max(1, p["sft_steps"] // 4), log_every=10, progress=False,
+                                eval_every=max(1, p["sft_steps"] // 4), log_every=10, progress=True,
                                 resume=resume, force=out.exists() and not resume)
     r = chat_sft.sft(config)
     if r.interrupted:
@@ -313,7 +318,7 @@ def _rl(run, p, task, sub):
                       steps=p[f"{sub}_steps"], prompts=p["rl_prompts"], group=p["rl_group"], lr=p[f"{sub}_lr"],
                       temperature=p[f"{sub}_temperature"],
                       max_tokens=p["rl_max_tokens"], eval_every=max(1, p[f"{sub}_steps"] // 5),
-                      eval_prompts=p["rl_eval_prompts"], k=p["rl_k"], progress=False,
+                      eval_prompts=p["rl_eval_prompts"], k=p["rl_k"], progress=True,
                       resume=resume, force=out.exists() and not resume)
     r = rl(config)
     if r["interrupted"]:
@@ -368,7 +373,7 @@ def stage_rlhf(run, p):
                          metrics=str(run / "metrics.jsonl"), steps=p["rlhf_steps"], prompts=p["rlhf_prompts"],
                          group=p["rlhf_group"], max_tokens=p["rlhf_max_tokens"], lr=p["rlhf_lr"], beta=beta,
                          eval_every=p["rlhf_eval_every"], eval_prompts=p["rlhf_eval_prompts"], hack=True,
-                         force=True, progress=False)
+                         force=True, progress=True)
         r = rlhf(cfg)
         evals = [h for h in r["history"] if "eval_true" in h]
         out[name] = {"beta": beta, "sft_true": evals[0]["eval_true"], "peak_step": r["peak"]["step"],
