@@ -92,6 +92,8 @@ COMMANDS = {
                "export a checkpoint to GGUF, Hugging Face or llama2.c"),
     "import": ("minillm.hub.cli", "add_import_arguments", "run_import",
                "import a Hugging Face Llama checkpoint"),
+    "exercise": ("minillm.exercises.cli", "add_arguments", "run",
+                 "learn a stage by rebuilding it: list, start, check, hint, solution"),
 }
 
 

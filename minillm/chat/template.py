@@ -193,6 +193,7 @@ def _segments(conversation, tokenizer):
             system = ""
             segments.append((ids, [0] * len(ids)))
             continue
+        # exercise: chat_mask
         parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
         ids, mask = [sp["<|assistant_start|>"]], [0]
         for part in parts:
@@ -207,6 +208,7 @@ def _segments(conversation, tokenizer):
         ids.append(sp["<|assistant_end|>"])
         mask.append(1)
         segments.append((ids, mask))
+        # end exercise
     return segments
 
 

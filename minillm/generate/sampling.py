@@ -77,10 +77,12 @@ def candidates(logits, params):
     zk = np.take_along_axis(zk, order, axis=1)                          # (B, K)
     p = np.exp(zk - zk[:, :1])                                          # (B, K)
     p /= p.sum(axis=1, keepdims=True)
+    # exercise: top_p
     if params.top_p is not None and params.top_p < 1.0:
         before = np.cumsum(p, axis=1) - p                               # (B, K) mass of better tokens
         p = np.where(before < params.top_p, p, 0.0)                     # the first always stays
         p /= p.sum(axis=1, keepdims=True)
+    # end exercise
     return ids, p
 
 

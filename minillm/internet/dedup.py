@@ -102,12 +102,14 @@ def minhash_signature(text, params, chunk=4096):
 
 def _signature_of(h, params, chunk=4096):
     """MinHash signature (112,) uint32 of unique shingle hashes h (S,)."""
+    # exercise: minhash
     a, b = params
     sig = np.full(NUM_HASHES, np.iinfo(np.uint32).max, dtype=np.uint64)   # (H,)
     for i in range(0, len(h), chunk):     # bounded memory: chunk x 112 uint64 at a time
         perm = (h[i:i + chunk, None] * a[None, :] + b[None, :]) % PRIME    # (chunk, H)
         np.minimum(sig, perm.min(axis=0), out=sig)
     return sig.astype(np.uint32)
+    # end exercise
 
 
 def fingerprint(text, params):
@@ -118,11 +120,13 @@ def fingerprint(text, params):
 
 def band_keys(sigs):
     """(N, 112) uint32 signatures -> (N, 14) uint64 keys, one per band of 8 rows."""
+    # exercise: minhash
     bands = sigs.reshape(len(sigs), NUM_BANDS, ROWS).astype(np.uint64)     # (N, B, R)
     keys = np.zeros(bands.shape[:2], dtype=np.uint64)                      # (N, B)
     for r in range(ROWS):
         keys = keys * _MIX + bands[:, :, r]
     return mix64(keys)
+    # end exercise
 
 
 def _find(parent, i):

@@ -233,6 +233,7 @@ def gopher_quality(text, min_words=50, max_words=100_000, min_mean_len=3, max_me
     in '...', >= 80% words with a letter, >= 2 English stop words; reason or None. The
     stop-word rule applies to documents of at least `stop_words_from` words (0: all, as
     published)."""
+    # exercise: gopher_quality
     tokens = words_of(text)
     words = [t for t in tokens if _is_word(t)]
     n = len(words)
@@ -259,6 +260,7 @@ def gopher_quality(text, min_words=50, max_words=100_000, min_mean_len=3, max_me
     if n >= stop_words_from and sum(w.lower() in stop_words for w in words) < min_stop_words:
         return "stop_words"
     return None
+    # end exercise
 
 
 # ---------------------------------------------------------------------------- C4

@@ -40,10 +40,12 @@ def _head_views(a, n_head, n_kv_head):
 def _rotated(x, freqs):
     """x (..., T, HD) with each pair (x[2i], x[2i+1]), read as the complex number
     x[2i] + i x[2i+1], times freqs (T, HD/2) = e^(i angle): a rotation by angle."""
+    # exercise: rope
     freqs = np.asarray(freqs, np.result_type(x.dtype, np.complex64))    # complex64 for float32
     out = np.empty(x.shape, x.dtype)                                    # (..., T, HD)
     np.multiply(x.view(freqs.dtype), freqs, out=out.view(freqs.dtype))
     return out
+    # end exercise
 
 
 def split_qkv(qkv, n_head, n_kv_head, freqs):
@@ -126,6 +128,7 @@ def causal_attention_backward(dout, q, k, v, out, lse):
     """
     if K.fast(dout, q, k, v, out, lse):
         return KA.attention_backward(dout, q, k, v, out, lse)           # csrc/attention_backward.c
+    # exercise: attention_backward
     B, NH, T, HD = q.shape
     NKV = k.shape[1]
     scale = 1.0 / np.sqrt(HD)
@@ -145,6 +148,7 @@ def causal_attention_backward(dout, q, k, v, out, lse):
     dk = dke.reshape(B, NKV, group, T, HD).sum(axis=2)                  # (B, NKV, T, HD)
     dv = dve.reshape(B, NKV, group, T, HD).sum(axis=2)                  # (B, NKV, T, HD)
     return dq.astype(q.dtype), dk.astype(q.dtype), dv.astype(q.dtype)
+    # end exercise
 
 
 # ---- the attention sublayer: projections, RoPE, the core, the output projection ------------
@@ -207,6 +211,7 @@ def attention_decode(q, kcache, vcache, lengths):
     (rows of a batch may be at different positions)."""
     if K.fast(q, kcache, vcache):
         return KA.attention_decode(q, kcache, vcache, lengths)          # csrc/attention.c
+    # exercise: kv_decode
     B, NH, HD = q.shape
     out = np.empty_like(q)                                              # (B, NH, HD)
     for b in range(B):
@@ -217,6 +222,7 @@ def attention_decode(q, kcache, vcache, lengths):
         p = np.exp(S - S.max(axis=-1, keepdims=True))                   # (NH, L)
         out[b] = np.einsum("hl,hld->hd", p / p.sum(axis=-1, keepdims=True), v)
     return out
+    # end exercise
 
 
 def attention_cached(x, wq, wk, wv, wo, n_head, n_kv_head, freqs, kv, pos):
@@ -241,10 +247,12 @@ def attention_cached(x, wq, wk, wv, wo, n_head, n_kv_head, freqs, kv, pos):
         # subtle: each row needs its own rotation, so the B rows are read as the time axis
         # of one sequence (1, B, ...): split_qkv then rotates "time" b by freqs[b]
         q, k, v = split_qkv(qkv.reshape(1, B, -1), n_head, n_kv_head, freqs)  # (1, NH|NKV, B, HD)
+        # exercise: kv_decode
         rows = np.arange(B)                                             # (B,)
         kc[rows, :, pos] = k[0].transpose(1, 0, 2)                      # (B, NKV, HD) at pos[b]
         vc[rows, :, pos] = v[0].transpose(1, 0, 2)
         q = np.ascontiguousarray(q[0].transpose(1, 0, 2))               # (B, NH, HD)
         out = attention_decode(q, kc, vc, pos + 1)[:, :, None]          # (B, NH, 1, HD)
+        # end exercise
     y, _ = linear_forward(merge_heads(out), wo)                         # (B, T, C)
     return y

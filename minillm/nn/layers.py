@@ -108,6 +108,7 @@ def rmsnorm_backward(dy, cache):
     if K.fast(dy2, x2, w, rstd):
         dx, dw = KL.rmsnorm_backward(dy2, x2, w, rstd)                  # csrc/layers.c
         return dx.reshape(dy.shape), dw
+    # exercise: rmsnorm_backward
     C = x2.shape[1]
     # y = x * rstd * w: dw sums dy * x * rstd over the rows
     dw = (dy2 * x2 * rstd[:, None]).sum(axis=0)                         # (C,)
@@ -116,6 +117,7 @@ def rmsnorm_backward(dy, cache):
     s = (dy2 * w * x2).sum(axis=1)                                      # (N,)
     dx = rstd[:, None] * dy2 * w - x2 * (rstd ** 3 * s / C)[:, None]    # (N, C)
     return dx.reshape(dy.shape), dw
+    # end exercise
 
 
 # ---- RoPE, interleaved layout: pairs (x[2i], x[2i+1]) rotate by pos * theta^(-2i/HD) ----
@@ -129,9 +131,11 @@ def rope_frequencies(T, HD, theta=10000.0, pos0=0, dtype=np.float32):
         (x[2i] cos - x[2i+1] sin,  x[2i] sin + x[2i+1] cos)
     nn/attention.py's split_qkv applies it to q and k.
     """
+    # exercise: rope
     inv_freq = theta ** (-np.arange(0, HD, 2, dtype=np.float64) / HD)   # (HD/2,)
     angles = np.outer(np.arange(pos0, pos0 + T, dtype=np.float64), inv_freq)  # (T, HD/2)
     return np.exp(1j * angles).astype(np.result_type(dtype, np.complex64))  # (T, HD/2)
+    # end exercise
 
 
 # ---- SwiGLU: a = silu(g) * u, with g and u side by side in one array ---------------------

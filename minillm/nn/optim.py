@@ -71,6 +71,7 @@ def adamw_update(p, m, v, g, n_decay, c, use_c):
     """
     if use_c:
         return KO.adamw_update(p, m, v, g, n_decay, c)                  # csrc/optim.c: one pass
+    # exercise: adamw
     tmp = np.empty(min(CHUNK, p.size), p.dtype)                         # (CHUNK,)
     for s in range(0, p.size, CHUNK):
         e = min(s + CHUNK, p.size)
@@ -90,6 +91,7 @@ def adamw_update(p, m, v, g, n_decay, c, use_c):
         np.divide(ms, t, out=t)
         t *= c.step_size
         ps -= t                                         # p -= step * m / (sqrt(v) + eps)
+    # end exercise
 
 
 def sum_squares(x, use_c):
@@ -242,6 +244,9 @@ class AdamW:
         return StepReport(norm, coef, False)
 
     def _update(self, lr, gscale):
+        """Update step self.t of the flat buffers with learning rate lr, the accumulated
+        gradient scaled by gscale (1 / micro-batches, times the clip factor)."""
+        # exercise: adamw
         b1, b2, t = self.b1, self.b2, self.t
         bc1, bc2 = 1.0 - b1 ** t, 1.0 - b2 ** t
         # With m_hat = m / bc1 and v_hat = v / bc2 (torch's formula):
@@ -257,6 +262,7 @@ class AdamW:
             decay=1.0 - lr * self.weight_decay)  # decoupled: p *= 1 - lr wd, before the step
         adamw_update(self.flat_p, self.flat_m, self.flat_v, self.flat_g, self.n_decay, coefs,
                      self.use_c)
+        # end exercise
 
     # ---- state for checkpoints ------------------------------------------------------
 

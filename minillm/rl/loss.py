@@ -23,11 +23,13 @@ def group_advantages(rewards, group, normalize=True, eps=1e-6):
     """rewards (P*G,) in prompt-major order -> advantages (P*G,): each reward minus its
     group's mean, divided by the group's std when normalize (GRPO). A group whose answers
     all scored the same gets 0 everywhere: nothing to learn from it."""
+    # exercise: grpo
     r = np.asarray(rewards, dtype=np.float64).reshape(-1, group)       # (P, G)
     a = r - r.mean(axis=1, keepdims=True)                              # (P, G)
     if normalize:
         a = a / (r.std(axis=1, keepdims=True) + eps)                   # (P, G)
     return a.reshape(-1)                                               # (P*G,)
+    # end exercise
 
 
 def log_softmax(z):
@@ -67,11 +69,13 @@ def policy_gradient(z, tokens, mask, adv, old_logp=None, clip=0.2, ref_logp=None
         c = np.where(clipped, 0.0, ratio).astype(z.dtype)              # (B, T)
         surrogate = np.minimum(ratio * a, np.clip(ratio, 1 - clip, 1 + clip) * a)  # (B, T)
     loss = -(mask * surrogate).sum() / n
+    # exercise: grpo
     # d(-A c log p(y)) / dz = -A c (onehot(y) - p); for PPO d ratio = ratio * d log p(y)
     w = -(mask * a * c) / n                                            # (B, T)
     dz = -w[..., None] * p                                             # (B, T, V)
     np.put_along_axis(dz, tokens[..., None], np.take_along_axis(dz, tokens[..., None], -1)
                       + w[..., None], axis=-1)
+    # end exercise
     kl_mean = 0.0
     if ref_logp is not None:                                           # measured; a penalty if beta > 0
         kl = (p * (logp - ref_logp)).sum(axis=-1)                      # (B, T)

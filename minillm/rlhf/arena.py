@@ -46,17 +46,21 @@ class Battle:
 
 def expected(ra, rb):
     """P(a beats b) on the Elo scale."""
+    # exercise: elo
     return 1.0 / (1.0 + BASE ** ((rb - ra) / SCALE))
+    # end exercise
 
 
 def elo(battles, n, k=4.0):
     """(n,) ratings after the battles in the order given, everyone starting at INIT."""
+    # exercise: elo
     r = np.full(n, INIT)
     for bt in battles:
         e = expected(r[bt.a], r[bt.b])
         r[bt.a] += k * (bt.score - e)
         r[bt.b] -= k * (bt.score - e)                # b's result is 1 - score, its expectation 1 - e
     return r
+    # end exercise
 
 
 def bradley_terry(battles, n, prior=1e-3, iters=50):

@@ -121,6 +121,7 @@ def reward_backward(dr, cache):
 
 def bt_loss(r, pairs):
     """(loss, dr) of the Bradley-Terry loss over pairs [(chosen, rejected)] of indices into r."""
+    # exercise: bradley_terry
     c, j = np.array(pairs).T                                               # (P,), (P,)
     d = r[c] - r[j]                                                        # (P,) margins
     loss = float(np.mean(np.logaddexp(0.0, -d)))                          # softplus(-d)
@@ -130,6 +131,7 @@ def bt_loss(r, pairs):
     np.add.at(dr, c, dd)
     np.add.at(dr, j, -dd)
     return loss, dr
+    # end exercise
 
 
 # ---- the data --------------------------------------------------------------------------------

@@ -268,6 +268,7 @@ class Tokenizer:
         ids = self._cache.get(chunk)
         if ids is not None:
             return ids
+        # exercise: bpe
         ids = [self.byte_ids[b] for b in chunk]
         ranks, missing = self._ranks, len(self.merges)
         while len(ids) >= 2:
@@ -275,6 +276,7 @@ class Tokenizer:
             if rank == missing:
                 break
             ids[at:at + 2] = [self.merge_ids[rank]]
+        # end exercise
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[chunk] = ids

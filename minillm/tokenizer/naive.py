@@ -37,6 +37,7 @@ def train_naive(text, n_merges, pattern):
 
 def merge_pair(ids, pair, new):
     """Replace each (non-overlapping, left to right) occurrence of pair in ids by new."""
+    # exercise: bpe
     out, k = [], 0
     while k < len(ids):
         if k + 1 < len(ids) and (ids[k], ids[k + 1]) == pair:
@@ -46,3 +47,4 @@ def merge_pair(ids, pair, new):
             out.append(ids[k])
             k += 1
     return out
+    # end exercise
