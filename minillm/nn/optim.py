@@ -203,18 +203,23 @@ class AdamW:
         self._sumsq = math.fsum(parts) if self.use_c else None
         self._n_accum += 1
 
-    def reduce_grads(self, allreduce, ranks):
+    def reduce_grads(self, allreduce, ranks, share=None):
         """Sum this step's gradient over `ranks` data-parallel processes (pretrain/dist.py).
 
         allreduce(buf) must replace buf, in place, by its elementwise sum over the processes:
         ONE call for grad_buf, the flat gradient and the `extra` slots together (not one per
         parameter). step()'s default scale then divides by every micro-batch of every
-        process, so each one takes the same mean gradient. The gradient norm is of the sum,
-        not of this process's part: step() reads the summed buffer once more for it."""
+        process, so each one takes the same mean gradient. share: when the processes' parts
+        of the mean differ in size (SFT: supervised tokens), this process's weight in it;
+        its gradient is multiplied by share first (one more pass) and the sum is the mean.
+        The gradient norm is of the sum, not of this process's part: step() reads the
+        summed buffer once more for it."""
         if self._n_accum == 0:
             raise RuntimeError("AdamW.reduce_grads() called with no accumulated gradient")
+        if share is not None:
+            self.flat_g *= np.float32(share)
         allreduce(self.grad_buf)
-        self._n_accum *= ranks
+        self._n_accum = 1 if share is not None else self._n_accum * ranks
         self._sumsq = None
 
     def zero_grad(self):

@@ -42,6 +42,7 @@ LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS")
 INSTALL = ('pip install "minillm[mpi]" (mpi4py; it builds against an MPI library, on Debian: '
            'apt-get install openmpi-bin libopenmpi-dev), or run without mpirun')
 EXTRA_SLOTS = 2            # after the gradient in AdamW.grad_buf: the loss, a Ctrl-C vote
+CHECK_EVERY = 100          # steps between weight checksums across the ranks (default)
 
 
 @dataclass(frozen=True)
@@ -153,15 +154,18 @@ def agree(world, error=None):
 
 # ---- the step's one collective, and the weight check --------------------------------------
 
-def sum_step(world, optimizer, loss, stop):
+def sum_step(world, optimizer, loss, stop, share=None):
     """After this rank's micro-batches went into optimizer's buffer: ONE Allreduce sums the
     flat gradient over the ranks together with the loss and the Ctrl-C vote (the optimizer
     was made with extra=EXTRA_SLOTS). Returns (the global batch's mean loss, True when any
-    rank was interrupted: then all of them stop after this step, at the same step)."""
-    optimizer.extra[0] = loss               # this rank's mean: every rank's slice is as big
+    rank was interrupted: then all of them stop after this step, at the same step).
+    share: this rank's weight in the batch's mean when the slices differ in size (SFT: its
+    supervised tokens over the whole batch's); None: equal slices, 1/R each."""
+    optimizer.extra[0] = loss if share is None else loss * share
     optimizer.extra[1] = 1.0 if stop else 0.0
-    optimizer.reduce_grads(lambda buf: allreduce_sum(world, buf), world.size)
-    return float(optimizer.extra[0]) / world.size, bool(optimizer.extra[1] > 0)
+    optimizer.reduce_grads(lambda buf: allreduce_sum(world, buf), world.size, share)
+    total = float(optimizer.extra[0])
+    return (total / world.size if share is None else total), bool(optimizer.extra[1] > 0)
 
 
 def allreduce_sum(world, buf):

@@ -72,7 +72,7 @@ class TrainConfig:
                                      # eval_batches; 0: the whole validation split)
     ckpt_every: int = 1000           # steps between checkpoints (0: only at the end)
     log_every: int = 1               # steps between metrics.jsonl lines
-    check_every: int = 100           # mpirun: steps between checks that every rank holds the
+    check_every: int = dist.CHECK_EVERY   # mpirun: steps between checks that every rank holds the
                                      # same weights (0: at the start and the end only)
     seed: int = 0
     threads: int = None              # C kernel + optimizer threads (default: all cores)

@@ -1,18 +1,15 @@
 """Data parallelism (pretrain/dist.py): the loader's slices, the one Allreduce, the checks
 that stop every rank alike, the install hint without mpi4py; and, behind `slow`, real
 2-rank runs under mpirun against one process (weights within 1e-5, resume across R)."""
-import importlib.util
 import json
-import os
 import random
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mpirun import minillm_on_ranks
 from minillm import clib
 from minillm.cli import main
 from minillm.common import UserError
@@ -22,15 +19,13 @@ from minillm.pretrain import dist
 from minillm.pretrain.shards import BatchLoader
 from minillm.pretrain.train import TrainConfig, train
 
-ROOT = Path(__file__).resolve().parents[2]
 WORDS = "the of and to in a is that for it as was with be by on not he I this are or his".split()
-LAUNCH_VARS = dist.SIZE_VARS + dist.RANK_VARS + dist.LOCAL_SIZE_VARS
 
 
 @pytest.fixture(autouse=True)
 def single_process(monkeypatch):
     """Each test starts outside mpirun with a fresh connect(), and keeps the thread count."""
-    for name in LAUNCH_VARS:
+    for name in dist.SIZE_VARS + dist.RANK_VARS + dist.LOCAL_SIZE_VARS:
         monkeypatch.delenv(name, raising=False)
     dist.connect.cache_clear()
     threads = clib.get_num_threads()
@@ -190,40 +185,17 @@ def test_under_mpirun_without_mpi4py_one_line_says_how_to_install(text_file, tmp
 
 # ---- real ranks: mpirun -np 2 (slow; CI installs Open MPI and mpi4py) ----------------------
 
-def mpirun_or_skip():
-    """The mpirun command line for 2 local ranks; a skip naming what is missing (a failure
-    in CI, which installs both)."""
-    missing = [what for what, ok in (("mpirun (apt-get install openmpi-bin libopenmpi-dev)",
-                                      shutil.which("mpirun")),
-                                     ('mpi4py (pip install -e ".[mpi]")', importlib.util.find_spec("mpi4py")))
-               if not ok]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs Open MPI and mpi4py, but {' and '.join(missing)} is missing")
-        pytest.skip(f"needs {' and '.join(missing)}")
-    # --bind-to none: the ranks keep this process's CPU affinity (taskset) instead of
-    # Open MPI's one core each; --tag-output prefixes every line with the rank that wrote it
-    cmd = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", "--tag-output"]
-    return cmd + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
-
-
 def pretrain_on_2_ranks(config, *flags):
     """`mpirun -np 2 minillm pretrain` with `config`'s settings; returns stderr's lines."""
-    args = ["--data", config.data, "--out", config.out, "--n-layer", str(config.n_layer),
-            "--n-head", str(config.n_head), "--n-embd", str(config.n_embd),
-            "--context-len", str(config.context_len), "--batch-size", str(config.batch_size),
-            "--steps", str(config.steps), "--lr", str(config.lr), "--warmup", str(config.warmup),
-            "--eval-every", str(config.eval_every), "--eval-batches", str(config.eval_batches),
-            "--ckpt-every", "0", "--threads", "1", "--no-progress", "--check-every", "5", *flags]
+    args = ["--data", config.data, "--out", config.out, "--n-layer", config.n_layer,
+            "--n-head", config.n_head, "--n-embd", config.n_embd, "--context-len", config.context_len,
+            "--batch-size", config.batch_size, "--steps", config.steps, "--lr", config.lr,
+            "--warmup", config.warmup, "--eval-every", config.eval_every,
+            "--eval-batches", config.eval_batches, "--ckpt-every", "0", "--threads", "1",
+            "--no-progress", "--check-every", "5", *flags]
     if config.min_lr is not None:
-        args += ["--min-lr", str(config.min_lr)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MINILLM_THREADS="1", OMP_NUM_THREADS="1")
-    for name in LAUNCH_VARS:
-        env.pop(name, None)
-    done = subprocess.run(mpirun_or_skip() + [sys.executable, "-m", "minillm", "pretrain", *args],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stderr.splitlines()
+        args += ["--min-lr", config.min_lr]
+    return minillm_on_ranks("pretrain", *args)
 
 
 def relative_difference(a, b):
