@@ -63,7 +63,8 @@ setup(
     install_requires=["numpy>=1.22", "cffi>=1.15", "regex", "tqdm"],
     cffi_modules=["csrc/build.py:ffibuilder"],
     cmdclass={"build_ext": optional_build_ext},
-    extras_require={"test": TEST_EXTRAS, "plots": ["matplotlib"]},
+    extras_require={"test": TEST_EXTRAS, "plots": ["matplotlib"],
+                    "mpi": ["mpi4py"]},     # mpirun -np R minillm pretrain (needs an MPI: openmpi)
     entry_points={"console_scripts": ["minillm = minillm.cli:main"]},
     zip_safe=False,
 )

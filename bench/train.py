@@ -4,6 +4,7 @@
     python bench/train.py --quick --isa avx2    # the AVX2 path on any x86 machine (bench/isa.py)
     python bench/train.py --threads 2           # both shapes, SFT, peak RSS, tinyshakespeare run
     python bench/train.py --sft --threads 2     # only the SFT step against the pretraining step
+    python bench/train.py --scaling             # only data parallelism: 1 and 2 ranks (mpirun)
 
 Throughput is tokens/s of a full training step (forward, backward, clipping, AdamW) on
 random tokens, for
@@ -37,6 +38,17 @@ here (nanoGPT is not a dependency).
 
 Peak RSS (not in --quick): a separate `train()` process of the speedrun's default model
 and batch (2 steps, random shard) reports resource.getrusage's peak resident set size.
+
+Scaling (not in --quick; alone with --scaling, which --quick shortens): data parallelism
+(minillm/pretrain/dist.py) on the speedrun shape and its global batch, one thread per
+rank, R = 1 (a plain process) and R = 2 (`mpirun -np 2`, each rank half the batch), runs
+alternating. Each step: forward + backward on the rank's rows, the gradients' copy into
+AdamW's flat buffer, a barrier (the wait for the slower rank, so that what follows is
+communication only), the one Allreduce of that buffer (dist.sum_step), and AdamW.
+Reported: tokens/s of the global batch, the speedup, and the Allreduce's time per step
+and its share of the step. Needs mpirun and mpi4py (`pip install -e ".[mpi]"`); mpirun
+binds one rank to each core when this process may use every core, else (taskset) lets
+the ranks share this process's cores.
 """
 import argparse
 import json
@@ -285,6 +297,142 @@ def print_table(rows, threads, kind, peak=None):
         print(f"{name:<10} {'ratio':<8} {ours['tokens_per_s'] / theirs['tokens_per_s']:>10.2f}x")
 
 
+def scaling_worker(steps, warmup=1):
+    """One rank of the scaling measurement (scaling() starts it, under mpirun for R > 1):
+    warmup + `steps` training steps of the speedrun shape on this rank's rows of a random
+    global batch, one thread; rank 0 prints a JSON line of the steps' timings."""
+    import numpy as np
+
+    from minillm import clib
+    from minillm.nn import gpt
+    from minillm.nn.optim import AdamW
+    from minillm.pretrain import dist
+
+    world = dist.connect()
+    clib.set_num_threads(1)
+    config, B = shapes()["speedrun"]
+    params = gpt.init_params(config, seed=0)
+    opt = AdamW(params, betas=(0.9, 0.95), weight_decay=0.1,
+                extra=dist.EXTRA_SLOTS if world.size > 1 else 0)
+    rng = np.random.default_rng(world.rank)
+    w = rng.integers(0, config.vocab_size, (B // world.size, config.context_len + 1))  # (b, T + 1)
+    x, y = w[:, :-1], w[:, 1:]                                                        # (b, T) each
+    timings = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss, cache = gpt.forward(params, config, x, y)
+        t1 = time.perf_counter()
+        grads = gpt.backward(cache)
+        t2 = time.perf_counter()
+        opt.accumulate(grads)                   # the copy into the flat buffer (+ sum of squares)
+        t3 = time.perf_counter()
+        del cache, grads
+        if world.size > 1:
+            world.comm.Barrier()
+        t4 = time.perf_counter()
+        if world.size > 1:
+            loss, _ = dist.sum_step(world, opt, float(loss), False)
+        t5 = time.perf_counter()
+        opt.step(1e-4, clip=1.0, loss=loss)
+        t6 = time.perf_counter()
+        if i >= warmup:
+            timings.append({"forward": t1 - t0, "backward": t2 - t1, "copy": t3 - t2, "wait": t4 - t3,
+                            "allreduce": t5 - t4, "optimizer": t6 - t5, "step": t6 - t0})
+    if world.root:
+        print(json.dumps({"ranks": world.size, "tokens": B * config.context_len,
+                          "grad_bytes": opt.flat_g.nbytes, "steps": timings}))
+
+
+def mpirun_command(ranks):
+    """(mpirun's command line for `ranks` local ranks, its binding), or (None, why not)."""
+    import importlib.util
+    import shutil
+
+    if not shutil.which("mpirun"):
+        return None, "mpirun not found (apt-get install openmpi-bin libopenmpi-dev)"
+    if importlib.util.find_spec("mpi4py") is None:
+        return None, 'mpi4py not installed (pip install -e ".[mpi]")'
+    # subtle: Open MPI's binding ignores taskset (rank i goes to core i); bind only when
+    # this process may use every core, else let the ranks inherit its affinity
+    bind = "core" if len(os.sched_getaffinity(0)) >= (os.cpu_count() or 1) >= ranks else "none"
+    cmd = ["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", bind]
+    return cmd + (["--allow-run-as-root"] if os.geteuid() == 0 else []), bind
+
+
+def scaling(quick):
+    """{ranks: summary} of R = 1 and 2 (scaling_worker), rounds alternating; None and the
+    reason when mpirun or mpi4py is missing."""
+    import minillm
+
+    launcher, bind = mpirun_command(2)
+    if launcher is None:
+        return None, bind
+    rounds, steps = (1, 2) if quick else (3, 4)
+    env = dict(os.environ, MINILLM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(Path(minillm.__file__).parents[1]),
+                                           os.environ.get("PYTHONPATH", "")]))
+    runs = {1: [], 2: []}
+    for r in range(rounds):
+        for ranks in (1, 2):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--scaling-worker", str(steps)]
+            done = subprocess.run((launcher if ranks > 1 else []) + cmd, capture_output=True,
+                                  text=True, env=env, cwd=ROOT)
+            if done.returncode != 0:
+                raise SystemExit(f"bench/train.py: the {ranks}-rank scaling run failed:\n{done.stderr}")
+            result = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
+            runs[ranks].append(result)
+        print(f"  scaling: round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    summary = {}
+    for ranks, results in runs.items():
+        steps_ = [t for res in results for t in res["steps"]]
+        med = {k: statistics.median(t[k] for t in steps_) for k in steps_[0]}
+        med["tokens_per_s"] = results[0]["tokens"] / med["step"]
+        med["grad_bytes"] = results[0]["grad_bytes"]
+        summary[ranks] = med
+    return summary, bind
+
+
+def print_scaling(summary, bind):
+    config, B = shapes()["speedrun"]
+    from minillm.nn import gpt
+
+    print(f"\ndata parallelism, speedrun shape ({config.n_layer} layers, {config.n_embd} wide, context "
+          f"{config.context_len}, {gpt.num_params(config) / 1e6:.2f}M parameters), global batch {B}, "
+          f"1 thread per rank (mpirun --bind-to {bind}); median step")
+    print(f"{'ranks':<6} {'tokens/s':>10} {'step ms':>9} {'fwd ms':>8} {'bwd ms':>8} {'copy ms':>8} "
+          f"{'wait ms':>8} {'allreduce':>10} {'opt ms':>8} {'allreduce share':>16}")
+    for ranks, m in summary.items():
+        comm = f"{1e3 * m['allreduce']:>10.1f}" if ranks > 1 else f"{'-':>10}"
+        share = f"{m['allreduce'] / m['step']:>16.1%}" if ranks > 1 else f"{'-':>16}"
+        print(f"{ranks:<6} {m['tokens_per_s']:>10,.0f} {1e3 * m['step']:>9.1f} {1e3 * m['forward']:>8.1f} "
+              f"{1e3 * m['backward']:>8.1f} {1e3 * m['copy']:>8.1f} {1e3 * m['wait']:>8.1f} {comm} "
+              f"{1e3 * m['optimizer']:>8.1f} {share}")
+    one, two = summary[1], summary[2]
+    speedup = two["tokens_per_s"] / one["tokens_per_s"]
+    mb = two["grad_bytes"] / 1e6
+    print(f"2 ranks: {speedup:.2f}x the tokens/s of 1 ({speedup / 2:.0%} of linear); the Allreduce sums "
+          f"{mb:.1f} MB of gradient in {1e3 * two['allreduce']:.1f} ms ({mb / 1e3 / two['allreduce']:.1f} GB/s)")
+
+
+def scaling_targets(summary):
+    if summary is None:
+        return {"dp_speedup_2_ranks": target(None, ">= 1.6", None),
+                "dp_allreduce_share_2_ranks": target(None, "<= 0.05", None)}
+    speedup = summary[2]["tokens_per_s"] / summary[1]["tokens_per_s"]
+    share = summary[2]["allreduce"] / summary[2]["step"]
+    return {"dp_speedup_2_ranks": target(round(speedup, 3), ">= 1.6", speedup >= 1.6),
+            "dp_allreduce_share_2_ranks": target(round(share, 4), "<= 0.05", share <= 0.05)}
+
+
+def run_scaling(quick):
+    summary, why = scaling(quick)
+    if summary is None:
+        print(f"\nscaling skipped: {why}")
+    else:
+        print_scaling(summary, why)
+    return scaling_targets(summary)
+
+
 def target(value, goal, met):
     return {"value": value, "goal": goal, "met": met}
 
@@ -293,9 +441,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="throughput only (both shapes, fewer steps)")
     parser.add_argument("--sft", action="store_true", help="only the SFT step vs the pretraining step")
+    parser.add_argument("--scaling", action="store_true",
+                        help="only data parallelism: tokens/s at 1 and 2 ranks (mpirun), one thread each")
+    parser.add_argument("--scaling-worker", type=int, help=argparse.SUPPRESS)   # one rank's steps
     parser.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     isa.add_argument(parser)
     args = parser.parse_args(argv)
+    if args.scaling_worker:
+        scaling_worker(args.scaling_worker)
+        return
+    if args.scaling:
+        print(f"bench/train.py: scaling, {'quick' if args.quick else 'full'}, load average "
+              f"{os.getloadavg()[0]:.1f}")
+        print(json.dumps({"targets": run_scaling(args.quick)}))
+        return
     isa.select(args.isa)
     from minillm.common import num_cores
     threads = args.threads or num_cores()
@@ -357,6 +516,7 @@ def main(argv=None):
                 wall < NANOGPT_SECONDS and result.val_loss <= 1.88)
         else:
             print(f"\nquality run skipped: {SHAKESPEARE} not found")
+        targets.update(run_scaling(quick=False))
     print(json.dumps({"targets": targets}))
 
 

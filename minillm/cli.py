@@ -137,7 +137,8 @@ def main(argv=None):
     try:
         result = run(args)
     except UserError as e:
-        print(f"minillm: error: {e}", file=sys.stderr)
+        if not getattr(e, "quiet", False):   # quiet: another process prints it (pretrain/dist.py)
+            print(f"minillm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nminillm: interrupted", file=sys.stderr)

@@ -49,7 +49,7 @@ from minillm.internet.pipeline import clean
 from minillm.nn import checkpoint, gpt
 from minillm.nn.gpt import GPTConfig, num_params
 from minillm.nn.optim import AdamW
-from minillm.pretrain import shards
+from minillm.pretrain import dist, shards
 from minillm.pretrain.shards import write_token_shards
 from minillm.pretrain.train import TrainConfig, train
 from minillm.report import write_report
@@ -481,6 +481,9 @@ def speedrun(profile="default", name=None, fresh=False, threads=None, start=None
     minutes: size pretraining to a time budget (--minutes; the run is runs/<profile>-<N>min)."""
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    if dist.launched_size() > 1:
+        raise UserError("the speedrun runs in one process (every rank would write the same files): run it "
+                        "without mpirun; `mpirun -np R minillm pretrain ...` trains data-parallel")
     p = PROFILES[profile]
     names = [stage for stage, _ in STAGES if p["post_training"] or stage not in POST_TRAINING]
     for flag, stage in (("--from", start), ("--only", only)):

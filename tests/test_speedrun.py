@@ -221,3 +221,10 @@ def test_an_interrupted_speedrun_resumes_to_the_same_result(tmp_path, monkeypatc
     assert numbers(b) == numbers(a)
     wa, wb = (load_checkpoint(tmp_path / n / "base")[1] for n in ("straight", "resumed"))
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def test_the_speedrun_refuses_to_run_under_mpirun(fake_stages, monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="runs in one process"):
+        speedrun.speedrun("smoke")
+    assert fake_stages[0] == []

@@ -15,6 +15,9 @@ shape (pretrain/loop.py) and reuses its pieces: AdamW, the schedules, Ctrl-C, ch
 metrics.jsonl. A resumed run repeats the uninterrupted one bit for bit: the checkpoint holds
 weights, moments and the loader's (epoch, pos), and the only randomness is the order of the
 conversations, drawn from (seed, epoch). check_out says what --out may already hold.
+Under `mpirun -np R` (pretrain/dist.py) each rank takes every R-th conversation of each
+batch, and the one Allreduce weights each rank's gradient by its share of the batch's
+supervised tokens, so the step is the single process's.
 
 Read next: terminal.py (`minillm chat --ckpt DIR` talks to the result).
 Run: python -m pytest tests/chat/test_sft.py
@@ -23,6 +26,7 @@ import dataclasses
 import json
 import math
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +41,7 @@ from minillm.common import MARKER, UserError, append_jsonl, atomic_write, read_j
 from minillm.nn import gpt
 from minillm.nn.checkpoint import checkpoint_dir, load_checkpoint, load_training_state, save_checkpoint
 from minillm.nn.optim import SCHEDULES, AdamW
+from minillm.pretrain import dist
 from minillm.pretrain.loop import peak_rss_mb, say, stop_on_sigint, timed
 from minillm.pretrain.train import config_from_dict, default_lr
 from minillm.tokenizer.bpe import Tokenizer
@@ -143,12 +148,16 @@ class ConversationBatches:
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def next_batch(self):
+        return collate(self.next_examples(), self.pad_id)
+
+    def next_examples(self):
+        """The next batch's (ids, mask) pairs, before collate."""
         if self.pos == len(self.batches):
             self.epoch, self.pos = self.epoch + 1, 0
             self.batches = self._plan()
         chosen = [self.examples[i] for i in self.batches[self.pos]]
         self.pos += 1
-        return collate(chosen, self.pad_id)
+        return chosen
 
     def state(self):
         return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed, "batch_size": self.B,
@@ -272,6 +281,7 @@ class SFTState:
     data_info: dict                 # load_examples' counts
     out: Path
     metrics: Path
+    world: dist.World = dist.World()  # the data-parallel ranks; World() for a single process
     step: int = 0                   # completed optimizer steps
     tokens_seen: int = 0            # real (not padding) input tokens
     supervised_seen: int = 0        # tokens the loss counted
@@ -296,12 +306,25 @@ class SFTResult:
 
 
 def sft(config):
-    """Run (or, with config.resume, continue) SFT; returns an SFTResult."""
-    check_settings(config)
-    check_out(config.out_dir(), config.ckpt, config.resume, config.force)
-    if config.resume:
-        config = resume_config(config)
-    return sft_loop(setup_state(config))
+    """Run (or, with config.resume, continue) SFT; returns an SFTResult. Under `mpirun -np R`
+    every rank calls it and they train one model."""
+    world = dist.connect()
+    return dist.run_ranks(world, _sft, config, world)
+
+
+def _sft(config, world):
+    state, error = None, None
+    try:                                    # every rank meets a bad setting alike: say it once
+        check_settings(config)
+        if world.root:                      # it removes a killed save's leftovers
+            check_out(config.out_dir(), config.ckpt, config.resume, config.force)
+        if config.resume:
+            config = resume_config(config)
+        state = setup_state(config, world)
+    except UserError as e:
+        error = e
+    dist.agree(world, error)
+    return sft_loop(state)
 
 
 def check_settings(c):
@@ -318,10 +341,11 @@ def check_settings(c):
             raise UserError(f"{flag} {value}: must be {wanted}")
 
 
-def setup_state(config):
+def setup_state(config, world=dist.World()):
     t_start = time.perf_counter()
-    if config.threads:
-        clib.set_num_threads(config.threads)
+    threads = config.threads or dist.default_threads(world)
+    if threads:
+        clib.set_num_threads(threads)
     source = config.out_dir() if config.resume else config.ckpt
     if source is None:
         raise UserError("give --ckpt BASE: the checkpoint to fine-tune")
@@ -338,7 +362,8 @@ def setup_state(config):
             config, steps=steps, lr=lr, min_lr=lr / 10 if config.min_lr is None else config.min_lr,
             warmup=min(20, steps // 10) if config.warmup is None else config.warmup,
             data=str(config.data_path()))
-    optimizer = AdamW(params, betas=config.betas, weight_decay=config.weight_decay)
+    optimizer = AdamW(params, betas=config.betas, weight_decay=config.weight_decay,
+                      extra=dist.EXTRA_SLOTS if world.size > 1 else 0)
     trainer = {}
     if config.resume:
         opt_state, trainer = load_training_state(source)
@@ -347,10 +372,11 @@ def setup_state(config):
         optimizer.load_state(*opt_state)
         loader.restore(trainer["loader"])
     step = int(trainer.get("step", 0))
-    trim_metrics(config.metrics_path(), STAGE, config.out_dir().name, step + 1 if step else 0)
+    if world.root:
+        trim_metrics(config.metrics_path(), STAGE, config.out_dir().name, step + 1 if step else 0)
     return SFTState(config=config, model=model, params=params, optimizer=optimizer, loader=loader,
                     held_out=held_out, tokenizer=tokenizer, data_info=info, out=config.out_dir(),
-                    metrics=config.metrics_path(), step=step,
+                    metrics=config.metrics_path(), world=world, step=step,
                     tokens_seen=int(trainer.get("tokens_seen", 0)),
                     supervised_seen=int(trainer.get("supervised_seen", 0)),
                     val_losses={int(k): v for k, v in trainer.get("val_losses", {}).items()},
@@ -360,37 +386,56 @@ def setup_state(config):
 
 def sft_loop(s):
     """Train from s.step to s.config.steps; returns an SFTResult."""
-    cfg = s.config
+    cfg, world = s.config, s.world
     schedule = SCHEDULES[cfg.schedule]
     clock = dict.fromkeys(("data", "forward", "backward", "optimizer", "eval", "checkpoint"), 0.0)
     losses, interrupted, checkpoint = {}, False, None
     if s.step >= cfg.steps:
-        say(f"nothing to do: {s.out} is at step {s.step} of {cfg.steps} (pass --steps to train longer)")
+        if world.root:
+            say(f"nothing to do: {s.out} is at step {s.step} of {cfg.steps} (pass --steps to train longer)")
         return finish(s, losses, clock, s.out, False)
     info = s.data_info
-    say(f"SFT of {gpt.num_params(s.model) / 1e6:.2f}M parameters on {info['conversations']:,} "
-        f"conversations ({info['supervised']:,} of {info['tokens']:,} tokens supervised), "
-        f"{info['held_out']:,} held out; step {s.step} -> {cfg.steps}, {cfg.batch_size} conversations/step")
+    if world.root:
+        ranks = f" on {world.size} ranks" if world.size > 1 else ""
+        say(f"SFT of {gpt.num_params(s.model) / 1e6:.2f}M parameters on {info['conversations']:,} "
+            f"conversations ({info['supervised']:,} of {info['tokens']:,} tokens supervised), "
+            f"{info['held_out']:,} held out{ranks}; step {s.step} -> {cfg.steps}, "
+            f"{cfg.batch_size} conversations/step")
+    dist.check_same_weights(world, s.optimizer.flat_p, s.step)    # the same start everywhere
     if s.step == 0 and s.held_out:          # the base model's held-out loss: where SFT starts
         s.val_losses[0] = evaluate(s)
-        append_jsonl(s.metrics, {"stage": STAGE, "out": s.out.name, "step": 0, "val_loss": s.val_losses[0]})
-    bar = tqdm(total=cfg.steps, initial=s.step, unit="step", disable=not cfg.progress,
+        if world.root:
+            append_jsonl(s.metrics, {"stage": STAGE, "out": s.out.name, "step": 0, "val_loss": s.val_losses[0]})
+    bar = tqdm(total=cfg.steps, initial=s.step, unit="step", disable=not (cfg.progress and world.root),
                dynamic_ncols=True, desc="sft", file=sys.stderr)
-    with stop_on_sigint() as stop:
+    note = bar.write if world.root else (lambda *a, **k: None)
+    also = (signal.SIGUSR1,) if world.size > 1 else ()
+    with stop_on_sigint(also, announce=world.root) as stop:
         while s.step < cfg.steps:
             lr = schedule(s.step, lr=cfg.lr, min_lr=cfg.min_lr, warmup=cfg.warmup, total=cfg.steps)
             with timed(clock, "data"):
-                x, y, w = s.loader.next_batch()                            # (B, T) each
+                batch = s.loader.next_examples()
+                mine = batch[world.rank::world.size]   # every R-th conversation (all: one process)
+                # subtle: a rank left without one (an epoch's last, small batch) runs a
+                # stand-in with share 0, so that it still takes part in the Allreduce
+                x, y, w = collate(mine or batch[:1], s.tokenizer.bos_id)   # (B / R, T) each
             with timed(clock, "forward"):   # the mean over supervised tokens (w = mask[1:])
                 loss, cache = gpt.forward(s.params, s.model, x, y, loss_mask=w)
             with timed(clock, "backward"):
                 grads = gpt.backward(cache)
             with timed(clock, "optimizer"):
-                report = s.optimizer.step(lr, grads=grads, clip=cfg.clip, loss=loss)
+                stopping = stop.is_set()
+                if world.size > 1:          # ONE Allreduce, each rank weighted by its tokens
+                    s.optimizer.accumulate(grads)
+                    share = float(w.sum()) / sum(float(m[1:].sum()) for _, m in batch) if mine else 0.0
+                    loss, stopping = dist.sum_step(world, s.optimizer, float(loss), stopping, share)
+                    report = s.optimizer.step(lr, clip=cfg.clip, loss=loss)
+                else:
+                    report = s.optimizer.step(lr, grads=grads, clip=cfg.clip, loss=loss)
             del cache, grads
             s.step += 1
-            s.tokens_seen += int((y >= 0).sum())
-            s.supervised_seen += int(w.sum())
+            s.tokens_seen += sum(len(ids) - 1 for ids, _ in batch)
+            s.supervised_seen += int(sum(m[1:].sum() for _, m in batch))
             losses[s.step] = loss = float(loss)
             last = s.step == cfg.steps
             rec = {"stage": STAGE, "out": s.out.name, "step": s.step, "loss": loss, "lr": lr,
@@ -398,20 +443,26 @@ def sft_loop(s):
             if report.skipped:
                 s.skipped.append(s.step)
                 rec["skipped"] = report.reason
-                bar.write(f"step {s.step}: skipped ({report.reason}); weights unchanged", file=sys.stderr)
+                note(f"step {s.step}: skipped ({report.reason}); weights unchanged", file=sys.stderr)
+            if world.size == 1:             # a Ctrl-C during this step's eval counts too
+                stopping = stop.is_set()
+            if world.size > 1 and (s.step % dist.CHECK_EVERY == 0 or last or stopping):
+                dist.check_same_weights(world, s.optimizer.flat_p, s.step)
             if s.held_out and ((cfg.eval_every and s.step % cfg.eval_every == 0) or last):
                 with timed(clock, "eval"):
                     rec["val_loss"] = s.val_losses[s.step] = evaluate(s)
-                bar.write(f"step {s.step}: train loss {loss:.4f}, held-out loss {rec['val_loss']:.4f}",
-                          file=sys.stderr)
-            if last or "val_loss" in rec or s.step % max(1, cfg.log_every) == 0:
+                note(f"step {s.step}: train loss {loss:.4f}, held-out loss {rec['val_loss']:.4f}",
+                     file=sys.stderr)
+            if world.root and (last or "val_loss" in rec or s.step % max(1, cfg.log_every) == 0):
                 append_jsonl(s.metrics, rec)
             bar.set_postfix_str(f"loss {loss:.3f}", refresh=False)
             bar.update(1)
-            if (cfg.ckpt_every and s.step % cfg.ckpt_every == 0) or last or stop.is_set():
+            if world.size == 1:
+                stopping = stop.is_set()
+            if (cfg.ckpt_every and s.step % cfg.ckpt_every == 0) or last or stopping:
                 with timed(clock, "checkpoint"):
                     checkpoint = save(s)
-            if stop.is_set() and not last:
+            if stopping and not last:
                 interrupted = True
                 break
     bar.close()
@@ -422,20 +473,24 @@ def evaluate(s):
     """The loss over the held-out conversations' supervised tokens (the first eval_batches
     batches of them, in file order; 0: all), weighted by token, so batch sizes do not matter."""
     total = count = 0.0
-    B = s.config.batch_size
+    B, world = s.config.batch_size, s.world
     starts = range(0, len(s.held_out), B)
-    for start in starts[:s.config.eval_batches or None]:
+    for start in starts[:s.config.eval_batches or None][world.rank::world.size]:   # R ranks: 1 in R
         x, y, w = collate(s.held_out[start:start + B], s.tokenizer.bos_id)  # (B, T) each
         loss, _ = gpt.forward(s.params, s.model, x, y, loss_mask=w, grad=False)
         total += float(loss) * float(w.sum())
         count += float(w.sum())
-    return total / max(count, 1.0)
+    if world.size > 1:
+        total, count = dist.sum_over_ranks(world, np.array([total, count]))   # elementwise
+    return float(total / max(count, 1.0))
 
 
 def save(s):
     """The SFT checkpoint: weights and tokenizer (minillm sample / chat load them), plus the
-    optimizer and loader state that --resume needs."""
+    optimizer and loader state that --resume needs. Rank 0 writes it."""
     cfg = s.config
+    if not s.world.root:
+        return s.out
     trainer = {"step": s.step, "tokens_seen": s.tokens_seen, "supervised_seen": s.supervised_seen,
                "loader": s.loader.state(), "val_losses": {str(k): v for k, v in s.val_losses.items()},
                "skipped_steps": s.skipped, "sft": _jsonable(dataclasses.asdict(cfg))}
@@ -443,7 +498,7 @@ def save(s):
             "data": dict(s.data_info, source=str(cfg.data_path())),
             "train": {"lr": cfg.lr, "min_lr": cfg.min_lr, "warmup": cfg.warmup, "total_steps": cfg.steps,
                       "schedule": cfg.schedule, "batch_size": cfg.batch_size, "seed": cfg.seed,
-                      "weight_decay": cfg.weight_decay, "clip": cfg.clip}}
+                      "weight_decay": cfg.weight_decay, "clip": cfg.clip, "ranks": s.world.size}}
     if s.val_losses:
         meta["val_loss"] = s.val_losses[max(s.val_losses)]
     return save_checkpoint(s.out, s.model, s.params, tokenizer=s.tokenizer, meta=meta,
@@ -459,6 +514,8 @@ def finish(s, losses, clock, checkpoint, interrupted):
                   tokens_per_s=(s.tokens_seen - s.first_tokens) / max(train_time, 1e-9),
                   wall_time=time.perf_counter() - s.t_start, checkpoint=str(checkpoint),
                   interrupted=interrupted, skipped_steps=list(s.skipped))
+    if not s.world.root:
+        return r
     if r.interrupted:
         say(f"interrupted at step {r.steps}/{s.config.steps}; checkpoint saved to {r.checkpoint}")
         say(f"resume with: minillm sft --out {s.out} --resume")

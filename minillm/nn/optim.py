@@ -140,7 +140,8 @@ class AdamW:
     Hyperparameters follow torch.optim.AdamW: betas (b1, b2), eps added to sqrt(v_hat),
     decoupled weight decay multiplied by the learning rate. use_c: run the passes over the
     buffers in C (None: when kernels.fast allows it, i.e. the library is loaded; False: the
-    NumPy lines of adamw_update, grad_store and sum_squares).
+    NumPy lines of adamw_update, grad_store and sum_squares). extra: float32 slots after the
+    gradient in grad_buf, summed with it by reduce_grads (a data-parallel run's loss).
 
     accumulate() copies (or adds) each gradient into the flat buffer and, in C, sums its
     squares in the same pass, so the global norm costs no extra read; step() clips with that
@@ -151,7 +152,7 @@ class AdamW:
     float32 (> ~1.8e19) counts as non-finite.
     """
 
-    def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0, use_c=None):
+    def __init__(self, params, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0, use_c=None, extra=0):
         self.b1, self.b2 = float(betas[0]), float(betas[1])
         self.eps, self.weight_decay = float(eps), float(weight_decay)
         self.t = 0                                  # completed (non-skipped) updates
@@ -166,7 +167,9 @@ class AdamW:
                            default=0)
         self.size = offset
         self.flat_p = np.zeros(offset, np.float32)  # (P,) parameters (padding stays 0)
-        self.flat_g = np.zeros(offset, np.float32)  # (P,) gradient sum of this step
+        self.grad_buf = np.zeros(offset + extra, np.float32)  # (P + extra,) what reduce_grads sums
+        self.flat_g = self.grad_buf[:offset]        # (P,) gradient sum of this step
+        self.extra = self.grad_buf[offset:]         # (extra,) values that travel with it (a loss)
         self.flat_m = np.zeros(offset, np.float32)  # (P,) first moment
         self.flat_v = np.zeros(offset, np.float32)  # (P,) second moment
         self.grads = self._views(self.flat_g)
@@ -201,6 +204,25 @@ class AdamW:
         # C: the copy also summed the squares, so step() need not read the gradient again
         self._sumsq = math.fsum(parts) if self.use_c else None
         self._n_accum += 1
+
+    def reduce_grads(self, allreduce, ranks, share=None):
+        """Sum this step's gradient over `ranks` data-parallel processes (pretrain/dist.py).
+
+        allreduce(buf) must replace buf, in place, by its elementwise sum over the processes:
+        ONE call for grad_buf, the flat gradient and the `extra` slots together (not one per
+        parameter). step()'s default scale then divides by every micro-batch of every
+        process, so each one takes the same mean gradient. share: when the processes' parts
+        of the mean differ in size (SFT: supervised tokens), this process's weight in it;
+        its gradient is multiplied by share first (one more pass) and the sum is the mean.
+        The gradient norm is of the sum, not of this process's part: step() reads the
+        summed buffer once more for it."""
+        if self._n_accum == 0:
+            raise RuntimeError("AdamW.reduce_grads() called with no accumulated gradient")
+        if share is not None:
+            self.flat_g *= np.float32(share)
+        allreduce(self.grad_buf)
+        self._n_accum = 1 if share is not None else self._n_accum * ranks
+        self._sumsq = None
 
     def zero_grad(self):
         """Forget the accumulated gradient (the next accumulate() starts a new sum)."""

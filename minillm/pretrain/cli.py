@@ -4,6 +4,7 @@
     minillm pretrain --data tinyshakespeare.txt --n-layer 4 --n-head 4 \\
         --n-embd 128 --context-len 64 --batch-size 12 --steps 2000 --lr 1e-3 --min-lr 1e-4
     minillm pretrain --resume runs/default/base        # continue an interrupted run exactly
+    mpirun -np 2 minillm pretrain --data runs/default/shards --batch-size 8   # 2 ranks (dist.py)
 
 An --out that holds a checkpoint needs --resume (continue it) or --force (start over).
 A flag left out stays None, so --resume can tell what was asked for from a default: a
@@ -21,6 +22,7 @@ from minillm.common import (
     thread_count)
 from minillm.nn import gpt
 from minillm.nn.checkpoint import OUTPUT
+from minillm.pretrain import dist
 from minillm.pretrain.train import MODEL_FLAGS, TrainConfig, check_numbers, train
 
 
@@ -45,7 +47,8 @@ def add_arguments(parser):
     g.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction,
                    help="share tok_emb and the LM head")
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--batch-size", type=int, help="sequences per micro-batch (default 8)")
+    g.add_argument("--batch-size", type=int,
+                   help="sequences per micro-batch, split over the ranks under mpirun (default 8)")
     g.add_argument("--context-len", type=int, help="tokens per sequence (default 256)")
     g.add_argument("--steps", type=int, help="optimizer steps (default 1000)")
     g.add_argument("--tokens", type=float, help="token budget instead of --steps (e.g. 2e7)")
@@ -68,7 +71,10 @@ def add_arguments(parser):
     g.add_argument("--ckpt-every", type=non_negative_int, help="steps between checkpoints (default 1000)")
     g.add_argument("--log-every", type=positive_int, help="steps between metrics.jsonl lines (default 1)")
     g.add_argument("--metrics", help="metrics file (default runs/<name>/metrics.jsonl)")
-    g.add_argument("--threads", type=thread_count, help="threads for kernels and optimizer (default all cores)")
+    g.add_argument("--threads", type=thread_count, help="threads for kernels and optimizer (default all "
+                   "cores; under mpirun, this machine's cores shared among its ranks)")
+    g.add_argument("--check-every", type=non_negative_int,
+                   help="under mpirun: steps between checks that all ranks hold the same weights (default 100)")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar")
 
@@ -90,7 +96,21 @@ def _check_memory(config):
 
 
 def run(args):
-    """`minillm pretrain`: build a TrainConfig from the flags and train."""
+    """`minillm pretrain`: build a TrainConfig from the flags and train. Under mpirun every
+    rank checks the flags (a mistake is printed once, by rank 0) and rank 0 alone prepares --out."""
+    world = dist.connect()
+    config, error = None, None
+    try:
+        config = _config(args, world)
+    except UserError as e:
+        error = e
+    dist.agree(world, error)
+    result = train(config)
+    return 130 if result.interrupted else 0
+
+
+def _config(args, world):
+    """The run's TrainConfig from the flags, once the inputs and --out are checked."""
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("resume", "force")}
     beta1, beta2 = given.pop("beta1", None), given.pop("beta2", None)
     if beta1 is not None or beta2 is not None:
@@ -102,6 +122,8 @@ def run(args):
         given["tokens"] = int(given["tokens"])
     config = TrainConfig(**given)
     check_numbers(config)                  # before --out is touched, like the inputs below
+    if args.resume is None:                # (resuming, the checkpoint's batch size counts)
+        dist.check_batch(config.batch_size, world.size)
     _check_memory(config)
     inputs = {"--data": config.data, "--tokenizer": config.tokenizer}
     for flag, path in inputs.items():      # before --out is touched: a typo creates nothing
@@ -113,14 +135,14 @@ def run(args):
         if args.force:
             raise UserError("--resume continues a checkpoint and --force replaces it: pass one")
         config.resume = str(config.out_dir() if args.resume is True else Path(args.resume))
-        if args.out and Path(args.out) != Path(config.resume):
+        new_out = args.out and Path(args.out) != Path(config.resume)
+        if world.root and new_out:
             prepare_dir(args.out, OUTPUT, resume=False, inputs=inputs)   # a new directory
-        else:
+        elif world.root:
             remove_temp_files(config.resume, OUTPUT)                      # of a killed save
     elif config.data is None:
         raise UserError("--data is required: a token-shard directory or a text file")
-    else:
+    elif world.root:
         prepare_dir(config.out_dir(), OUTPUT, force=bool(args.force), resume=False,
                     resume_flag="--resume", inputs=inputs)
-    result = train(config)
-    return 130 if result.interrupted else 0
+    return config

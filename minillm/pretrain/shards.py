@@ -9,6 +9,7 @@ u64 token count, u64 vocab_size, then the tokens.
         for ids in docs: w.add(ids)                                 # -> shard_00000.bin, ...
     loader = BatchLoader("runs/x/shards", batch_size=8, context_len=256, split="train", seed=0)
     x, y = next(loader)            # (B, T) int64 each; y[b, t] = the token after x[b, t]
+    BatchLoader(..., rank=1, ranks=2)   # rows B/2..B-1 of every batch (data parallelism)
 
 The loader also reads a text file's bytes (vocab 256) or a 1-D array of ids. The last
 val_frac (10%) of the stream is validation. Windows of T+1 tokens never cross a shard; each
@@ -24,6 +25,7 @@ import numpy as np
 
 from minillm.common import Output, UserError, atomic_path, read_json, write_json
 from minillm.internet.pipeline import read_jsonl_gz
+from minillm.pretrain.dist import check_batch
 from minillm.tokenizer.bpe import Tokenizer
 
 MAGIC, VERSION = b"MLLMTOK\0", 1
@@ -204,9 +206,11 @@ class BatchLoader:
     docstring). Iterate it, or call next_batch(). vocab_size: the stream's vocabulary."""
 
     def __init__(self, source, batch_size, context_len, split="train", seed=0, val_frac=0.1,
-                 shuffle=None, vocab_size=None):
+                 shuffle=None, vocab_size=None, rank=0, ranks=1):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        check_batch(batch_size, ranks)
+        self.rank, self.ranks = int(rank), int(ranks)   # data parallelism: see next_batch
         arrays, found_vocab, self.kind = open_tokens(source)
         if self.kind == "shards" and vocab_size and vocab_size != found_vocab:
             raise UserError(f"the token shards in {source} were written for a {found_vocab}-token "
@@ -246,16 +250,23 @@ class BatchLoader:
         self._offset = shift + (order - first[piece]) * T                 # (n_windows,)
 
     def next_batch(self):
-        x = np.empty((self.B, self.T), np.int64)                          # (B, T)
-        y = np.empty((self.B, self.T), np.int64)                          # (B, T)
-        for b in range(self.B):
+        """The next batch of B windows, or with ranks > 1 (data parallelism, dist.py) this
+        rank's B / ranks of them: rows [rank * b, (rank + 1) * b) of the batch a single
+        loader would give. Every rank steps over all B windows, so (epoch, pos) is the same
+        on every rank and in a single process: a checkpoint resumes on any number of ranks."""
+        b = self.B // self.ranks
+        first = self.rank * b
+        x = np.empty((b, self.T), np.int64)                               # (b, T)
+        y = np.empty((b, self.T), np.int64)                               # (b, T)
+        for i in range(self.B):
             if self.pos == self.n_windows:
                 self.epoch, self.pos = self.epoch + 1, 0
                 self._load_epoch()
-            p, o = self._piece[self.pos], self._offset[self.pos]
-            window = self.pieces[p][o:o + self.T + 1]                     # (T + 1,)
-            x[b] = window[:-1]
-            y[b] = window[1:]
+            if first <= i < first + b:                                    # this rank's row
+                p, o = self._piece[self.pos], self._offset[self.pos]
+                window = self.pieces[p][o:o + self.T + 1]                 # (T + 1,)
+                x[i - first] = window[:-1]
+                y[i - first] = window[1:]
             self.pos += 1
         return x, y
 

@@ -28,6 +28,7 @@ from minillm.common import UserError, atomic_write, read_json, runs_dir
 from minillm.nn import gpt
 from minillm.nn.checkpoint import checkpoint_dir, load_checkpoint, load_training_state
 from minillm.nn.optim import AdamW
+from minillm.pretrain import dist
 from minillm.pretrain.loop import TrainState, train_loop
 from minillm.pretrain.shards import BatchLoader, is_shard
 from minillm.tokenizer.bpe import Tokenizer
@@ -35,8 +36,8 @@ from minillm.tokenizer.bpe import Tokenizer
 MODEL_FLAGS = ("n_layer", "n_head", "n_kv_head", "n_embd", "hidden_dim", "tie_embeddings")
 # what --resume may change; every other setting must match the checkpoint's
 RESUME_MAY_CHANGE = {"steps", "tokens", "eval_every", "eval_batches", "final_eval_batches", "ckpt_every", "log_every",
-                     "sample_prompt",
-                     "threads", "progress", "out", "metrics", "resume", "data", "tokenizer"}
+                     "sample_prompt", "threads", "progress", "out", "metrics", "resume", "data", "tokenizer",
+                     "check_every"}
 
 
 @dataclass
@@ -53,7 +54,7 @@ class TrainConfig:
     n_embd: int = None
     hidden_dim: int = None
     tie_embeddings: bool = None
-    batch_size: int = 8
+    batch_size: int = 8              # sequences per micro-batch, over all ranks (mpirun -np R)
     context_len: int = 256
     steps: int = None                # optimizer steps (default 1000, or from `tokens`)
     tokens: int = None               # token budget: steps = ceil(tokens / tokens per step)
@@ -74,6 +75,8 @@ class TrainConfig:
                                      # this prompt's continuation (gibberish turning into text)
     ckpt_every: int = 1000           # steps between checkpoints (0: only at the end)
     log_every: int = 1               # steps between metrics.jsonl lines
+    check_every: int = dist.CHECK_EVERY   # mpirun: steps between checks that every rank holds the
+                                     # same weights (0: at the start and the end only)
     seed: int = 0
     threads: int = None              # C kernel + optimizer threads (default: all cores)
     metrics: str = None              # default: <out>/../metrics.jsonl
@@ -95,10 +98,22 @@ def default_lr(n_embd):
 
 
 def train(config):
-    """Run (or resume) pretraining; returns a TrainResult. Raises UserError on bad input."""
-    if config.resume:
-        config = resume_config(config.resume, config)
-    return train_loop(setup_state(config))
+    """Run (or resume) pretraining; returns a TrainResult. Raises UserError on bad input.
+    Under `mpirun -np R` every rank calls it and they train one model (dist.py)."""
+    world = dist.connect()
+    return dist.run_ranks(world, _train, config, world)
+
+
+def _train(config, world):
+    state, error = None, None
+    try:                                    # every rank meets a bad setting alike: say it once
+        if config.resume:
+            config = resume_config(config.resume, config)
+        state = setup_state(config, world)
+    except UserError as e:
+        error = e
+    dist.agree(world, error)
+    return train_loop(state)
 
 
 def resume_config(ckpt_dir, requested):
@@ -155,17 +170,20 @@ def check_numbers(config):
         raise UserError(f"--beta1 and --beta2 must be in [0, 1), not {config.betas}")
 
 
-def setup_state(config):
-    """Data loaders, model, optimizer and step: a fresh run, or one restored from config.resume."""
+def setup_state(config, world=dist.World()):
+    """Data loaders, model, optimizer and step: a fresh run, or one restored from config.resume.
+    world: the data-parallel ranks (dist.py); each loader then reads this rank's slice."""
     check_numbers(config)
     t_start = time.perf_counter()
-    if config.threads:
-        clib.set_num_threads(config.threads)
+    threads = config.threads or dist.default_threads(world)
+    if threads:
+        clib.set_num_threads(threads)
     source, tokenizer, vocab_size = _open_data(config)
+    shard = {"vocab_size": vocab_size, "rank": world.rank, "ranks": world.size}
     loader = BatchLoader(source, config.batch_size, config.context_len, "train", config.seed,
-                         config.val_frac, vocab_size=vocab_size)
+                         config.val_frac, **shard)
     val_loader = BatchLoader(source, config.batch_size, config.context_len, "val", config.seed,
-                             config.val_frac, vocab_size=vocab_size)
+                             config.val_frac, **shard)
     overrides = {k: getattr(config, k) for k in MODEL_FLAGS if getattr(config, k) is not None}
     try:
         model = gpt.GPTConfig.from_depth(config.depth, loader.vocab_size, config.context_len,
@@ -182,13 +200,15 @@ def setup_state(config):
         params, opt_state, trainer = _restore(config.resume, model, loader)
     else:
         params, opt_state, trainer = gpt.init_params(model, config.seed), None, {}
-    optimizer = AdamW(params, betas=config.betas, weight_decay=config.weight_decay)
+    optimizer = AdamW(params, betas=config.betas, weight_decay=config.weight_decay,
+                      extra=dist.EXTRA_SLOTS if world.size > 1 else 0)
     if opt_state is not None:
         optimizer.load_state(*opt_state)
     step = int(trainer.get("step", 0))
-    _trim_metrics(config.metrics_path(), config.stage, step)
+    if world.root:
+        _trim_metrics(config.metrics_path(), config.stage, step)
     return TrainState(
-        config=config, model=model, params=params, optimizer=optimizer, loader=loader,
+        config=config, model=model, params=params, optimizer=optimizer, loader=loader, world=world,
         val_loader=val_loader, tokenizer=tokenizer, total_steps=steps,
         tokens_per_step=tokens_per_step, lr=lr,
         min_lr=lr / 10 if config.min_lr is None else config.min_lr,
