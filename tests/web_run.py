@@ -6,7 +6,8 @@ after token a the model writes NEXT[a]), so every reply is known exactly:
     base/   continues any text with " la la la ..." for ever (p of each token ~0.93)
     sft/    answers anything with a calculator call:  [17*23 -> 391] Done!
     rl/     answers anything with a search:           [search: Velmora -> ...] Ok
-    rlhf/reward_model/ and notes/ are not models the app may offer.
+    rlhf/reward_model/, notes/ and .sft.old-1/ckpt/ (an interrupted save's leftover) are
+    not models the app may offer.
 
 Plus chat/search.npz (the search tool's index), chat/conversations.jsonl (two training
 conversations), report.html and report/loss.png.
@@ -82,6 +83,7 @@ def build_run(run, tok):
     save_checkpoint(run / "rl", *scripted(tok, search, default=ord(" "), context_len=512), tokenizer=tok, meta={"stage": "rl"})
     rm = GPTConfig(vocab_size=tok.vocab_size, context_len=64, n_layer=1, n_head=2, n_kv_head=2, n_embd=16, hidden_dim=8)
     save_checkpoint(run / "rlhf" / "reward_model", rm, init_params(rm), tokenizer=tok, meta={"stage": "reward_model"})
+    save_checkpoint(run / ".sft.old-1" / "ckpt", rm, init_params(rm), tokenizer=tok, meta={"stage": "sft"})
     (run / "notes").mkdir()
     (run / "notes" / "config.json").write_text('{"not": "a checkpoint"}')
     BM25Index.build([PAGE_TEXT]).save(run / "chat" / "search.npz")

@@ -8,32 +8,24 @@ out of range (400), a text or conversation over the Limits (413), no free genera
 as plain text (encode_ordinary), so "<|assistant_end|>" typed by a user is ordinary
 characters, as in `minillm chat`.
 
-A generation is prepared (prepare_chat, prepare_complete: the model, the prompt's ids, the
-sampling settings) and then run by Job.events(), which yields the start event, one event
-per token as the engine produces it (its text, its probability, for a chat the part of the
-reply it belongs to: text, calculator call, search query, tool output) and a done event.
-Closing the generator (the client went away) stops the generation at the next token.
+A generation is prepared here (prepare_chat, prepare_complete: the model, the prompt's
+ids, the sampling settings, as a Job) and run by events.py, one event per token.
 
-Read next: server.py (HTTP, the API's documentation), models.py, static/app.js.
+Read next: events.py (a generation as events), server.py (HTTP, the API's documentation),
+models.py, static/app.js.
 """
-import codecs
 import contextlib
 import json
-import math
 import secrets
 import threading
-import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from minillm.chat.render import token_strings
-from minillm.chat.template import (CALLS, OUTPUT, ConversationTooLong, chat_token_ids, normalize, render,
-                                   render_prompt, validate)
+from minillm.chat.template import ConversationTooLong, chat_token_ids, render, render_prompt, validate
 from minillm.common import UserError
-from minillm.web.models import ModelInfo, Models
+from minillm.web.events import Job, token_list
+from minillm.web.models import Models
 
 
 class ApiError(Exception):
@@ -112,8 +104,8 @@ def _number(body, key, default, low, high, integer=False):
     if value is None:
         return default
     kind = "an integer" if integer else "a number"
-    # subtle: JSON's 1e999 is inf, and a 400-digit integer overflows math.isfinite: the
-    # range check alone (no float conversion) settles both
+    # subtle: JSON's 1e999 is inf and NaN is nan: the range check alone refuses both (and
+    # a 400-digit integer, which math.isfinite could not even convert)
     if (isinstance(value, bool) or not isinstance(value, int if integer else (int, float))
             or not low <= value <= high):
         raise ApiError(400, f"{key} must be {kind} from {low} to {high}, not {json.dumps(value)[:40]}")
@@ -234,34 +226,12 @@ def tokenize(app, body):
             raise ApiError(400, f"cannot render the conversation: {e}") from None
         ids, mask = ids.tolist(), mask.tolist()
         out["supervised"] = sum(mask)
-    shown = token_strings(ids, tok)
-    specials = set(tok.special_tokens.values())
     out["count"] = len(ids)
-    out["tokens"] = [{"id": i, "token": s, "special": i in specials, **({} if mask is None else {"mask": m})}
-                     for i, s, m in zip(ids, shown, mask or [None] * len(ids))]
+    out["tokens"] = token_list(ids, tok, mask)
     return out
 
 
 # ---- generations: POST /api/chat, POST /api/complete ---------------------------------------
-
-@dataclass
-class Job:
-    """A checked generation, ready to run (Job.events)."""
-    app: App
-    endpoint: str                   # "chat" or "complete"
-    info: ModelInfo
-    engine: object                  # the model's Engine
-    ids: list                       # the prompt's token ids
-    sampling: dict                  # temperature, top_k, top_p, max_tokens, seed
-    stop: list                      # token ids that end it
-    start: dict                     # the first event
-    stream: bool = True             # False: one JSON answer at the end
-    top: int = 0                    # alternatives per token (completion)
-    record: dict = None             # how it went, once it ended (also appended to App.log)
-
-    def events(self):
-        return _events(self)
-
 
 def prepare_chat(app, body):
     """POST /api/chat: the reply to a conversation that ends with a user message."""
@@ -308,128 +278,6 @@ def prepare_complete(app, body):
         raise ApiError(400, f"prompt too long for {info.name}: {e}") from None
     tok = engine.tokenizer
     start = {"type": "start", "model": info.name, "seed": sampling["seed"], "prompt_tokens": len(ids),
-             "prompt": _token_list(ids, tok), "max_tokens": sampling["max_tokens"]}
+             "prompt": token_list(ids, tok), "max_tokens": sampling["max_tokens"]}
     stop = [engine.bos_id] if engine.bos_id is not None else []
     return Job(app, "complete", info, engine, ids, sampling, stop, start, _stream_flag(body), top)
-
-
-def _token_list(ids, tok):
-    specials = set(tok.special_tokens.values())
-    return [{"id": i, "token": s, "special": i in specials} for i, s in zip(ids, token_strings(ids, tok))]
-
-
-def _events(job):
-    """Run the job on its model (one generation at a time per model); yield its events."""
-    t0, end, c = time.time(), "error", None
-    try:
-        with job.info.lock:
-            yield job.start
-            stream = job.engine.stream(job.ids, truncate=False, keep_logits=job.top > 0,
-                                       stop=job.stop, **job.sampling)
-            c = stream.completion
-            reply = _Reply(job.engine.tokenizer, job.endpoint == "chat")
-            seen = 0
-            for _ in _advances(stream):
-                for k in range(seen, len(c.tokens)):
-                    yield from reply.add(c, k, job.top)
-                seen = len(c.tokens)
-            seconds = time.time() - t0
-            done = {"type": "done", "finish_reason": c.finish_reason, "tokens": len(c.tokens),
-                    "seconds": round(seconds, 3), "tokens_per_second": round(len(c.tokens) / max(seconds, 1e-9), 1),
-                    "tool_calls": c.tool_calls}
-            done.update(reply.result())
-            end = c.finish_reason
-            yield done
-    except GeneratorExit:                    # the client went away: the generation stops here
-        end = "stopped by the client"
-        raise
-    except Exception as e:                   # a bug or a broken model: the client hears it, in one line
-        yield {"type": "error", "error": f"{type(e).__name__}: {e}"}
-    finally:
-        job.record = {"endpoint": job.endpoint, "model": job.info.name, "end": end,
-                      "tokens": len(c.tokens) if c else 0, "seconds": round(time.time() - t0, 3)}
-        job.app.log.append(job.record)
-
-
-def _advances(stream):
-    """Drive the stream: yield once every time it produced text, and once at its end
-    (the stop token and a split character's last bytes come without a text piece)."""
-    for _ in stream:
-        yield
-    yield
-
-
-class _Reply:
-    """Turns a completion's tokens into token events and, for a chat, the reply's parts:
-    text, a calculator or search call, the tool's output (forced by the engine)."""
-
-    def __init__(self, tok, chat):
-        self.tok, self.chat = tok, chat
-        self.names = {i: s for s, i in tok.special_tokens.items()}
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.parts = [{"type": "text", "text": ""}]
-        self.text = ""
-        self.call = None                     # "python" or "search" inside a call span
-
-    def add(self, c, k, top):
-        """The events of token k of completion c."""
-        token, forced = c.tokens[k], c.forced[k]
-        name = self.names.get(token)
-        text = "" if name else self.decoder.decode(self.tok.decode_bytes([token]))
-        if name:
-            text = self.decoder.decode(b"", final=True)    # a character cut by a special token
-        self.parts[-1]["text"] += text
-        self.text += text
-        lp = c.logprobs[k]
-        event = {"type": "token", "id": token, "token": token_strings([token], self.tok)[0], "text": text,
-                 "p": None if lp is None else round(math.exp(lp), 5), "forced": forced,
-                 "special": name is not None}
-        if top:
-            event["top"] = _alternatives(c.logits[k], top, self.tok)
-            c.logits[k] = None                               # (V,) each: not kept longer than needed
-        yield event
-        part = self._part_after(name, forced) if self.chat else None
-        if part:
-            self.parts.append({"type": part, "text": ""})
-            yield {"type": "part", "part": part}
-
-    def _part_after(self, name, forced):
-        """The part a special token opens (or None). A call span opens when the model
-        writes its start token; a tool output only when the engine forced it."""
-        if name is None:
-            return None
-        for kind, (start, end) in CALLS.items():
-            if name == start and self.call is None:
-                self.call = kind
-                return kind
-            if name == end and self.call == kind:
-                self.call = None
-        if forced and name == OUTPUT[0]:
-            return "output"
-        if forced and name == OUTPUT[1]:
-            return "text"
-        return None
-
-    def result(self):
-        """The done event's fields: the reply as a message (chat) or the text (completion)."""
-        tail = self.decoder.decode(b"", final=True)
-        self.parts[-1]["text"] += tail
-        self.text += tail
-        if not self.chat:
-            return {"text": self.text}
-        message = normalize([{"role": "assistant", "content": self.parts}])[0]
-        try:
-            validate([{"role": "user", "content": ""}, message])
-        except ValueError:                   # the model broke the format: keep its text
-            message = {"role": "assistant", "content": self.text}
-        return {"message": message}
-
-
-def _alternatives(logits, top, tok):
-    """The `top` most likely next tokens under the model (temperature 1): [[token, p], ...]."""
-    z = logits.astype(np.float64)                                      # (V,)
-    p = np.exp(z - z.max())                                            # (V,)
-    p /= p.sum()
-    best = np.argpartition(-p, top - 1)[:top]                          # (top,) unordered
-    best = best[np.argsort(-p[best], kind="stable")]                   # (top,) most likely first
-    return [[s, round(float(p[i]), 5)] for i, s in zip(best, token_strings(best.tolist(), tok))]

@@ -52,6 +52,9 @@ def find_models(run):
     """[ModelInfo] of the checkpoints in run directory `run`, in lecture order."""
     found = []
     for config in sorted([*Path(run).glob("*/config.json"), *Path(run).glob("*/*/config.json")]):
+        name = config.parent.relative_to(run).as_posix()
+        if any(part.startswith(".") for part in name.split("/")):
+            continue                                       # an interrupted save's leftovers
         try:
             meta = read_json(config, what="checkpoint config")
             model = GPTConfig(**meta["model"])
@@ -59,7 +62,6 @@ def find_models(run):
             continue                                       # not a checkpoint we can run
         if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("stage") in NOT_A_WRITER:
             continue
-        name = config.parent.relative_to(run).as_posix()
         found.append(ModelInfo(name, config.parent, str(meta.get("stage", "?")), num_params(model),
                                model.context_len, int(meta.get("step") or 0)))
     return sorted(found, key=lambda m: (STAGE_ORDER.get(m.stage, len(STAGE_ORDER)), m.name))

@@ -39,7 +39,7 @@ from a URL); bodies, texts, conversations, max_tokens and generations running at
 bounded (api.Limits); the page sets every text with textContent and a Content-Security-Policy
 allows no inline script. A client that disconnects stops its generation at the next token.
 
-Read next: api.py (each endpoint), models.py, static/app.js (the page); cli.py (the flags).
+Read next: api.py (each endpoint), events.py, models.py, static/app.js (the page); cli.py (the flags).
 """
 import json
 import socket
@@ -92,6 +92,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self._handle("POST")
+
+    def do_other(self):
+        """PUT, DELETE, PATCH, OPTIONS (no CORS preflight is answered): 405 or 404."""
+        self._handle(self.command)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_other
 
     def log_message(self, format, *args):       # noqa: A002 (the base class's name)
         """No access log: the server prints a line per generation (Server.note) instead."""

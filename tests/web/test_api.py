@@ -50,7 +50,7 @@ def ask(text="What is 17*23?", **fields):
 def test_models_lists_the_runs_writers_in_lecture_order(server):
     status, _, info = request(server, "GET", "/api/models")
     assert status == 200
-    assert [m["name"] for m in info["models"]] == ["base", "sft", "rl"]     # no reward model, no notes/
+    assert [m["name"] for m in info["models"]] == ["base", "sft", "rl"]     # no reward model, notes/, .sft.old-1/
     assert info["chat_default"] == "sft" and info["complete_default"] == "base"
     assert info["examples"] == 2 and info["run"] == "tiny"
     assert info["models"][0]["context_len"] == 1024 and info["limits"]["generations"] == 2
@@ -257,6 +257,9 @@ def test_wrong_method_and_wrong_host(server):
     assert status == 405 and "takes POST" in answer["error"]
     status, _, answer = request(server, "POST", "/", {"a": 1})
     assert status == 405
+    for method in ("PUT", "DELETE", "OPTIONS"):
+        status, _, answer = request(server, method, "/api/chat")
+        assert status == 405 and answer["error"] == f"/api/chat takes POST, not {method}"
     status, _, answer = request(server, "GET", "/api/models", headers={"Host": "evil.example:80"})
     assert status == 403 and "evil.example" in answer["error"]
 
