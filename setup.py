@@ -46,6 +46,7 @@ TEST_EXTRAS = [
     "trafilatura==2.3.1",       # main-text extraction peers on the gold set (tests/extract_gold.py)
     "lxml_html_clean",          # trafilatura's justext needs it with lxml >= 5.2
     "resiliparse>=2.0",
+    "playwright",               # the web app's browser tests, driving Debian's chromium (.ci/run)
 ]
 
 setup(
@@ -59,7 +60,8 @@ setup(
     # minillm.common.data_path finds it there or, in a source checkout, at ./data.
     packages=find_packages(include=["minillm", "minillm.*"]) + ["minillm._data"],
     package_dir={"minillm._data": "data"},
-    package_data={"minillm": ["static/*"], "minillm._data": ["*", "*/*", "*/*/*"]},
+    package_data={"minillm": ["static/*"], "minillm._data": ["*", "*/*", "*/*/*"],
+                  "minillm.web": ["static/*"]},   # the web app's page: index.html, app.js, style.css
     install_requires=["numpy>=1.22", "cffi>=1.15", "regex", "tqdm"],
     cffi_modules=["csrc/build.py:ffibuilder"],
     cmdclass={"build_ext": optional_build_ext},

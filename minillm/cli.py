@@ -88,6 +88,8 @@ COMMANDS = {
     "speedrun": ("minillm.speedrun", "add_arguments", "run", "run every stage end to end"),
     "report": ("minillm.report", "add_arguments", "run",
                "write a run's report card (report.md, report.html)"),
+    "serve": ("minillm.web.cli", "add_arguments", "run",
+              "the web app: chat with a run's models, see their tokens, read the report card"),
     "export": ("minillm.hub.cli", "add_export_arguments", "run_export",
                "export a checkpoint to GGUF, Hugging Face or llama2.c"),
     "import": ("minillm.hub.cli", "add_import_arguments", "run_import",

@@ -43,6 +43,8 @@ def test_regular_install_builds_kernels_and_ships_data(tmp_path):
     assert info.returncode == 0, info.stderr
     loaded, simd, has_data = info.stdout.split()
     assert loaded == "True" and simd in ("avx512", "avx2", "scalar") and has_data == "True"
+    assert all((tmp_path / "site" / "minillm" / "web" / "static" / name).is_file()
+               for name in ("index.html", "app.js", "style.css"))         # the web app's page
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ CSRC = ROOT / "csrc"
 # The lecture's order: a package may import itself and the packages before it, never one
 # after it. chat, rl and rlhf are the post-training stages (a name here may not exist yet).
 ORDER = ["common", "clib", "world", "internet", "crawl", "tokenizer", "nn", "pretrain", "generate",
-         "evals", "chat", "rl", "rlhf", "hub", "report", "speedrun", "exercises", "cli", "__main__"]
+         "evals", "chat", "rl", "rlhf", "hub", "report", "web", "speedrun", "exercises", "cli", "__main__"]
 
 # Compiled extensions: modules with no .py file, and the stage they belong to.
 EXTENSIONS = {"minillm._kernels": "clib"}      # csrc/ compiled by csrc/build.py or setup.py

@@ -171,13 +171,14 @@ class Engine:
             pass
         return [r.c for r in rows]
 
-    def stream(self, prompt, *, bos=True, truncate=True, **sampling):
+    def stream(self, prompt, *, bos=True, truncate=True, keep_logits=False, **sampling):
         """A Stream: iterate it for text pieces as they are produced (whole characters
         only: a UTF-8 character split across tokens waits for its last byte); its
-        .completion is the full Completion once the iteration ends."""
+        .completion grows as it goes (tokens, logprobs, and with keep_logits the logits
+        that chose each token) and is complete once the iteration ends."""
         params = SamplingParams(**sampling)
-        rows = self._rows(prompt, 1, bos, truncate, False, params)
-        return Stream(self._run(rows, 1, params, False), rows[0].c)
+        rows = self._rows(prompt, 1, bos, truncate, keep_logits, params)
+        return Stream(self._run(rows, 1, params, keep_logits), rows[0].c)
 
     def _rows(self, prompts, n, bos, truncate, keep_logits, params):
         if isinstance(prompts, str) or (len(prompts) and isinstance(prompts[0], (int, np.integer))):

@@ -208,6 +208,20 @@ def test_stream_yields_whole_characters(tok):
     assert stream.completion.text == text and stream.completion.finish_reason == "stop"
 
 
+def test_stream_keeps_the_logits_of_each_token_as_it_goes(tok):
+    params, config = random_model(tok)
+    engine = Engine(params, config, tok)
+    prompt = tok.encode_ordinary("The cat")
+    stream = engine.stream(prompt, temperature=0, max_tokens=6, keep_logits=True)
+    c = stream.completion
+    for _ in stream:                                   # the logits arrive with their token
+        assert len(c.logits) == len(c.tokens)
+    [ref] = engine.generate(prompt, temperature=0, max_tokens=6, keep_logits=True)
+    assert c.tokens == ref.tokens and len(c.logits) == 6
+    np.testing.assert_allclose(np.array(c.logits), np.array(ref.logits), rtol=0, atol=LOGIT_ATOL)
+    assert [int(lg.argmax()) for lg in c.logits] == c.tokens              # greedy: the argmax
+
+
 # ---- tool hooks ---------------------------------------------------------------------------
 
 def test_tool_call_forces_output_and_cannot_inject_special_tokens(tok):
