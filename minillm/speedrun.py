@@ -71,7 +71,7 @@ PROFILES = {
         "world": "smoke", "world_seed": 0, "crawl_shards": 2, "workers": 2,
         "vocab_size": 512, "depth": 2, "n_embd": 64, "context_len": 64, "tie_embeddings": True,
         "batch_size": 8, "steps": 60, "lr": 3e-3, "warmup": 10,
-        "eval_limit": 20, "samples": 2, "sample_tokens": 24,
+        "eval_limit": 20, "samples": 3, "sample_tokens": 24,
         # post-training (on in this profile)
         "post_training": True,
         "probe_limit": 60, "probe_k": 4, "chat_size": 3000, "chat_eval_size": 100,
@@ -93,7 +93,7 @@ PROFILES = {
         # the second half of a rare name copied 57% vs 25%, 1.06M fewer parameters
         "vocab_size": 4096, "split": "gpt4", "depth": 4, "n_embd": 256, "context_len": 256, "tie_embeddings": True,
         "batch_size": 16, "steps": 1200, "lr": 2e-3, "warmup": 100,
-        "eval_limit": 200, "samples": 4, "sample_tokens": 80,
+        "eval_limit": 200, "samples": 5, "sample_tokens": 80,
         # post-training: 2 epochs of 12,000 conversations (SFT ~11 min on 2 AVX2 cores)
         "post_training": True,
         "probe_limit": 1000, "probe_k": 4, "chat_size": 12_000, "chat_eval_size": 600,
@@ -210,17 +210,22 @@ def _eval_numbers(results):
     return out
 
 
-SAMPLE_PROMPTS = ["Once upon a time", "{person} was born in", "The capital of {country} is",
-                  "{city} is a city"]
+# the famous person's facts come out right; the rare one's (read in one document) are
+# made up: the fact check marks where
+SAMPLE_PROMPTS = ["Once upon a time", "{person} was born in", "{rare_person} was born in",
+                  "The capital of {country} is", "{city} is a city"]
 
 
 def famous(world):
-    """{"person": name, "country": name, "city": name}: the most written-about of each."""
-    out = {"person": "Ana", "country": "Velmar", "city": "Tarsk"}
-    for t in out:
+    """{"person", "country", "city"}: the most written-about of each type (names), and
+    "rare_person": the first person of the world's "one" bucket (seen in one document)."""
+    out = {"person": "Ana", "country": "Velmar", "city": "Tarsk", "rare_person": "Ana"}
+    for t in ("person", "country", "city"):
         ents = [e for e in world.entities.values() if e.type == t]
         if ents:
             out[t] = max(ents, key=lambda e: world.exposure[e.id]).name
+    out["rare_person"] = next((e.name for e in world.entities.values()
+                               if e.type == "person" and world.bucket[e.id] == "one"), out["person"])
     return out
 
 

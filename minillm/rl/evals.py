@@ -3,7 +3,7 @@
     minillm rl eval --run runs/default        -> runs/default/rl_evals.json and a table
 
     practice      word problems (DeepSeek-R1): pass@1 (greedy) and pass@k (k samples at
-                  the rollouts' temperature), SFT -> RL
+                  the rollouts' temperature), SFT -> RL (pass@k not for the countdown model)
     thinking      the same answers' length in tokens and the share that check a step
                   ("Let me check: ..."), SFT -> RL: did RL keep the habit?
     imitation     countdown (AlphaGo): the demonstrator's accuracy (by construction,
@@ -64,8 +64,9 @@ def rl_evals(world, sft, math_rl=None, countdown_rl=None, n=200, k=8, max_tokens
         row = {"word_problems": task_scores(engine, word, problems, max_tokens),
                "countdown": task_scores(engine, count, puzzles, 32),
                "world_qa": qa_scores(engine, world, n)}
-        row["word_problems"][f"pass{k}"] = pass_at_k(engine, word, problems, k, max_tokens, seed=1,
-                                                     temperature=temperature)
+        if name != "rl_countdown":    # it practised the puzzle: its pass@1 is the word-problem row
+            row["word_problems"][f"pass{k}"] = pass_at_k(engine, word, problems, k, max_tokens, seed=1,
+                                                         temperature=temperature)
         out["models"][name] = row
     out["demonstrator"] = demonstrator_accuracy("eval")
     return out
@@ -78,10 +79,11 @@ def format_table(r):
     lines = [f"{'':<34}" + "".join(f"{c:>14}" for c in cols)]
 
     def row(label, get, fmt="{:>13.1%} "):
-        lines.append(f"{label:<34}" + "".join(fmt.format(get(m[c])) for c in cols))
+        lines.append(f"{label:<34}" + "".join(f"{'-':>13} " if get(m[c]) is None else fmt.format(get(m[c]))
+                                              for c in cols))
 
     row("word problems: pass@1 (greedy)", lambda x: x["word_problems"]["accuracy"])
-    row(f"word problems: pass@{k}", lambda x: x["word_problems"][f"pass{k}"])
+    row(f"word problems: pass@{k}", lambda x: x["word_problems"].get(f"pass{k}"))
     row("word problems: tokens per answer", lambda x: x["word_problems"]["tokens"], "{:>13.1f} ")
     row("word problems: answers that check", lambda x: x["word_problems"]["checking"])
     row("countdown: right", lambda x: x["countdown"]["accuracy"])
