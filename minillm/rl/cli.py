@@ -16,10 +16,11 @@ from pathlib import Path
 
 from minillm import clib
 from minillm.common import UserError, non_negative_int, positive_int, thread_count, write_json
+from minillm.pretrain import dist
 from minillm.rl.evals import format_table, rl_evals
-from minillm.world.world import World
 from minillm.rl.grpo import RLConfig, rl
 from minillm.rl.tasks import TASKS
+from minillm.world.world import World
 
 
 def add_arguments(parser):
@@ -85,6 +86,8 @@ def run(args):
     if not config.resume and not config.ckpt:
         raise UserError("--ckpt is required: the SFT checkpoint to practise from (or --out DIR --resume)")
     result = rl(config)
+    if dist.launched_rank() != 0:           # under mpirun rank 0 reports
+        return 130 if result["interrupted"] else 0
     first, last = result["history"][0] if result["history"] else {}, result["history"][-1] if result["history"] else {}
     k = [key for key in last if key.startswith("pass") and key != "pass1"]
     if "pass1" in first and "pass1" in last:

@@ -20,6 +20,11 @@ samples at the rollouts' temperature). Rollouts at a temperature below 1 (0.7 by
 keep the samples near what the model would say, so a group holds right and wrong answers
 to compare; the loss is still the plain log-probability of each sampled token.
 
+Under `mpirun -np R` (pretrain/dist.py) each rank samples the groups of P / R of the
+step's prompts (each answer with the seed it has in one process), and the one Allreduce of
+the gradient weights each rank by its share of the step's answer tokens, so the update is
+the single process's; rank 0 evaluates, logs and saves.
+
 Read next: tasks.py (the rewards), loss.py (the gradient).
 """
 import dataclasses
@@ -42,6 +47,7 @@ from minillm.generate.engine import Engine
 from minillm.nn import gpt
 from minillm.nn.checkpoint import load_checkpoint, load_training_state, save_checkpoint
 from minillm.nn.optim import AdamW
+from minillm.pretrain import dist
 from minillm.rl.loss import group_advantages, log_softmax, policy_gradient
 from minillm.rl.tasks import make_task, score_replies
 from minillm.world.world import World
@@ -268,11 +274,12 @@ def resume_config(requested):
     return RLConfig(**dict(saved, out=str(out), **keep))
 
 
-def start_state(cfg):
-    """A fresh State from cfg.ckpt, or with --resume the saved one of cfg.out_dir()."""
+def start_state(cfg, extra=0):
+    """A fresh State from cfg.ckpt, or with --resume the saved one of cfg.out_dir().
+    extra: the optimizer's slots after the gradient (a data-parallel run's loss)."""
     source = cfg.out_dir() if cfg.resume else cfg.ckpt
     model, params, _ = load_checkpoint(source)
-    s = State(model, params, AdamW(params, weight_decay=0.0), chat_tokenizer(source, model.vocab_size))
+    s = State(model, params, AdamW(params, weight_decay=0.0, extra=extra), chat_tokenizer(source, model.vocab_size))
     if cfg.resume:
         opt, trainer = load_training_state(source)
         if opt is None:
@@ -283,62 +290,91 @@ def start_state(cfg):
 
 
 def rl(cfg):
-    """Run (or with cfg.resume continue) RL from cfg.ckpt; returns a dict of the run's numbers."""
-    if cfg.threads:
-        clib.set_num_threads(cfg.threads)
-    if not cfg.ckpt and not (cfg.resume and cfg.out):
-        raise UserError("give --ckpt SFT: the checkpoint to practise from (or --out DIR --resume)")
-    check_out(cfg.out_dir(), cfg.ckpt, cfg.resume, cfg.force)
-    if cfg.resume:
-        cfg = resume_config(cfg)
+    """Run (or with cfg.resume continue) RL from cfg.ckpt; returns a dict of the run's numbers.
+    Under `mpirun -np R` every rank calls it and they train one model."""
+    world = dist.connect()
+    return dist.run_ranks(world, _rl, cfg, world)
+
+
+def _rl(cfg, world):
+    error = None
+    try:                                    # every rank meets a bad setting alike: say it once
+        threads = cfg.threads or dist.default_threads(world)
+        if threads:
+            clib.set_num_threads(threads)
+        if not cfg.ckpt and not (cfg.resume and cfg.out):
+            raise UserError("give --ckpt SFT: the checkpoint to practise from (or --out DIR --resume)")
+        if cfg.prompts % world.size:
+            raise UserError(f"--prompts {cfg.prompts} does not split evenly over {world.size} ranks "
+                            f"(mpirun -np {world.size}): give a multiple of {world.size}")
+        if world.root:
+            check_out(cfg.out_dir(), cfg.ckpt, cfg.resume, cfg.force)
+        if cfg.resume:
+            cfg = resume_config(cfg)
+    except UserError as e:
+        error = e
+    dist.agree(world, error)
     out, metrics = cfg.out_dir(), cfg.out_dir().parent / "metrics.jsonl"
-    s = start_state(cfg)
+    s = start_state(cfg, dist.EXTRA_SLOTS if world.size > 1 else 0)
     # the SFT model, which the KL is measured from: the starting weights, saved before any step
     ref = load_checkpoint(cfg.ckpt)[1] if cfg.resume else {k: v.copy() for k, v in s.params.items()}
-    world = World.load(cfg.world or Path(cfg.ckpt).parent / "world")
-    task = make_task(cfg.task, world)
+    world_facts = World.load(cfg.world or Path(cfg.ckpt).parent / "world")
+    task = make_task(cfg.task, world_facts)
     held = task.items("eval", cfg.eval_prompts, seed=cfg.seed)
-    trim_metrics(metrics, STAGE, out.name, s.step)
+    if world.root:
+        trim_metrics(metrics, STAGE, out.name, s.step)
+    dist.check_same_weights(world, s.optimizer.flat_p, s.step)        # the same start everywhere
     history, interrupted, busy, saved = [], False, False, s.step
-    bar = tqdm(total=cfg.steps, initial=s.step, unit="step", desc=f"rl {cfg.task}", disable=not cfg.progress,
-               file=sys.stderr)
+    bar = tqdm(total=cfg.steps, initial=s.step, unit="step", desc=f"rl {cfg.task}",
+               disable=not (cfg.progress and world.root), file=sys.stderr)
     t0 = time.perf_counter()
     try:
         for step in range(s.step, cfg.steps + 1):
             engine = policy_engine(s.params, s.model, s.tokenizer)   # packs the current weights
             rec = {"stage": STAGE, "out": out.name, "task": cfg.task, "step": step}
-            if step % cfg.eval_every == 0 or step == cfg.steps:          # the curve: pass@1
+            if world.root and (step % cfg.eval_every == 0 or step == cfg.steps):   # the curve: pass@1
                 rec["pass1"] = pass_at_1(engine, task, held, cfg.max_tokens)
-            if step in (0, cfg.steps):                                   # before and after: pass@k
+            if world.root and step in (0, cfg.steps):                    # before and after: pass@k
                 rec[f"pass{cfg.k}"] = pass_at_k(engine, task, held, cfg.k, cfg.max_tokens,
                                                 _seed(cfg.seed, 1, step), cfg.temperature)
             if step < cfg.steps:
                 busy = True
-                rec.update(practise(cfg, s, ref, engine, task, step))
-            append_jsonl(metrics, rec)
+                rec.update(practise(cfg, s, ref, engine, task, step, world))
+            if world.root:
+                append_jsonl(metrics, rec)
             history.append(rec)
             if step < cfg.steps:
                 s.step, busy = step + 1, False
                 bar.set_postfix_str(f"reward {rec['reward']:.2f}", refresh=False)
                 bar.update(1)
                 if cfg.ckpt_every and s.step % cfg.ckpt_every == 0 and s.step < cfg.steps:
-                    save(cfg, s)
+                    dist.check_same_weights(world, s.optimizer.flat_p, s.step)
+                    if world.root:
+                        save(cfg, s)
                     saved = s.step
     except KeyboardInterrupt:
         interrupted = True
     bar.close()
     if not busy:                         # weights caught mid-update are not saved
-        save(cfg, s)
+        if not interrupted:
+            dist.check_same_weights(world, s.optimizer.flat_p, s.step)
+        if world.root:
+            save(cfg, s)
         saved = s.step
     return {"steps": saved, "seconds": time.perf_counter() - t0, "history": history,
             "interrupted": interrupted, "checkpoint": str(out)}
 
 
-def practise(cfg, s, ref, engine, task, step):
-    """One RL step: rollouts, rewards, advantages, the policy-gradient update; its stats."""
+def practise(cfg, s, ref, engine, task, step, world=dist.World()):
+    """One RL step: rollouts, rewards, advantages, the policy-gradient update; its stats.
+    On R ranks this one samples the groups of prompts rank * P/R .. (rank + 1) * P/R - 1."""
     items = task.items("train", cfg.prompts, seed=_seed(cfg.seed, 2, step))
+    per = cfg.prompts // world.size
+    first = world.rank * per
+    seed = _seed(cfg.seed, 0, step)             # answer c of the step draws from default_rng([seed, c])
+    seeds = seed if world.size == 1 else [[seed, c] for c in range(first * cfg.group, (first + per) * cfg.group)]
     t = time.perf_counter()
-    pairs = rollouts(engine, items, cfg.group, cfg.max_tokens, _seed(cfg.seed, 0, step), cfg.temperature)
+    pairs = rollouts(engine, items[first:first + per], cfg.group, cfg.max_tokens, seeds, cfg.temperature)
     t_sample = time.perf_counter() - t
     shown = [read_reply(c.tokens, s.tokenizer)[1] for _, c in pairs]
     rewards, scored = score_replies(task, [it for it, _ in pairs], shown)
@@ -347,9 +383,26 @@ def practise(cfg, s, ref, engine, task, step):
         adv = np.maximum(adv, 0.0)
     x, m, _ = sequences(pairs, s.model.context_len)
     old = old_logprobs(pairs, x)
+    tokens = float(m[:, 1:].sum())
+    share = tokens / max(dist.sum_over_ranks(world, tokens), 1.0)      # this rank's part of the mean
     for _ in range(cfg.inner_epochs):
         grads, st = train_step(s.params, s.model, ref, x, m, adv, old, cfg)
-        s.optimizer.step(cfg.lr, grads=grads, clip=cfg.grad_clip)
-    return dict(reward=float(rewards.mean()), length=float(np.mean([len(c.tokens) for _, c in pairs])),
-                checking=float(np.mean([bool(CHECKING.search(text)) for text in shown])), **scored, **st,
-                seconds_sampling=t_sample, seconds=time.perf_counter() - t)
+        if world.size > 1:          # ONE Allreduce, each rank weighted by its answer tokens
+            s.optimizer.accumulate(grads)
+            dist.sum_step(world, s.optimizer, 0.0, False, share)
+            s.optimizer.step(cfg.lr, clip=cfg.grad_clip)
+        else:
+            s.optimizer.step(cfg.lr, grads=grads, clip=cfg.grad_clip)
+    out = dict(reward=float(rewards.mean()), length=float(np.mean([len(c.tokens) for _, c in pairs])),
+               checking=float(np.mean([bool(CHECKING.search(text)) for text in shown])), **scored, **st)
+    if world.size > 1:              # the whole step's numbers: answers' means over equal slices,
+        out = _over_ranks(world, out, {k: share for k in st})   # the token-weighted ones by share
+    return dict(out, seconds_sampling=t_sample, seconds=time.perf_counter() - t)
+
+
+def _over_ranks(world, stats, weights):
+    """{name: value} of the whole step from each rank's: the sum over ranks of value x its
+    weight (weights[name], else 1/R: a mean over equal slices)."""
+    names = sorted(stats)
+    local = np.array([stats[k] * weights.get(k, 1.0 / world.size) for k in names], np.float64)
+    return dict(zip(names, (float(v) for v in world.comm.allreduce(local))))
