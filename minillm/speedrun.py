@@ -82,8 +82,9 @@ PROFILES = {
         "rm_prompts": 16, "rm_held_out": 8, "rm_k": 3, "rlhf_steps": 4, "rlhf_prompts": 2, "rlhf_group": 3,
         "rlhf_lr": 1e-4, "rlhf_beta": 0.1, "rlhf_eval_every": 2, "rlhf_eval_prompts": 4, "rlhf_max_tokens": 24,
         "arena_prompts": 4,
-        # --minutes: what the other stages took beside pretraining at that training speed
-        "reference": {"tokens_per_s": 50000, "other_seconds": 12, "pretrain_overhead": 1.2},
+        # --minutes: measure_throughput() on the machine of a reference run, and what its
+        # pretraining steps and its other stages took there
+        "reference": {"probe_tokens_per_s": 50000, "pretrain_step_seconds": 0.015, "other_seconds": 12},
     },
     "default": {
         "world": "default", "world_seed": 0, "crawl_shards": 8, "workers": 2,
@@ -109,10 +110,10 @@ PROFILES = {
         "rm_prompts": 384, "rm_held_out": 128, "rm_k": 4, "rlhf_steps": 30, "rlhf_prompts": 8, "rlhf_group": 4,
         "rlhf_lr": 2e-4, "rlhf_beta": 0.3, "rlhf_eval_every": 2, "rlhf_eval_prompts": 48, "rlhf_max_tokens": 64,
         "arena_prompts": 60,
-        # --minutes: the default run's stages other than pretraining took other_seconds on a
-        # machine that trained this model at tokens_per_s (evals and checkpoints add
-        # pretrain_overhead to the training steps' time)
-        "reference": {"tokens_per_s": 4354, "other_seconds": 1102, "pretrain_overhead": 1.035},
+        # --minutes: on the 2-core AVX2 machine where measure_throughput() gave 5,328 tokens/s,
+        # a default run took 1,075.8 s for 1,200 pretraining steps (evals and checkpoints
+        # included) and 935 s for every other stage
+        "reference": {"probe_tokens_per_s": 5328, "pretrain_step_seconds": 1075.8 / 1200, "other_seconds": 935},
     },
 }
 
@@ -592,10 +593,11 @@ def with_budget(p, minutes, summary, run):
 
 
 def plan_budget(p, minutes, tokens_per_s):
-    """(pretraining steps, seconds for everything else) that fit `minutes` at tokens_per_s."""
+    """(pretraining steps, seconds for everything else) that fit `minutes` on a machine whose
+    measure_throughput() is tokens_per_s: the reference run's times, scaled by the speed ratio."""
     ref = p["reference"]
-    other = ref["other_seconds"] * ref["tokens_per_s"] / tokens_per_s
-    step_seconds = p["batch_size"] * p["context_len"] / tokens_per_s * ref["pretrain_overhead"]
+    slower = ref["probe_tokens_per_s"] / tokens_per_s
+    other, step_seconds = ref["other_seconds"] * slower, ref["pretrain_step_seconds"] * slower
     steps = int((minutes * 60 - other) / step_seconds)
     least = max(50, p["steps"] // 10)
     if steps < least:

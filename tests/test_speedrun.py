@@ -116,8 +116,8 @@ def test_a_budget_sizes_pretraining_once_per_run(fake_stages, monkeypatch):
     p = speedrun.PROFILES["smoke"]
     steps, other = speedrun.plan_budget(p, 2, 25_000.0)
     ref = p["reference"]
-    assert other == pytest.approx(ref["other_seconds"] * ref["tokens_per_s"] / 25_000)
-    step_s = p["batch_size"] * p["context_len"] / 25_000 * ref["pretrain_overhead"]
+    assert other == pytest.approx(ref["other_seconds"] * ref["probe_tokens_per_s"] / 25_000)
+    step_s = ref["pretrain_step_seconds"] * ref["probe_tokens_per_s"] / 25_000
     assert steps == int((120 - other) / step_s)
     assert speedrun.plan_budget(p, 4, 25_000.0)[0] > steps                   # more time, more steps
     summary = speedrun.speedrun("smoke", minutes=2)
