@@ -584,10 +584,11 @@ def with_budget(p, minutes, summary, run):
         made = {"minutes": minutes, "tokens_per_s": round(tokens_per_s), "steps": steps,
                 "other_minutes": round(other / 60, 1)}
         summary["budget"] = made
+    ref = p["reference"]
+    fixed = p["steps"] * ref["pretrain_step_seconds"] * ref["probe_tokens_per_s"] / made["tokens_per_s"]
     print(f"[speedrun] budget {minutes:g} min: this machine does {made['tokens_per_s']:,} tokens/s on this "
           f"model; the other stages take ~{made['other_minutes']:g} min, so pretraining gets {made['steps']:,} "
-          f"steps (the {p['steps']:,} of the fixed profile take "
-          f"~{p['steps'] * p['batch_size'] * p['context_len'] / made['tokens_per_s'] / 60:.0f} min here)",
+          f"steps (the {p['steps']:,} of the fixed profile take ~{fixed / 60:.0f} min here)",
           file=sys.stderr, flush=True)
     return dict(p, steps=made["steps"], warmup=min(p["warmup"], made["steps"] // 10))
 
