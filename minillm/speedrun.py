@@ -685,7 +685,7 @@ def _pct(x):
 
 def add_arguments(parser):
     parser.add_argument("--profile", default="default", choices=list(PROFILES),
-                        help="sizes of everything (default: default, ~38 min on 2 cores; smoke: seconds)")
+                        help="sizes of everything (default: default, ~34 min on 2 cores; smoke: seconds)")
     parser.add_argument("--name", help="run directory runs/<name> (default: the profile's name)")
     parser.add_argument("--force", "--fresh", dest="fresh", action="store_true",
                         help="start the run again: " + FORCE_HELP)
