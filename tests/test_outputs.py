@@ -306,7 +306,7 @@ KILLED = {   # command -> temp names a kill leaves, relative to --out ("../x" be
               "removed/.crawl-00000.jsonl.gz.u7i8o9p0.tmp", ".funnel.json.mnbvcxz1.tmp"],
     "pretrain": ["../.out.tmp-x1y2z3w4/model.safetensors"],
     "speedrun": [".base.tmp-ab12cd34/config.json", "world/.documents.jsonl.gz.ab12cd_3.tmp",
-                 "clean/work/.crawl-00000.keys.npy.zzzzzzzz.tmp"],
+                 "/".join(("clean", "work", ".crawl-00000.keys.npy.zzzzzzzz.tmp"))],   # relative to the run
 }
 
 

@@ -14,12 +14,13 @@ the file and line, never a traceback.
 Read next: cli.py (`minillm exercise ...`).
 """
 import contextlib
+import importlib.util
 import signal
 import sys
+import tempfile
 import textwrap
 import threading
 import traceback
-import types
 import warnings
 from pathlib import Path
 
@@ -99,9 +100,10 @@ def _where(exc, path):
     """"exercises/x/x.py:12" for the innermost frame of exc in the learner's file (else the
     innermost frame anywhere)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    mine = [f for f in frames if Path(f.filename) == path]
-    frame = (mine or frames or [None])[-1]
-    return f"{frame.filename}:{frame.lineno}" if frame else str(path)
+    mine = [f for f in frames if Path(f.filename).resolve() == path.resolve()]
+    if mine:
+        return f"{path}:{mine[-1].lineno}"
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else str(path)
 
 
 def _one_line(exc):
@@ -111,20 +113,26 @@ def _one_line(exc):
 
 
 def load(path):
-    """The learner's file as a fresh module; Wrong (one line) when it does not compile or run."""
+    """The learner's file imported as a fresh module (Python's import machinery, its bytecode
+    cached in a throwaway directory so an edit is never hidden by a stale .pyc); Wrong (one
+    line) when it cannot be read, does not compile or fails as it is imported."""
     try:
-        source = path.read_text(encoding="utf-8")
-        code = compile(source, str(path), "exec")
-    except SyntaxError as e:
-        raise Wrong(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        path.read_bytes()
+    except OSError as e:
         raise Wrong(f"cannot read {path}: {e}") from None
-    module = types.ModuleType(f"minillm_exercise_{path.stem}")
-    module.__file__ = str(path)
-    try:
-        exec(code, module.__dict__)
-    except Exception as e:
-        raise Wrong(f"{path} fails as it is imported: {_one_line(e)} at {_where(e, path)}") from None
+    spec = importlib.util.spec_from_file_location(f"minillm_exercise_{path.stem}", str(path))
+    module = importlib.util.module_from_spec(spec)
+    prefix = sys.pycache_prefix
+    with tempfile.TemporaryDirectory() as cache:
+        sys.pycache_prefix = cache
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as e:
+            raise Wrong(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+        except Exception as e:
+            raise Wrong(f"{path} fails as it is imported: {_one_line(e)} at {_where(e, path)}") from None
+        finally:
+            sys.pycache_prefix = prefix
     return module
 
 

@@ -2,7 +2,6 @@
 that stop every rank alike, the install hint without mpi4py; and, behind `slow`, real
 2-rank runs under mpirun against one process (weights within 1e-5, resume across R)."""
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 
 from mpirun import minillm_on_ranks
+from tiny_train import tiny as train_tiny
 from minillm import clib
 from minillm.cli import main
 from minillm.common import UserError
@@ -18,9 +18,6 @@ from minillm.nn.optim import AdamW
 from minillm.pretrain import dist
 from minillm.pretrain.shards import BatchLoader
 from minillm.pretrain.train import TrainConfig, train
-
-WORDS = "the of and to in a is that for it as was with be by on not he I this are or his".split()
-
 
 @pytest.fixture(autouse=True)
 def single_process(monkeypatch):
@@ -34,21 +31,10 @@ def single_process(monkeypatch):
     clib.set_num_threads(threads)
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    rng = random.Random(0)
-    path = tmp_path / "words.txt"
-    path.write_text(" ".join(rng.choice(WORDS) for _ in range(20000)))
-    return path
-
-
 def tiny(text_file, out, **kw):
-    """2 layers x 2 heads x 32 wide, context 32, a global batch of 8, bytes of `text_file`."""
-    base = dict(data=str(text_file), out=str(out), n_layer=2, n_head=2, n_embd=32, context_len=32,
-                batch_size=8, steps=20, lr=3e-3, warmup=5, eval_every=10, eval_batches=4,
-                ckpt_every=0, progress=False, threads=1)
-    base.update(kw)
-    return TrainConfig(**base)
+    """test_train.py's tiny model (2 layers x 32 wide, context 32, a global batch of 8) on
+    its fixed text, for 20 steps with a validation loss every 10."""
+    return train_tiny(text_file, out, **{"steps": 20, "eval_every": 10, **kw})
 
 
 class FakeComm:

@@ -2,7 +2,6 @@
 accumulation, the CLI, and 10 AdamW steps against PyTorch (tests/torch_ref.py)."""
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -18,10 +17,9 @@ from minillm import clib
 from minillm.nn.checkpoint import load_checkpoint
 from minillm.pretrain.shards import BatchLoader
 from minillm.pretrain.train import TrainConfig, train
+from tiny_train import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = ("the of and to in a is that for it as was with be by on not he I this are or his "
-         "from at which but have an they you were her she there one all we their can has more").split()
 
 
 @pytest.fixture(autouse=True)
@@ -29,24 +27,6 @@ def keep_thread_count():
     threads = clib.get_num_threads()
     yield
     clib.set_num_threads(threads)
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    """A fixed text: 20,000 words drawn with random.Random(0) from 40 common words."""
-    rng = random.Random(0)
-    path = tmp_path / "words.txt"
-    path.write_text(" ".join(rng.choice(WORDS) for _ in range(20000)))
-    return path
-
-
-def tiny(text_file, out, **kw):
-    """2 layers x 2 heads x 32 wide, context 32, batch 8, bytes of `text_file`."""
-    base = dict(data=str(text_file), out=str(out), n_layer=2, n_head=2, n_embd=32, context_len=32,
-                batch_size=8, steps=50, lr=3e-3, warmup=5, eval_every=25, eval_batches=4,
-                ckpt_every=0, progress=False, threads=1)
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def test_golden_run(text_file, tmp_path):
