@@ -51,18 +51,24 @@ class Chat:
         self.history = [{"role": "system", "content": self.system}] if self.system else []
 
 
+def attach_tools(engine, search_tool):
+    """The chat's tools on an engine: the calculator, and search_tool (None: a search call
+    gets NO_SEARCH). `minillm chat` and the web app (web/models.py) both use it."""
+    engine.register_tool("python", calculator)
+    engine.register_tool("search", search_tool or (lambda query: NO_SEARCH))
+
+
 def open_chat(ckpt, index=None, **settings):
     """(Chat, note about search) for a checkpoint. Search uses `index`, else the run's
     <ckpt>/../chat/search.npz when it exists; without one the tool answers NO_SEARCH."""
     engine = Engine.from_checkpoint(ckpt)
     chat_token_ids(engine.tokenizer)                     # no chat special tokens: a UserError
-    engine.register_tool("python", calculator)
     path = Path(index) if index else Path(ckpt).parent / "chat" / "search.npz"
     if index or path.exists():
-        engine.register_tool("search", BM25Index.load(path).search_tool)
+        attach_tools(engine, BM25Index.load(path).search_tool)
         note = f"search: {path}"
     else:
-        engine.register_tool("search", lambda query: NO_SEARCH)
+        attach_tools(engine, None)
         note = (f"search: off (no index at {path}; build it with "
                 f"`minillm chat search --build --run {Path(ckpt).parent}`)")
     chat = Chat(engine, **settings)

@@ -24,6 +24,7 @@ How a claim is found (sentence by sentence, deliberately simple):
 
 Read next: base.py (recall by exposure measures the same knowledge with cloze prompts).
 """
+import functools
 import re
 from dataclasses import dataclass
 
@@ -135,13 +136,7 @@ def _phrases(words):
     return out
 
 
-_INDEX = {}
-
-
+@functools.lru_cache(maxsize=4)
 def _name_index(world):
-    """normalized name -> entity (cached per world object)."""
-    key = id(world)
-    if key not in _INDEX:
-        _INDEX.clear()
-        _INDEX[key] = {normalize(e.name): e for e in world.entities.values()}
-    return _INDEX[key]
+    """normalized name -> entity (computed once per world)."""
+    return {normalize(e.name): e for e in world.entities.values()}

@@ -405,4 +405,4 @@ def _over_ranks(world, stats, weights):
     weight (weights[name], else 1/R: a mean over equal slices)."""
     names = sorted(stats)
     local = np.array([stats[k] * weights.get(k, 1.0 / world.size) for k in names], np.float64)
-    return dict(zip(names, (float(v) for v in world.comm.allreduce(local))))
+    return dict(zip(names, (float(v) for v in dist.sum_over_ranks(world, local))))

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minillm.chat.search import BM25Index
-from minillm.chat.terminal import NO_SEARCH
-from minillm.chat.tools import calculator
+from minillm.chat.terminal import attach_tools
 from minillm.common import UserError, read_json
 from minillm.generate.engine import Engine
 from minillm.nn.checkpoint import FORMAT
@@ -100,13 +99,12 @@ class Models:
         with self._loading:
             if name not in self._engines:
                 engine = Engine.from_checkpoint(self.infos[name].path)
-                engine.register_tool("python", calculator)
-                engine.register_tool("search", self._search_tool())
+                attach_tools(engine, self._search_tool())
                 self._engines[name] = engine
             return self._engines[name]
 
     def _search_tool(self):
         if self._search is None:
             path = self.run / "chat" / "search.npz"
-            self._search = BM25Index.load(path).search_tool if path.exists() else (lambda query: NO_SEARCH)
-        return self._search
+            self._search = BM25Index.load(path).search_tool if path.exists() else False
+        return self._search or None
