@@ -235,7 +235,10 @@ def section_base(run, summary):
         out.append(("p", f"Regurgitation (continuations matching the training text verbatim): "
                          f"{_pct(e['verbatim_seen_many'])} for documents seen many times, "
                          f"{_pct(e.get('verbatim_seen_once'))} once, {_pct(e.get('verbatim_never_seen'))} never. "
-                         f"Few-shot: {_pct(e.get('few_shot_0'))} zero-shot, {_pct(e.get('few_shot_3'))} with 3 examples."))
+                         f"Few-shot: {_pct(e.get('few_shot_0'))} zero-shot, {_pct(e.get('few_shot_3'))} with 3 examples."
+                         + (f" Copying from its context (random tokens written twice): {_pct(e['copy'])} of the "
+                            "second copy predicted; reading a name, a number or an answer out of the context "
+                            "(search, the calculator) needs this." if "copy" in e else "")))
     samples = _json(run / "base" / "samples.json") or []
     if samples and "checked" in samples[0]:
         right, wrong = (sum(x.get(k, 0) for x in samples) for k in ("facts_right", "facts_wrong"))

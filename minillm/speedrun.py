@@ -208,6 +208,8 @@ def _eval_numbers(results):
         out[f"verbatim_{g}"] = round(r["verbatim_fraction"], 4)
     for k, r in results.get("few_shot", {}).get("shots", {}).items():
         out[f"few_shot_{k}"] = round(r["accuracy"], 4)
+    if "copied" in results.get("copy", {}):
+        out["copy"] = round(results["copy"]["copied"], 4)
     return out
 
 

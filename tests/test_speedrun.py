@@ -156,6 +156,7 @@ def test_smoke_speedrun_end_to_end(tmp_path, monkeypatch, capsys):
     assert st["pretrain"]["steps"] == speedrun.PROFILES["smoke"]["steps"]
     assert st["pretrain"]["val_loss"] < 6.0                # from ln(512) = 6.24 at the start
     assert 0.0 <= st["evals"]["recall_many"] <= 1.0 and "bits_per_byte" in st["evals"]
+    assert 0.0 <= st["evals"]["copy"] <= 1.0
     assert len(st["samples"]["samples"]) == speedrun.PROFILES["smoke"]["samples"]
     assert st["rl"]["steps"] == speedrun.PROFILES["smoke"]["rl_steps"] and st["rl"]["pass1_after"] is not None
     assert 0.6 < st["rl_evals"]["demonstrator"] < 0.8 and set(st["rl_evals"]["countdown"]) == {

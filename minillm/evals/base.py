@@ -10,6 +10,8 @@
                  read many times, once, and never
   few_shot       a bare name after 0 or k example sentences of one relation: does the next
                  line take the examples' form and name the true value? (in-context learning)
+  copy           random tokens written twice: how much of the second copy the model
+                 predicts (reading its context: induction heads)
 
 Adding an eval (SFT and RL add theirs): a function fn(ctx) -> dict with a "table" list of
 (label, value text) rows, put in EVALS; an eval that lacks its inputs raises Skip(reason).
@@ -264,8 +266,33 @@ def _first_value(text, values):
     return min(hits)[2] if hits else None
 
 
+# ---- copying from the context ----------------------------------------------------------
+
+def eval_copy(ctx, n=32, length=24):
+    """Can the model read its context? n sequences of `length` random ordinary tokens, each
+    written twice (<|bos|> s s): the share of the second copy's tokens (after its first)
+    the model predicts greedily, beside the same share for the first copy (chance: nothing
+    to go on). A model with induction heads (attention that finds the earlier occurrence of
+    the current token and predicts what came after it there; Olsson et al. 2022) copies
+    nearly all of it. A search query with the name from the question, a calculator call
+    with the question's numbers, an answer read out of pasted passages: all of it is this.
+    """
+    length = min(length, (ctx.config.context_len - 1) // 2)
+    specials = set(ctx.tokenizer.special_tokens.values())
+    ordinary = np.array([i for i in range(ctx.config.vocab_size) if i not in specials])
+    seqs = ordinary[np.random.default_rng(ctx.seed).integers(0, len(ordinary), (n, length))]  # (n, L)
+    bos = np.full((n, 1), ctx.tokenizer.special_tokens["<|bos|>"])
+    x = np.concatenate([bos, seqs, seqs], axis=1)                                  # (n, 2L + 1)
+    logits, _ = gpt.forward(ctx.params, ctx.config, x[:, :-1], grad=False)         # (n, 2L, V)
+    right = logits.argmax(-1) == x[:, 1:]                                          # (n, 2L)
+    first, second = right[:, 1:length].mean(), right[:, length + 1:].mean()
+    return {"n": n, "length": length, "copied": float(second), "first_time": float(first),
+            "table": [("copy a repeated random sequence", f"{second:6.1%} of the second copy "
+                                                         f"({first:.1%} the first time)")]}
+
+
 EVALS = {"val_loss": eval_val_loss, "cloze": eval_cloze, "regurgitation": eval_regurgitation,
-         "few_shot": eval_few_shot}
+         "few_shot": eval_few_shot, "copy": eval_copy}
 
 
 def run_evals(ctx, names=None, progress=True):

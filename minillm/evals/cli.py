@@ -6,8 +6,8 @@
 The world, the token shards and the clean documents default to the checkpoint's run
 directory (runs/<name>/world, the shards it was trained on, runs/<name>/clean); an eval
 whose input is missing prints "skipped" with the reason. The results, without the table
-rows, go to <ckpt>/evals.json (or --out; an earlier results file is rewritten, any other
-file only with --force).
+rows, go to <ckpt>/evals.json (or --out; an earlier results file is rewritten, keeping the
+evals --only left out, any other file only with --force).
 
 Read next: base.py (the evals themselves).
 """
@@ -55,7 +55,10 @@ def run(args):
     results = run_evals(ctx, names)
     print(f"evals of {args.ckpt}:")
     print(format_table(results))
-    write_json(out, {name: {k: v for k, v in r.items() if k != "table"} for name, r in results.items()})
+    fresh = {name: {k: v for k, v in r.items() if k != "table"} for name, r in results.items()}
+    if names and _is_results(out):        # --only: the other evals' earlier results stay
+        fresh = {**json.loads(out.read_text(encoding="utf-8")), **fresh}
+    write_json(out, fresh)
     print(f"results: {out}")
     return 0
 

@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from minillm.evals.base import (EvalContext, _first_value, eval_cloze, eval_few_shot,
+from minillm.evals import base
+from minillm.evals.base import (EvalContext, _first_value, eval_cloze, eval_copy, eval_few_shot,
                                 eval_regurgitation, eval_val_loss, run_evals)
 from minillm.nn.gpt import GPTConfig, forward, init_params
 from minillm.pretrain.shards import write_shard
@@ -141,3 +142,26 @@ def test_missing_inputs_are_skipped_with_a_reason(tok):
     results = run_evals(ctx, progress=False)
     for name in ("val_loss", "cloze", "regurgitation", "few_shot"):
         assert "skipped" in results[name] and results[name]["skipped"].startswith("no ")
+
+
+def test_copy_scores_the_second_copy_against_the_first(tok, monkeypatch):
+    """A stand-in model that predicts the token which followed the current token's earlier
+    occurrence (a perfect induction head), else token 0: the whole second copy, nothing of
+    the first (the random tokens of one sequence may repeat, so allow a little)."""
+    config, params = tiny_model(tok)
+
+    def induction(params, config, x, grad=False):
+        B, T = x.shape
+        logits = np.zeros((B, T, config.vocab_size), np.float32)
+        for b in range(B):
+            for t in range(T):
+                earlier = [s for s in range(t) if x[b, s] == x[b, t]]
+                logits[b, t, x[b, earlier[-1] + 1] if earlier else 0] = 1.0
+        return logits, None
+
+    monkeypatch.setattr(base.gpt, "forward", induction)
+    r = eval_copy(EvalContext(SimpleNamespace(tokenizer=tok), params, config), n=8, length=6)
+    assert r["length"] == 6 and r["copied"] == 1.0 and r["first_time"] < 0.2
+    monkeypatch.undo()
+    r = eval_copy(EvalContext(SimpleNamespace(tokenizer=tok), params, config), n=8, length=6)
+    assert r["copied"] < 0.2                        # a random model copies nothing

@@ -45,6 +45,12 @@ def test_eval_command_end_to_end(world, tok, tmp_path, capsys):
     saved = json.loads((run / "base" / "evals.json").read_text())
     assert set(saved) == {"val_loss", "cloze", "few_shot"}
     assert saved["cloze"]["buckets"]["many"]["n"] == 5
+    # --only one eval again: it is replaced, the others' results stay
+    assert main(["eval", "--ckpt", str(run / "base"), "--limit", "5", "--only", "copy,cloze"]) == 0
+    assert "copy a repeated random sequence" in capsys.readouterr().out
+    again = json.loads((run / "base" / "evals.json").read_text())
+    assert set(again) == {"val_loss", "cloze", "few_shot", "copy"} and again["few_shot"] == saved["few_shot"]
+    assert 0 <= again["copy"]["copied"] <= 1 and again["copy"]["length"] == 24
 
 
 @pytest.mark.parametrize("flag", ["--world", "--shards", "--clean"])
