@@ -586,8 +586,7 @@ def with_budget(p, minutes, summary, run):
         made = {"minutes": minutes, "tokens_per_s": round(tokens_per_s), "steps": steps,
                 "other_minutes": round(other / 60, 1)}
         summary["budget"] = made
-    ref = p["reference"]
-    fixed = p["steps"] * ref["pretrain_step_seconds"] * ref["probe_tokens_per_s"] / made["tokens_per_s"]
+    fixed = p["steps"] * _scaled(p, made["tokens_per_s"])[1]
     print(f"[speedrun] budget {minutes:g} min: this machine does {made['tokens_per_s']:,} tokens/s on this "
           f"model; the other stages take ~{made['other_minutes']:g} min, so pretraining gets {made['steps']:,} "
           f"steps (the {p['steps']:,} of the fixed profile take ~{fixed / 60:.0f} min here)",
@@ -598,9 +597,7 @@ def with_budget(p, minutes, summary, run):
 def plan_budget(p, minutes, tokens_per_s):
     """(pretraining steps, seconds for everything else) that fit `minutes` on a machine whose
     measure_throughput() is tokens_per_s: the reference run's times, scaled by the speed ratio."""
-    ref = p["reference"]
-    slower = ref["probe_tokens_per_s"] / tokens_per_s
-    other, step_seconds = ref["other_seconds"] * slower, ref["pretrain_step_seconds"] * slower
+    other, step_seconds = _scaled(p, tokens_per_s)
     steps = int((minutes * 60 - other) / step_seconds)
     least = max(50, p["steps"] // 10)
     if steps < least:
@@ -608,6 +605,14 @@ def plan_budget(p, minutes, tokens_per_s):
         raise UserError(f"{minutes:g} minutes is too short for the {p.get('world')} profile on this machine "
                         f"(the stages besides pretraining take ~{other / 60:.0f} min): give at least {need:.0f}")
     return steps, other
+
+
+def _scaled(p, tokens_per_s):
+    """(seconds for the stages besides pretraining, seconds per pretraining step) on a
+    machine whose measure_throughput() is tokens_per_s: the reference run's, scaled."""
+    ref = p["reference"]
+    slower = ref["probe_tokens_per_s"] / tokens_per_s
+    return ref["other_seconds"] * slower, ref["pretrain_step_seconds"] * slower
 
 
 def measure_throughput(p, steps=3):

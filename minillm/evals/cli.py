@@ -47,7 +47,8 @@ def run(args):
     out = Path(args.out) if args.out else Path(args.ckpt) / "evals.json"
     # an earlier results file is rewritten (the table of this checkpoint now); anything else
     # needs --force, and an input never
-    prepare_file(out, force=args.force or _is_results(out),
+    earlier = _earlier_results(out)
+    prepare_file(out, force=args.force or earlier is not None,
                  inputs={"--ckpt": args.ckpt, "--world": args.world, "--shards": args.shards,
                          "--clean": args.clean})
     ctx = context_for(args.ckpt, args.world, args.shards, args.clean, args.limit)
@@ -56,17 +57,18 @@ def run(args):
     print(f"evals of {args.ckpt}:")
     print(format_table(results))
     fresh = {name: {k: v for k, v in r.items() if k != "table"} for name, r in results.items()}
-    if names and _is_results(out):        # --only: the other evals' earlier results stay
-        fresh = {**json.loads(out.read_text(encoding="utf-8")), **fresh}
+    if names and earlier:                 # --only: the other evals' earlier results stay
+        fresh = {**earlier, **fresh}
     write_json(out, fresh)
     print(f"results: {out}")
     return 0
 
 
-def _is_results(path):
-    """True for a results file this command wrote: a JSON object keyed by eval names."""
+def _earlier_results(path):
+    """The results file this command wrote earlier at path (a JSON object keyed by eval
+    names), or None for anything else."""
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(d, dict) and bool(d) and set(d) <= set(EVALS)
+        return None
+    return d if isinstance(d, dict) and d and set(d) <= set(EVALS) else None
