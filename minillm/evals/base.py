@@ -277,15 +277,17 @@ def eval_copy(ctx, n=32, length=24):
     nearly all of it. A search query with the name from the question, a calculator call
     with the question's numbers, an answer read out of pasted passages: all of it is this.
     """
-    length = min(length, (ctx.config.context_len - 1) // 2)
-    specials = set(ctx.tokenizer.special_tokens.values())
+    tok = ctx.tokenizer
+    bos = [tok.special_tokens["<|bos|>"]] if "<|bos|>" in tok.special_tokens else []
+    length = min(length, (ctx.config.context_len - len(bos)) // 2)
+    specials = set(tok.special_tokens.values())
     ordinary = np.array([i for i in range(ctx.config.vocab_size) if i not in specials])
     seqs = ordinary[np.random.default_rng(ctx.seed).integers(0, len(ordinary), (n, length))]  # (n, L)
-    bos = np.full((n, 1), ctx.tokenizer.special_tokens["<|bos|>"])
-    x = np.concatenate([bos, seqs, seqs], axis=1)                                  # (n, 2L + 1)
-    logits, _ = gpt.forward(ctx.params, ctx.config, x[:, :-1], grad=False)         # (n, 2L, V)
-    right = logits.argmax(-1) == x[:, 1:]                                          # (n, 2L)
-    first, second = right[:, 1:length].mean(), right[:, length + 1:].mean()
+    x = np.concatenate([np.full((n, len(bos)), bos, np.int64), seqs, seqs], axis=1)  # (n, b + 2L)
+    logits, _ = gpt.forward(ctx.params, ctx.config, x[:, :-1], grad=False)         # (n, b + 2L - 1, V)
+    right = logits.argmax(-1) == x[:, 1:]               # right[:, j]: predicted x[:, j + 1]
+    b = len(bos)                  # each copy's own first token is never predictable: left out
+    first, second = right[:, b:length - 1 + b].mean(), right[:, length + b:].mean()
     return {"n": n, "length": length, "copied": float(second), "first_time": float(first),
             "table": [("copy a repeated random sequence", f"{second:6.1%} of the second copy "
                                                          f"({first:.1%} the first time)")]}

@@ -162,6 +162,10 @@ def test_copy_scores_the_second_copy_against_the_first(tok, monkeypatch):
     monkeypatch.setattr(base.gpt, "forward", induction)
     r = eval_copy(EvalContext(SimpleNamespace(tokenizer=tok), params, config), n=8, length=6)
     assert r["length"] == 6 and r["copied"] == 1.0 and r["first_time"] < 0.2
+    # a tokenizer without <|bos|> (an imported model's): the copies start the sequence
+    no_bos = SimpleNamespace(special_tokens={k: v for k, v in tok.special_tokens.items() if k != "<|bos|>"})
+    r = eval_copy(EvalContext(SimpleNamespace(tokenizer=no_bos), params, config), n=8, length=6)
+    assert r["length"] == 6 and r["copied"] == 1.0 and r["first_time"] < 0.2
     monkeypatch.undo()
     r = eval_copy(EvalContext(SimpleNamespace(tokenizer=tok), params, config), n=8, length=6)
     assert r["copied"] < 0.2                        # a random model copies nothing
