@@ -342,6 +342,14 @@ def section_rlhf(run, summary):
                          f"{_num(rm.get('pairs'))} preference pairs; the reward model (the SFT "
                          f"transformer with a scalar head, Bradley-Terry loss) agrees with "
                          f"{_pct(rm.get('accuracy'))} of {_num(rm.get('held_out_pairs'))} held-out pairs."))
+        parts = rm.get("by_part") if isinstance(rm.get("by_part"), dict) else {}
+        if parts:
+            out.append(("p", f"What decided each held-out pair (the part of the true score that differs most "
+                             f"between the two answers), and how often the reward model agreed. The labeller "
+                             f"is noisy: even the noise-free true score orders only {_pct(rm.get('ceiling'))} "
+                             f"of the pairs as it did, so near-ties are coin flips for any reward model."))
+            out.append(("table", ["decided by", "held-out pairs", "reward model right"],
+                        [[k, _num(v.get("pairs")), _pct(v.get("accuracy"))] for k, v in parts.items()]))
     for name, c in (curves if isinstance(curves, dict) else {}).items():
         if not isinstance(c, dict):
             continue

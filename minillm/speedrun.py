@@ -366,8 +366,11 @@ def stage_reward_model(run, p):
     labeller = Labeller.load(run / "world", run / "base")
     cfg = RMConfig(prompts=p["rm_prompts"], held_out=p["rm_held_out"], k=p["rm_k"], max_tokens=p["rlhf_max_tokens"])
     r = make_reward_model(run / "sft", run / "rlhf" / "reward_model", labeller, cfg)
-    return {k: round(r[k], 4) if isinstance(r[k], float) else r[k]
-            for k in ("accuracy", "train_accuracy", "pairs", "held_out_pairs", "seconds_data", "seconds_training")}
+    out = {k: round(r[k], 4) if isinstance(r[k], float) else r[k]
+           for k in ("accuracy", "train_accuracy", "pairs", "held_out_pairs", "seconds_data", "seconds_training")}
+    parts = r["by_part"]
+    return dict(out, ceiling=round(parts["ceiling"], 4),
+                by_part={k: {"pairs": v["pairs"], "accuracy": round(v["accuracy"], 4)} for k, v in parts["parts"].items()})
 
 
 def stage_rlhf(run, p):
@@ -646,7 +649,7 @@ def refresh_report(run):
 def stage_numbers(stage, s):
     """One line of a stage's key numbers, from its entry in speedrun.json."""
     numbers = ", ".join(f"{k} {v}" for k, v in s.items()
-                        if k not in ("seconds", "skipped", "samples", "base", "sft", "policy", "policy_kl"))
+                        if k not in ("seconds", "skipped", "samples", "base", "sft", "policy", "policy_kl", "by_part"))
     if stage == "rlhf" and "policy" in s:          # SFT -> the peak -> the last step, without and with KL
         numbers = "; ".join(f"{name}: true score {r['sft_true']:.3f} -> {r['peak_true']:.3f} (peak, step "
                             f"{r['peak_step']}) -> {r['last_true']:.3f}, reward model {r['peak_rm']:.2f} -> "

@@ -125,6 +125,10 @@ def run_reward_model(args):
                                if "accuracy" in r else None)
     say(f"{result['pairs']} training pairs, {result['held_out_pairs']} held-out; held-out pair accuracy "
         f"{result['accuracy']:.1%} (train {result['train_accuracy']:.1%})")
+    parts = result["by_part"]
+    say("right by what decided the pair: " + ", ".join(f"{k} {v['accuracy']:.0%} of {v['pairs']}"
+                                                        for k, v in parts["parts"].items())
+        + f"; the noise-free true score orders {parts['ceiling']:.1%} as the labeller did")
     say(f"wrote {out.parent / 'pairs.jsonl'} and the reward model {out}")
     return 0
 

@@ -21,7 +21,8 @@ weights, so the features of "a good answer" are learned on top of what SFT knows
 K answers of a prompt are scored in the same step and every one of their pairs is used
 (InstructGPT); the forward runs in micro-batches of similar length. Held-out pair
 accuracy: the share of held-out pairs (prompts about held-out entities) that the scores
-order as the labeller did.
+order as the labeller did; accuracy_by_part splits it by what decided each pair (facts,
+fluency, length, ...) and gives the ceiling that the labeller's noise sets.
 
 Read next: policy.py (RL against this model).
 """
@@ -41,6 +42,7 @@ from minillm.nn.checkpoint import load_checkpoint, save_checkpoint
 from minillm.nn.optim import AdamW
 from minillm.rl.grpo import policy_engine, rollouts
 from minillm.rl.tasks import Item
+from minillm.rlhf.labeller import WEIGHTS
 from minillm.rlhf.prompts import OpenEnded
 
 STAGE = "reward_model"
@@ -202,7 +204,8 @@ def make_reward_model(ckpt, out, labeller, cfg, log=None):
     rm, history = train_reward_model(ckpt, train, held, cfg, log)
     result = {"accuracy": history[-1]["accuracy"], "train_accuracy": history[-1]["train_accuracy"],
               "pairs": sum(len(r["pairs"]) for r in train), "held_out_pairs": sum(len(r["pairs"]) for r in held),
-              "seconds_data": seconds_data, "seconds_training": history[-1]["seconds"]}
+              "seconds_data": seconds_data, "seconds_training": history[-1]["seconds"],
+              "by_part": accuracy_by_part(rm, labeller, held)}
     rm.save(out, meta={"step": history[-1]["step"], "base": str(ckpt), **result})
     return dict(result, history=history, checkpoint=str(out))
 
@@ -253,6 +256,31 @@ def train_step(rm, records, opt, head_opt, cfg):
     opt.step(cfg.lr, clip=cfg.grad_clip, grad_scale=1.0)
     head_opt.step(cfg.head_lr, clip=cfg.grad_clip, grad_scale=1.0)
     return loss
+
+
+def accuracy_by_part(rm, labeller, records):
+    """What the reward model gets right, by what decided each pair: the part of the true
+    score (labeller.WEIGHTS) whose weighted difference between the two answers is the
+    largest. {"ceiling": the share of pairs the noise-free true score orders as the
+    labeller did (its noise makes the rest coin flips, for any reward model), "parts":
+    {part: {"pairs": n, "accuracy": the reward model's share right}}}."""
+    items = [Item(rec["messages"], None, rec["meta"]) for rec in records for _ in rec["texts"]]
+    texts = [t for rec in records for t in rec["texts"]]
+    parts, r = labeller.score_parts(items, texts), rm.scores(items, texts)
+    tally, agree, at = {}, 0, 0
+    for rec in records:
+        for a, b in rec["pairs"]:
+            pa, pb = parts[at + a], parts[at + b]
+            gap = {k: WEIGHTS[k] * (pa[k] - pb[k]) for k in WEIGHTS}
+            t = tally.setdefault(max(gap, key=lambda k: abs(gap[k])), [0, 0])
+            t[0] += 1
+            t[1] += bool(r[at + a] > r[at + b])
+            agree += pa["true"] > pb["true"]
+        at += len(rec["texts"])
+    n = sum(t[0] for t in tally.values())
+    return {"ceiling": agree / max(n, 1),
+            "parts": {k: {"pairs": c, "accuracy": right / c} for k, (c, right) in
+                      sorted(tally.items(), key=lambda kv: -kv[1][0])}}
 
 
 def accuracy(rm, records):

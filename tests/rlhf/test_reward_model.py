@@ -60,3 +60,34 @@ def test_padding_after_the_last_token_changes_nothing(rng):
     short, _ = reward_forward(params, config, head, x[:, :4], np.array([4]), grad=False)
     padded, _ = reward_forward(params, config, head, np.where(np.arange(7) < 4, x, 0), np.array([4]), grad=False)
     assert short[0] == pytest.approx(padded[0], rel=1e-5)
+
+
+def test_accuracy_by_part_counts_what_decided_each_pair():
+    """Each pair goes to the part of the true score with the largest weighted gap
+    (labeller.WEIGHTS: facts 0.35, length 0.15, fluency 0.20); the ceiling is the share of
+    the labeller's pairs that the noise-free true score orders the same way."""
+    from minillm.rlhf.labeller import WEIGHTS
+    from minillm.rlhf.reward_model import accuracy_by_part
+
+    def parts(**given):
+        p = {k: given.get(k, 0.0) for k in WEIGHTS}
+        return dict(p, true=sum(WEIGHTS[k] * p[k] for k in WEIGHTS))
+
+    table = {"a": parts(facts=1.0), "b": parts(length=1.0), "c": parts(fluency=0.5)}   # true .35 .15 .10
+    scores = {"a": 1.0, "b": 2.0, "c": 0.0}
+
+    class Labeller:
+        def score_parts(self, items, texts):
+            return [table[t] for t in texts]
+
+    class RM:
+        def scores(self, items, texts):
+            return np.array([scores[t] for t in texts])
+
+    # (a, b): facts +.35 vs length -.15 -> facts, RM wrong; (a, c): facts, RM right;
+    # (c, b), a labeller's slip: length -.15 vs fluency +.10 -> length, RM wrong, true disagrees
+    records = [{"messages": [{"role": "user", "content": "x"}], "meta": {}, "texts": ["a", "b", "c"],
+                "pairs": [(0, 1), (0, 2), (2, 1)]}]
+    out = accuracy_by_part(RM(), Labeller(), records)
+    assert out["parts"] == {"facts": {"pairs": 2, "accuracy": 0.5}, "length": {"pairs": 1, "accuracy": 0.0}}
+    assert out["ceiling"] == pytest.approx(2 / 3)
