@@ -185,7 +185,8 @@ def test_empty_reductions():
 # (odd sliver counts), by rows (a single sliver; dW with OC > C), the decoding paths.
 @needs_c
 @pytest.mark.parametrize("N, C, OC", [(1, 1031, 301), (5, 64, 1029), (257, 129, 65),
-                                      (130, 33, 700), (1000, 31, 31)])
+                                      (130, 33, 700), (1000, 31, 31),
+                                      (45, 1024, 2048)])   # rows 4 KB apart: A packed (AVX-512)
 def test_one_and_two_threads_agree_exactly(N, C, OC):
     # Every output element is summed in the same order whatever the thread split, so the
     # results are bitwise identical (training runs reproduce across thread counts).
