@@ -140,11 +140,12 @@ def test_two_ranks_practise_like_one_process(tmp_path, monkeypatch):
     """The smoke run's SFT model counting letters at temperature 1 (a third of its answers
     are right, so groups hold right and wrong ones and the gradient is not zero): 3 steps of
     4 prompts x 8 answers on 2 ranks (2 prompts each) take the single process's steps: the
-    same rewards, updates equal to 1e-4 of their size (measured 8e-6), and no weight further than 1e-4
-    (relative) from one process's. The looser bound than pretraining's 1e-5: a group's
-    advantages sum to zero, so some gradients nearly cancel, and Adam's first steps turn the
-    float-order difference of a near-zero gradient into a fraction of the learning rate
-    (measured: 4 of 139,584 weights differ by more than 1e-6)."""
+    same rewards, updates equal to 1e-4 of their size (measured 8e-6), and at most one weight
+    in 10,000 further than 1e-4 (relative to its tensor's largest) from one process's. Not
+    none: a group's advantages sum to zero, so some gradients nearly cancel, and Adam's
+    first steps turn the float-order difference of a near-zero gradient into a fraction of
+    the learning rate, at most lr a step (measured: on AVX2 4 of 139,584 weights differ by
+    more than 1e-6 and none by 1e-4; on AVX-512 (Zen 5) 2 by more than 1e-4, at most 3.5e-4)."""
     monkeypatch.setenv("MINILLM_RUNS", str(tmp_path))
     run = tmp_path / "smoke"
     speedrun.speedrun("smoke", threads=1)
@@ -157,7 +158,9 @@ def test_two_ranks_practise_like_one_process(tmp_path, monkeypatch):
     start, p1, p2 = (load_checkpoint(d)[1] for d in (run / "sft", tmp_path / "one", tmp_path / "two"))
     d1, d2 = (np.concatenate([(p[n] - start[n]).ravel() for n in sorted(p)]) for p in (p1, p2))
     assert np.linalg.norm(d1) > 1e-3 and np.linalg.norm(d1 - d2) < 1e-4 * np.linalg.norm(d1)
-    assert max(float(np.abs(p1[n] - p2[n]).max() / np.abs(p1[n]).max()) for n in p1) < 1e-4
+    rel = np.concatenate([(np.abs(p1[n] - p2[n]) / np.abs(p1[n]).max()).ravel() for n in p1])
+    assert (rel > 1e-4).sum() <= 1e-4 * rel.size
+    assert max(float(np.abs(p1[n] - p2[n]).max()) for n in p1) <= 2 * flags["steps"] * flags["lr"]
     two = records(run / ".." / "metrics.jsonl", "two")
     assert [r["reward"] for r in two[:3]] == pytest.approx([r["reward"] for r in one["history"][:3]])
     assert two[0]["pass1"] == one["history"][0]["pass1"]
