@@ -30,7 +30,7 @@
  * 4. Cache blocking, the loop order inside one thread:
  *        for jc in columns, step NC            B block, KC x NC floats (512 KB): in L2
  *          for pc in 0..k, step KC               pack the B block
- *            for ic in rows, step MC             (pack the A block if k-major)
+ *            for ic in rows, step MC             (pack the A block: k-major or aliasing)
  *              for ir in ic.., step MR           A panel, MR x KC floats (14 KB): in L1
  *                for jr in 0..NC, step NR        B sliver streams from L2
  *                  micro-kernel: Cm[ir.., jc+jr..] (+)= A[ir.., pc..] @ Bp[pc.., jr..]
@@ -174,13 +174,14 @@ static int packs_a(const gemm_t *g) {
 }
 
 /* One thread's rectangle: rows [i0, i1) x columns [j0, j1) of Cm, all of k.
- * bp holds KC x (NC + NR) floats; ap holds MC x KC floats (used when A is k-major). */
+ * bp holds KC x (NC + NR) floats; ap holds MC x KC floats (used when A is packed). */
 static void gemm_block(const gemm_t *g, int i0, int i1, int j0, int j1, float *bp, float *ap) {
+    const int packed = packs_a(g);
     for (int jc = j0; jc < j1; jc += NC) {
         int nc = imin(NC, j1 - jc);
         for (int pc = 0; pc < g->k; pc += KC) {
             int kc = imin(KC, g->k - pc);
-            int acc = g->accumulate || pc > 0, packed = packs_a(g);
+            int acc = g->accumulate || pc > 0;
             pack_b(bp, g, pc, kc, jc, nc);
             for (int ic = i0, mc; ic < i1; ic += mc) {
                 mc = i1 - ic < MC + MM_MR ? i1 - ic : MC;   /* no sliver of a block at the end */
