@@ -55,6 +55,7 @@ from minillm.world.world import World
 STAGE = "rl"
 MICRO = 8                       # sequences per forward/backward (bounds the (B, T, V) logits)
 EVAL_BATCH = 64                 # rows per engine call in the held-out evals
+ROLLOUT_ROWS = 512              # sampled answers per engine call in rollouts (bounds the KV cache)
 CHECKING = re.compile(r"\b(?:let me check|check:|checking|to check)\b", re.IGNORECASE)
 
 
@@ -91,10 +92,16 @@ class RLConfig:
 
 
 def rollouts(engine, items, group, max_tokens, seed, temperature=1.0):
-    """G sampled answers per item: [(item, completion)] in prompt-major order."""
+    """G sampled answers per item: [(item, completion)] in prompt-major order. Answer c
+    draws from default_rng([seed, c]) (or from seed[c], a list), drawn ROLLOUT_ROWS answers
+    per engine call: the KV cache holds every row of a call (8 KB per position on the
+    speedrun model, so 6,144 rows of 90 positions would take 4.5 GB)."""
     prompts = [render_prompt(it.messages, engine.tokenizer) for it in items]
-    out = engine.generate(prompts, n=group, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                          logprobs=True, stop=_stop(engine.tokenizer))
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else [[int(seed), c] for c in range(len(items) * group)]
+    per, out = max(1, ROLLOUT_ROWS // group), []
+    for s in range(0, len(prompts), per):
+        out += engine.generate(prompts[s:s + per], n=group, temperature=temperature, max_tokens=max_tokens,
+                               seed=seeds[s * group:(s + per) * group], logprobs=True, stop=_stop(engine.tokenizer))
     return [(items[i // group], c) for i, c in enumerate(out)]
 
 

@@ -63,8 +63,8 @@ def add_arguments(parser):
     a("--base", help="the base model, the labeller's fluency judge (default: the run's base/)")
     a("--force", action="store_true", default=None, help="replace an earlier output in --out")
     g = parser.add_argument_group("the reward model").add_argument
-    g("--prompts", type=positive_int, help="training prompts (reward-model, default 384) or prompts per RL step (default 8)")
-    g("--held-out", type=positive_int, help="held-out prompts for the pair accuracy (default 128)")
+    g("--prompts", type=positive_int, help="training prompts (reward-model, default 1536) or prompts per RL step (default 8)")
+    g("--held-out", type=positive_int, help="held-out prompts for the pair accuracy (default 256)")
     g("--k", type=positive_int, help="answers per prompt the labeller orders (default 4)")
     g("--epochs", type=positive_int, help="passes over the pairs (default 1)")
     g = parser.add_argument_group("RL against it").add_argument

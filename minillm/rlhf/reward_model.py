@@ -171,8 +171,8 @@ def read_pairs(path):
 
 @dataclass
 class RMConfig:
-    prompts: int = 384              # training prompts (K answers each)
-    held_out: int = 128             # held-out prompts (entities never trained on)
+    prompts: int = 1536             # training prompts (K answers each)
+    held_out: int = 256             # held-out prompts (entities never trained on)
     k: int = 4                      # answers per prompt the labeller orders
     temperature: float = 0.8        # of the sampled answers
     max_tokens: int = 64

@@ -66,6 +66,26 @@ def records(path, out):
     return [json.loads(line) for line in path.read_text().splitlines() if json.loads(line).get("out") == out]
 
 
+def test_rollouts_in_chunks_draw_the_answers_of_one_call(tiny, monkeypatch):
+    """rollouts() bounds its KV cache by drawing ROLLOUT_ROWS answers per engine call;
+    answer c still draws from default_rng([seed, c]), so the chunks change nothing."""
+    from minillm.chat.sft import chat_tokenizer
+    from minillm.rl.tasks import Item
+    model, params, _ = load_checkpoint(tiny / "sft")
+    tok = chat_tokenizer(tiny / "sft", model.vocab_size)
+    items = [Item([{"role": "user", "content": f"Use {a} and 7 to make 42."}], None, {}) for a in range(5)]
+
+    def draw(rows):
+        monkeypatch.setattr(grpo, "ROLLOUT_ROWS", rows)
+        pairs = grpo.rollouts(grpo.policy_engine(params, model, tok), items, 3, 8, seed=11, temperature=1.0)
+        assert [it for it, _ in pairs] == [it for it in items for _ in range(3)]
+        return [c.tokens for _, c in pairs]
+
+    whole = draw(1000)
+    assert len({tuple(t) for t in whole}) > 5               # the samples differ from each other
+    assert draw(6) == whole and draw(1) == whole            # 2 prompts x 3 answers per call; 1 prompt
+
+
 @pytest.mark.parametrize("stop_in", ["practise", "eval"])
 def test_resume_after_ctrl_c_is_bit_identical(tiny, monkeypatch, stop_in):
     """Ctrl-C in the middle of an update resumes from the last periodic checkpoint; between
