@@ -329,6 +329,9 @@ def section_rl(run, summary):
     return out
 
 
+LOGP = (", plus the SFT model's mean log-probability of the answer times a learned weight "
+        "(--logp)")
+
 def section_rlhf(run, summary):
     out = [("h", "7. RLHF: a reward model, and how it gets gamed"),
            ("code", "minillm/rlhf/ (minillm rlhf)")]
@@ -340,7 +343,8 @@ def section_rlhf(run, summary):
         out.append(("p", f"A simulated labeller (minillm/rlhf/labeller.py: true facts, on topic, "
                          f"length, no repetition, fluency) ranked the SFT model's answers into "
                          f"{_num(rm.get('pairs'))} preference pairs; the reward model (the SFT "
-                         f"transformer with a scalar head, Bradley-Terry loss) agrees with "
+                         f"transformer with a scalar head on the last token"
+                         f"{LOGP if rm.get('logp_weight') is not None else ''}, Bradley-Terry loss) agrees with "
                          f"{_pct(rm.get('accuracy'))} of {_num(rm.get('held_out_pairs'))} held-out pairs."))
         parts = rm.get("by_part") if isinstance(rm.get("by_part"), dict) else {}
         if parts:

@@ -67,6 +67,9 @@ def add_arguments(parser):
     g("--held-out", type=positive_int, help="held-out prompts for the pair accuracy (default 256)")
     g("--k", type=positive_int, help="answers per prompt the labeller orders (default 4)")
     g("--epochs", type=positive_int, help="passes over the pairs (default 1)")
+    g("--logp", action="store_true", default=None,
+      help="the score also reads the SFT model's mean log-probability of the answer (more accurate, "
+           "harder to game: see README)")
     g = parser.add_argument_group("RL against it").add_argument
     g("--steps", type=positive_int, help="RL steps at most (default 60)")
     g("--hack", action="store_true", default=None, help="run every step, past the true-score peak; keep the last weights too")
@@ -125,6 +128,9 @@ def run_reward_model(args):
                                if "accuracy" in r else None)
     say(f"{result['pairs']} training pairs, {result['held_out_pairs']} held-out; held-out pair accuracy "
         f"{result['accuracy']:.1%} (train {result['train_accuracy']:.1%})")
+    if "logp_weight" in result:
+        say(f"score = the head on the last state + {result['logp_weight']:.2f} x the SFT model's mean "
+            "log-probability of the answer's tokens")
     parts = result["by_part"]
     say("right by what decided the pair: " + ", ".join(f"{k} {v['accuracy']:.0%} of {v['pairs']}"
                                                         for k, v in parts["parts"].items())

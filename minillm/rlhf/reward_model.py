@@ -17,7 +17,20 @@ and learns the Bradley-Terry model P(chosen beats rejected) = sigmoid(r_c - r_r)
 
 (bt_loss, its gradient beside it). No bias: it would cancel in every difference. The
 head starts at 0 (every score 0, the loss log 2) and the transformer starts from the SFT
-weights, so the features of "a good answer" are learned on top of what SFT knows. The
+weights, so the features of "a good answer" are learned on top of what SFT knows.
+
+With --logp (RMConfig.logp) the score also reads how likely the SFT model it started from
+finds the answer (answer_logp), weighted by one more learned number u:
+
+    f = mean over the answer's tokens of log p_SFT(token | what came before)
+    r = h . w + u f                         dL/du = sum_b dr_b f_b
+
+A last-token head learns slowly what the SFT model knows token by token: a false fact
+("Tarvale lies on the Avea") is a surprise to a model that read Tarvale's page a hundred
+times, and so is clumsy text. f comes from a frozen copy of the SFT weights (`ref`, no
+gradient). Measured (README): held-out accuracy 4-7 points higher, and RL against it was
+no longer gamed in 60 steps: f pulls the policy back to what SFT would say, as a KL
+penalty does. Off by default, so the default run shows reward hacking. The
 K answers of a prompt are scored in the same step and every one of their pairs is used
 (InstructGPT); the forward runs in micro-batches of similar length. Held-out pair
 accuracy: the share of held-out pairs (prompts about held-out entities) that the scores
@@ -27,6 +40,7 @@ fluency, length, ...) and gives the ceiling that the labeller's noise sets.
 Read next: policy.py (RL against this model).
 """
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +55,7 @@ from minillm.nn import gpt
 from minillm.nn.checkpoint import load_checkpoint, save_checkpoint
 from minillm.nn.optim import AdamW
 from minillm.rl.grpo import policy_engine, rollouts
+from minillm.rl.loss import log_softmax
 from minillm.rl.tasks import Item
 from minillm.rlhf.labeller import WEIGHTS
 from minillm.rlhf.prompts import OpenEnded
@@ -55,6 +70,9 @@ class RewardModel:
     params: dict                    # the transformer's weights
     head: np.ndarray                # (C,) the scalar head
     tokenizer: object
+    ref: dict = None                # --logp: the SFT weights it started from, frozen (f)
+    reference: Path = None          # their checkpoint directory
+    u: np.ndarray = None            # (1,) the weight of f
 
     @classmethod
     def load(cls, path):
@@ -62,11 +80,23 @@ class RewardModel:
         if meta.get("stage") != STAGE or "reward_head" not in meta:
             raise UserError(f"{path} is a {meta.get('stage')} checkpoint, not a reward model: "
                             "train one with `minillm rlhf reward-model`")
-        return cls(model, params, np.array(meta["reward_head"], np.float32), chat_tokenizer(path, model.vocab_size))
+        rm = cls(model, params, np.array(meta["reward_head"], np.float32), chat_tokenizer(path, model.vocab_size))
+        if "reference" in meta:                     # trained with --logp
+            rm.reference = (Path(path) / meta["reference"]).resolve()
+            if not (rm.reference / "config.json").is_file():
+                raise UserError(f"the reward model {path} reads answers with the SFT model it was trained from, "
+                                f"{rm.reference}, which is missing: put it back or train the reward model again")
+            _, rm.ref, _ = load_checkpoint(rm.reference)
+            rm.u = np.array([meta["reward_logp_weight"]], np.float32)
+        return rm
 
     def save(self, path, meta=None):
-        # the head is C numbers: kept in config.json, so the weights stay a plain GPT checkpoint
+        # the head is C numbers (and u one): kept in config.json, with the SFT checkpoint's
+        # place relative to this one, so the weights stay a plain GPT checkpoint
         doc = {"stage": STAGE, "reward_head": [float(x) for x in self.head], **(meta or {})}
+        if self.ref is not None:
+            doc.update(reward_logp_weight=float(self.u[0]),
+                       reference=os.path.relpath(self.reference, Path(path).resolve()))
         return save_checkpoint(path, self.model, self.params, tokenizer=self.tokenizer, meta=doc)
 
     def scores(self, items, texts):
@@ -74,30 +104,33 @@ class RewardModel:
         rows = [answer_ids(it, t, self.tokenizer, self.model.context_len) for it, t in zip(items, texts)]
         out = np.zeros(len(rows))
         for chunk in by_length(rows, 4 * MICRO):
-            x, lengths = pad([rows[i] for i in chunk])
-            out[chunk], _ = reward_forward(self.params, self.model, self.head, x, lengths, grad=False)
+            x, lengths, starts = pad([rows[i] for i in chunk])
+            r, _ = reward_forward(self.params, self.model, self.head, x, lengths, grad=False)
+            out[chunk] = r if self.ref is None else r + self.u[0] * answer_logp(self.ref, self.model, x, lengths, starts)
         return out
 
 
 def answer_ids(item, text, tok, context_len):
-    """prompt + answer + <|assistant_end|>: what the reward model reads (the end kept when cut)."""
-    ids = render_prompt(item.messages, tok) + tok.encode_ordinary(text)
-    return ids[:context_len - 1] + [chat_token_ids(tok)["<|assistant_end|>"]]
+    """(ids, start): prompt + answer + <|assistant_end|>, what the reward model reads (the end
+    kept when cut), and where the answer starts in it."""
+    prompt = render_prompt(item.messages, tok)
+    ids = (prompt + tok.encode_ordinary(text))[:context_len - 1] + [chat_token_ids(tok)["<|assistant_end|>"]]
+    return ids, min(len(prompt), len(ids) - 1)
 
 
 def by_length(rows, size):
-    """Index chunks of at most `size` rows of similar length (padding wastes little)."""
-    order = np.argsort([len(r) for r in rows], kind="stable")
+    """Index chunks of at most `size` rows (answer_ids pairs) of similar length."""
+    order = np.argsort([len(ids) for ids, _ in rows], kind="stable")
     return [order[s:s + size] for s in range(0, len(order), size)]
 
 
 def pad(rows):
-    """[ids] -> (x (B, T) int64 right-padded with 0, lengths (B,))."""
-    T = max(len(r) for r in rows)
+    """[(ids, start)] -> (x (B, T) int64 right-padded with 0, lengths (B,), starts (B,))."""
+    T = max(len(ids) for ids, _ in rows)
     x = np.zeros((len(rows), T), np.int64)                                 # (B, T)
-    for b, r in enumerate(rows):
-        x[b, :len(r)] = r
-    return x, np.array([len(r) for r in rows])
+    for b, (ids, _) in enumerate(rows):
+        x[b, :len(ids)] = ids
+    return x, np.array([len(ids) for ids, _ in rows]), np.array([start for _, start in rows])
 
 
 # ---- forward and backward ------------------------------------------------------------------
@@ -119,6 +152,18 @@ def reward_backward(dr, cache):
     dh = np.zeros(shape, dtype)                                            # (B, T, C)
     dh[np.arange(len(dr)), lengths - 1] = np.outer(dr, head)               # only the last tokens
     return gpt.backward(gcache, dh=dh), dhead
+
+
+def answer_logp(ref, model, x, lengths, starts):
+    """f (B,): the mean log-probability the weights `ref` give row b's answer tokens
+    x[b, starts[b]:lengths[b]] (its <|assistant_end|> included), each after what came
+    before it. No gradient: ref is frozen."""
+    logits, _ = gpt.forward(ref, model, x, grad=False)                    # (B, T, V)
+    f = np.zeros(len(x))
+    for b, (s, n) in enumerate(zip(starts, lengths)):
+        logp = log_softmax(logits[b, s - 1:n - 1].astype(np.float64))     # (n - s, V): predicts x[b, s:n]
+        f[b] = logp[np.arange(n - s), x[b, s:n]].mean()
+    return f
 
 
 def bt_loss(r, pairs):
@@ -178,8 +223,10 @@ class RMConfig:
     max_tokens: int = 64
     epochs: int = 1
     batch: int = 8                  # prompts (each with its K answers) per step
-    lr: float = 1e-4                # the transformer's (the head's is head_lr)
+    lr: float = 1e-4                # the transformer's (the head's is head_lr, u's logp_lr)
     head_lr: float = 1e-3
+    logp: bool = False              # the score also reads the SFT model's log p of the answer
+    logp_lr: float = 5e-2           # f spreads over ~0.45 nats: u moves 50x as fast as a head weight
     grad_clip: float = 1.0
     seed: int = 0
 
@@ -206,6 +253,8 @@ def make_reward_model(ckpt, out, labeller, cfg, log=None):
               "pairs": sum(len(r["pairs"]) for r in train), "held_out_pairs": sum(len(r["pairs"]) for r in held),
               "seconds_data": seconds_data, "seconds_training": history[-1]["seconds"],
               "by_part": accuracy_by_part(rm, labeller, held)}
+    if rm.ref is not None:
+        result["logp_weight"] = float(rm.u[0])
     rm.save(out, meta={"step": history[-1]["step"], "base": str(ckpt), **result})
     return dict(result, history=history, checkpoint=str(out))
 
@@ -214,15 +263,19 @@ def train_reward_model(ckpt, train, held, cfg, log=None):
     """A RewardModel from SFT checkpoint ckpt, trained on the records `train`; the held-out
     pair accuracy on `held` after each epoch goes to log(dict)."""
     model, params, _ = load_checkpoint(ckpt)
-    rm = RewardModel(model, params, np.zeros(model.n_embd, np.float32), chat_tokenizer(ckpt, model.vocab_size))
-    opt, head_opt = AdamW(rm.params), AdamW({"head": rm.head})
-    rm.head = head_opt.params["head"]                 # the optimizer's view: updated in place
+    rm = RewardModel(model, params, np.zeros(model.n_embd, np.float32), chat_tokenizer(ckpt, model.vocab_size),
+                     u=np.zeros(1, np.float32))
+    if cfg.logp:                                      # a frozen copy for f
+        _, rm.ref, _ = load_checkpoint(ckpt)
+        rm.reference = Path(ckpt).resolve()
+    opt, head_opt, u_opt = AdamW(rm.params), AdamW({"head": rm.head}), AdamW({"u": rm.u})
+    rm.head, rm.u = head_opt.params["head"], u_opt.params["u"]      # the optimizers' views: updated in place
     rng = np.random.default_rng(cfg.seed)
     history, t0, step = [], time.perf_counter(), 0
     for epoch in range(cfg.epochs):
         order = rng.permutation(len(train))
         for s in range(0, len(order), cfg.batch):
-            loss = train_step(rm, [train[i] for i in order[s:s + cfg.batch]], opt, head_opt, cfg)
+            loss = train_step(rm, [train[i] for i in order[s:s + cfg.batch]], (opt, head_opt, u_opt), cfg)
             step += 1
             if log:
                 log({"step": step, "epoch": epoch, "loss": loss})
@@ -234,25 +287,31 @@ def train_reward_model(ckpt, train, held, cfg, log=None):
     return rm, history
 
 
-def train_step(rm, records, opt, head_opt, cfg):
+def train_step(rm, records, optimizers, cfg):
     """One update on the K answers of each record and every pair among them; the loss."""
+    opt, head_opt, u_opt = optimizers
     rows, pairs = [], []
     for rec in records:
         item = Item(rec["messages"], None, rec["meta"])
         pairs += [(len(rows) + a, len(rows) + b) for a, b in rec["pairs"]]
         rows += [answer_ids(item, t, rm.tokenizer, rm.model.context_len) for t in rec["texts"]]
     # forward in micro-batches of similar length, the loss over all pairs, then each backward
-    r, caches = np.zeros(len(rows)), []
+    r, f, caches = np.zeros(len(rows)), np.zeros(len(rows)), []
     for chunk in by_length(rows, MICRO):
-        x, lengths = pad([rows[i] for i in chunk])
+        x, lengths, starts = pad([rows[i] for i in chunk])
         r[chunk], cache = reward_forward(rm.params, rm.model, rm.head, x, lengths)
+        if rm.ref is not None:
+            f[chunk] = answer_logp(rm.ref, rm.model, x, lengths, starts)
         caches.append((chunk, cache))
-    loss, dr = bt_loss(r, pairs)
+    loss, dr = bt_loss(r + rm.u[0] * f, pairs)
     for chunk, cache in caches:
         grads, dhead = reward_backward(dr[chunk], cache)
         opt.accumulate(grads)
         head_opt.accumulate({"head": dhead})
-    # the gradient of the loss is the sum over micro-batches (dr is already divided by P)
+    # the gradient of the loss is the sum over micro-batches (dr is already divided by P);
+    # r_b = ... + u f_b  ->  dL/du = sum_b dr_b f_b
+    if rm.ref is not None:
+        u_opt.step(cfg.logp_lr, clip=cfg.grad_clip, grad_scale=1.0, grads={"u": np.array([dr @ f], np.float32)})
     opt.step(cfg.lr, clip=cfg.grad_clip, grad_scale=1.0)
     head_opt.step(cfg.head_lr, clip=cfg.grad_clip, grad_scale=1.0)
     return loss
