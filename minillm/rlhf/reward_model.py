@@ -28,7 +28,7 @@ finds the answer (answer_logp), weighted by one more learned number u:
 A last-token head learns slowly what the SFT model knows token by token: a false fact
 ("Tarvale lies on the Avea") is a surprise to a model that read Tarvale's page a hundred
 times, and so is clumsy text. f comes from a frozen copy of the SFT weights (`ref`, no
-gradient). Measured (README): held-out accuracy 4-7 points higher, and RL against it was
+gradient). Measured (README): held-out accuracy 2-7 points higher, and RL against it was
 no longer gamed in 60 steps: f pulls the policy back to what SFT would say, as a KL
 penalty does. Off by default, so the default run shows reward hacking. The
 K answers of a prompt are scored in the same step and every one of their pairs is used
