@@ -332,6 +332,7 @@ def section_rl(run, summary):
 LOGP = (", plus the SFT model's mean log-probability of the answer times a learned weight "
         "(--logp)")
 
+
 def section_rlhf(run, summary):
     out = [("h", "7. RLHF: a reward model, and how it gets gamed"),
            ("code", "minillm/rlhf/ (minillm rlhf)")]

@@ -107,7 +107,7 @@ PROFILES = {
         # RLHF: the reward model on 1,536 prompts x 4 answers (1 epoch; 384 gave 74.8%, 1,536
         # 77.1% on 512 held-out prompts, 3 data orders each: see README), its accuracy on 256
         # held-out prompts (128 left it +-1.8 points); RL against it for 30
-        # steps at 2e-4, past the true-score peak (measured: it peaks near step 14, then falls
+        # steps at 2e-4, past the true-score peak (measured: it peaks at step 8-22, then falls
         # as the reward model's score keeps rising), then the same with a KL penalty
         "rm_prompts": 1536, "rm_held_out": 256, "rm_k": 4, "rlhf_steps": 30, "rlhf_prompts": 8, "rlhf_group": 4,
         "rlhf_lr": 2e-4, "rlhf_beta": 0.3, "rlhf_eval_every": 2, "rlhf_eval_prompts": 48, "rlhf_max_tokens": 64,

@@ -53,9 +53,9 @@ from minillm.chat.template import chat_token_ids, render_prompt
 from minillm.common import UserError, atomic_write
 from minillm.nn import gpt
 from minillm.nn.checkpoint import load_checkpoint, save_checkpoint
+from minillm.nn.layers import lm_head_loss_forward
 from minillm.nn.optim import AdamW
 from minillm.rl.grpo import policy_engine, rollouts
-from minillm.rl.loss import log_softmax
 from minillm.rl.tasks import Item
 from minillm.rlhf.labeller import WEIGHTS
 from minillm.rlhf.prompts import OpenEnded
@@ -157,12 +157,13 @@ def reward_backward(dr, cache):
 def answer_logp(ref, model, x, lengths, starts):
     """f (B,): the mean log-probability the weights `ref` give row b's answer tokens
     x[b, starts[b]:lengths[b]] (its <|assistant_end|> included), each after what came
-    before it. No gradient: ref is frozen."""
-    logits, _ = gpt.forward(ref, model, x, grad=False)                    # (B, T, V)
+    before it: minus the LM's cross-entropy on them. No gradient: ref is frozen."""
+    h, _ = gpt.forward(ref, model, x, grad=False, head=False)             # (B, T, C)
+    w_head = ref["tok_emb"] if model.tie_embeddings else ref["lm_head"]   # (V, C)
     f = np.zeros(len(x))
-    for b, (s, n) in enumerate(zip(starts, lengths)):
-        logp = log_softmax(logits[b, s - 1:n - 1].astype(np.float64))     # (n - s, V): predicts x[b, s:n]
-        f[b] = logp[np.arange(n - s), x[b, s:n]].mean()
+    for b, (s, n) in enumerate(zip(starts, lengths)):   # the head and the loss fused, answer rows only
+        loss, _ = lm_head_loss_forward(h[b, s - 1:n - 1], w_head, x[b, s:n], grad=False)
+        f[b] = -loss
     return f
 
 
@@ -266,8 +267,7 @@ def train_reward_model(ckpt, train, held, cfg, log=None):
     rm = RewardModel(model, params, np.zeros(model.n_embd, np.float32), chat_tokenizer(ckpt, model.vocab_size),
                      u=np.zeros(1, np.float32))
     if cfg.logp:                                      # a frozen copy for f
-        _, rm.ref, _ = load_checkpoint(ckpt)
-        rm.reference = Path(ckpt).resolve()
+        rm.ref, rm.reference = {k: v.copy() for k, v in params.items()}, Path(ckpt).resolve()
     opt, head_opt, u_opt = AdamW(rm.params), AdamW({"head": rm.head}), AdamW({"u": rm.u})
     rm.head, rm.u = head_opt.params["head"], u_opt.params["u"]      # the optimizers' views: updated in place
     rng = np.random.default_rng(cfg.seed)
